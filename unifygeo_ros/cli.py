@@ -1,0 +1,97 @@
+"""The ``unifygeo`` console command.
+
+Each subsystem owns its subcommands in its own ``cli`` module, which exposes
+``register(subparsers, bench_subparsers)``; this file only wires them together.
+Handlers import heavy modules (torch, rasterio, ...) lazily so that ``--help`` is fast.
+
+Every reporting command takes ``--json`` and then prints exactly one JSON object on
+stdout (progress bars and logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any, Callable
+
+# Subsystems that contribute subcommands, in help order.
+COMMAND_MODULES = (
+    "unifygeo_ros.model.cli",
+    "unifygeo_ros.sim.cli",
+    "unifygeo_ros.data.cli",
+)
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line (or one JSON object), exit status 2."""
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def emit(result: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str] | None = None) -> None:
+    """Print a command's result: one JSON object with ``--json``, else readable text."""
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=_json_default) + "\n")
+    else:
+        sys.stdout.write((human(result) if human else _plain(result)) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(obj)
+
+
+def _plain(result: dict[str, Any], indent: int = 0) -> str:
+    lines = []
+    for key, value in result.items():
+        if isinstance(value, dict):
+            lines.append(" " * indent + f"{key}:")
+            lines.append(_plain(value, indent + 2))
+        else:
+            lines.append(" " * indent + f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unifygeo",
+        description="UnifyGeo cross-view geo-localization: model, synthetic world, data, benchmarks.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    bench = sub.add_parser("bench", help="benchmarks (speed and memory targets live here, not in tests)")
+    bench_sub = bench.add_subparsers(dest="bench_target", metavar="TARGET")
+    bench_sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub, bench_sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CommandError as exc:
+        if getattr(args, "json", False):
+            sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
+        else:
+            sys.stderr.write(f"unifygeo {args.command}: error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

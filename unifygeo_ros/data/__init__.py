@@ -1,0 +1,1 @@
+"""Data sets: the VIGOR layout (real downloads and synthetic exports)."""

@@ -1,0 +1,1 @@
+"""Synthetic cross-view world: procedural city, aerial and street-level renders, exports."""
