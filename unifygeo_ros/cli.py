@@ -20,6 +20,7 @@ from typing import Any, Callable
 COMMAND_MODULES = (
     "unifygeo_ros.model.cli",
     "unifygeo_ros.sim.cli",
+    "unifygeo_ros.sim.export_cli",
     "unifygeo_ros.data.cli",
 )
 
@@ -94,4 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run the imported module's main, so that subsystems see one CommandError class.
+    from unifygeo_ros.cli import main as _main
+
+    sys.exit(_main())

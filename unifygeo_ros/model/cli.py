@@ -1,5 +1,159 @@
-"""Subcommands of this subsystem (see unifygeo_ros/cli.py for the pattern)."""
+"""Model subcommands: ``model-info``, ``export``, ``bench model``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cli import CommandError, add_json_flag, emit
+
+PAPER_REFERENCE_PARAMETERS = 57_700_330   # counted by the authors' public evaluation code
 
 
 def register(sub, bench_sub) -> None:
-    """Add this subsystem's subcommands to ``sub`` and its benchmarks to ``bench_sub``."""
+    p = sub.add_parser("model-info", help="sizes and parameter counts of a model configuration")
+    p.add_argument("--config", default="paper", help="paper | small (default: paper)")
+    p.add_argument("--weights", help="a unifygeo_ros checkpoint: report its configuration instead")
+    p.add_argument("--imagenet", help="a local ConvNeXt ImageNet state-dict file (timm, facebookresearch "
+                                      "or torchvision layout): load it and report what was mapped")
+    add_json_flag(p)
+    p.set_defaults(handler=model_info_command)
+
+    p = sub.add_parser("export", help="export the ground branch, aerial branch and decoder to ONNX")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", help="a unifygeo_ros checkpoint")
+    src.add_argument("--config", help="export an untrained model of this configuration (paper | small)")
+    p.add_argument("--out", required=True, help="output folder (e.g. engines/)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
+    add_json_flag(p)
+    p.set_defaults(handler=export_command)
+
+    b = bench_sub.add_parser("model", help="per-branch latency and peak memory: PyTorch eager vs ONNX Runtime")
+    b.add_argument("--config", default="small", help="paper | small (default: small)")
+    b.add_argument("--repeats", type=int, default=20)
+    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    b.add_argument("--backends", default="torch,onnxruntime")
+    add_json_flag(b)
+    b.set_defaults(handler=bench_model_command)
+
+
+def _load_model(args):
+    from .config import get_config
+    from .unifygeo import UnifyGeo, load_checkpoint
+
+    try:
+        if getattr(args, "weights", None):
+            model, _ = load_checkpoint(args.weights)
+            return model
+        return UnifyGeo(get_config(args.config)).eval()
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def model_info(model, imagenet: str | None = None) -> dict:
+    cfg = model.cfg
+    n = model.parameter_count()
+    yaw = model.yaw_head_parameters()
+    info = {
+        "config": cfg.name,
+        "parameters": n,
+        "parameters_without_yaw_head": n - yaw,
+        "yaw_head_parameters": yaw,
+        "modules": {
+            "ground_branch": sum(p.numel() for p in model.ground.parameters()),
+            "aerial_branch": sum(p.numel() for p in model.aerial.parameters()),
+            "decoder": sum(p.numel() for p in model.decoder.parameters()),
+            "temperatures": 4,
+        },
+        "ground_input": [3, *cfg.ground_size],
+        "aerial_input": [3, cfg.aerial_size, cfg.aerial_size],
+        "ground_feature_map": list(cfg.ground_feature_size),
+        "descriptor_dim": cfg.descriptor_dim,
+        "levels": [
+            {"level": level, "cells": [cells, cells], "channels": ch, "ground_descriptor_dim": ch,
+             "column_channels": cc}
+            for level, (cells, ch, cc) in enumerate(zip(cfg.level_cells, cfg.level_channels, cfg.column_channels))
+        ],
+        "D": [cfg.aerial_size, cfg.aerial_size],
+        "heading_bins": cfg.heading_bins,
+        "heading_bin_deg": cfg.heading_bin_deg,
+        "model_hash": model.state_hash(),
+    }
+    if cfg.name == "paper":
+        info["paper_reference_parameters"] = PAPER_REFERENCE_PARAMETERS
+        info["relative_difference_to_paper"] = (n - yaw) / PAPER_REFERENCE_PARAMETERS - 1.0
+    if imagenet:
+        from .convnext import load_convnext_weights
+
+        reports = {}
+        for name, branch in (("ground_branch", model.ground), ("aerial_branch", model.aerial)):
+            reports[name] = load_convnext_weights(branch.encoder, [branch.f_head, branch.s_head], imagenet).as_dict()
+        info["imagenet"] = reports
+    return info
+
+
+def model_info_command(args: argparse.Namespace) -> int:
+    model = _load_model(args)
+    try:
+        info = model_info(model, args.imagenet)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from exc
+
+    def human(r: dict) -> str:
+        lines = [f"configuration      {r['config']}",
+                 f"parameters         {r['parameters']:,} ({r['parameters_without_yaw_head']:,} without the "
+                 f"yaw head)"]
+        if "paper_reference_parameters" in r:
+            lines.append(f"paper reference    {r['paper_reference_parameters']:,} "
+                         f"({100 * r['relative_difference_to_paper']:+.3f} %)")
+        lines += [f"ground input       {r['ground_input']}", f"aerial input       {r['aerial_input']}",
+                  f"descriptor         {r['descriptor_dim']}-d", f"D                  {r['D']}",
+                  f"heading bins       {r['heading_bins']} x {r['heading_bin_deg']:g} deg"]
+        for lv in r["levels"]:
+            lines.append(f"level {lv['level']}            {lv['cells'][0]}x{lv['cells'][1]} cells, "
+                         f"{lv['channels']} channels, f_g {lv['column_channels']} x {r['ground_feature_map'][1]}")
+        for name, rep in r.get("imagenet", {}).items():
+            lines.append(f"imagenet {name}: {rep['source_format']} layout, {rep['loaded']} tensors loaded, "
+                         f"{len(rep['missing'])} missing, {len(rep['unexpected'])} unexpected, "
+                         f"{rep['ignored_count']} ignored")
+        return "\n".join(lines)
+
+    emit(info, args.json, human)
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from .export import onnx_parity, export_onnx
+
+    model = _load_model(args)
+    try:
+        paths = export_onnx(model, args.out, args.opset)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    result = {"out": str(args.out), "files": {k: str(p) for k, p in paths.items()},
+              "model_hash": model.state_hash(), "opset": args.opset}
+    if not args.no_check:
+        diffs = onnx_parity(model, paths)
+        worst = max(v for k, v in diffs.items() if not k.endswith("_rel"))
+        result["parity_max_abs_diff"] = worst
+        result["parity_ok"] = worst <= 1e-4
+    emit(result, args.json)
+    return 0 if result.get("parity_ok", True) else 1
+
+
+def bench_model_command(args: argparse.Namespace) -> int:
+    from .bench import bench_model, format_report
+    from .config import get_config
+
+    try:
+        get_config(args.config)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    unknown = set(backends) - {"torch", "onnxruntime"}
+    if unknown:
+        raise CommandError(f"unknown backend(s) {sorted(unknown)}; expected torch and/or onnxruntime")
+    report = bench_model(args.config, args.repeats, args.warmup, args.threads, backends)
+    emit(report, args.json, format_report)
+    return 0

@@ -1,0 +1,54 @@
+"""The model subcommands print one JSON object with --json and fail clearly on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+PAPER_REFERENCE = 57_700_330
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "unifygeo_ros", *args], capture_output=True, text=True,
+                          timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_model_info_paper_json():
+    info = json.loads(run_cli("model-info", "--config", "paper", "--json").stdout)
+    for key in ("parameters", "parameters_without_yaw_head", "ground_input", "aerial_input", "descriptor_dim",
+                "levels", "D"):
+        assert key in info
+    assert abs(info["parameters_without_yaw_head"] / PAPER_REFERENCE - 1) < 0.02
+    assert info["ground_input"] == [3, 384, 768] and info["aerial_input"] == [3, 384, 384]
+    assert info["descriptor_dim"] == 768 and info["D"] == [384, 384]
+    assert [lv["cells"][0] for lv in info["levels"]] == [12, 24, 48, 96]
+    assert [lv["channels"] for lv in info["levels"]] == [768, 384, 192, 96]
+
+
+def test_model_info_bad_config_is_one_json_error():
+    proc = run_cli("model-info", "--config", "huge", "--json", check=False)
+    assert proc.returncode == 2
+    assert "expected one of" in json.loads(proc.stdout)["error"]
+
+
+def test_export_small_with_parity_check(tmp_path):
+    out = json.loads(run_cli("export", "--config", "small", "--out", str(tmp_path), "--json").stdout)
+    assert out["parity_ok"] is True and out["parity_max_abs_diff"] <= 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aerial_branch.onnx", "decoder.onnx",
+                                                         "ground_branch.onnx", "manifest.json"]
+
+
+def test_bench_model_json_shape():
+    """Shape of the report only: timings are never asserted in tests."""
+    report = json.loads(run_cli("bench", "model", "--config", "small", "--repeats", "2", "--warmup", "1",
+                                "--json").stdout)
+    assert set(report["backends"]) == {"torch", "onnxruntime"}
+    for backend in report["backends"].values():
+        for case in ("ground_b1", "aerial_b1", "aerial_b5", "decoder_b1", "decoder_b5"):
+            assert backend[case]["median_ms"] > 0
+        assert backend["peak_rss_mb"] > 0
+    assert report["machine"]["cpu_count"] >= 1

@@ -1,0 +1,138 @@
+"""UnifyGeo: ground branch + aerial branch + localization decoder, and checkpoints.
+
+Typical use::
+
+    model = UnifyGeo(get_config("small")).eval()
+    ground = model.encode_ground(pano)                 # dict: global, descriptors, valid
+    aerial = model.encode_aerial(tiles)                # dict: global, features
+    out = model.decode(ground, aerial, prior)          # D, yaw field, m0_max, alignment
+
+``forward(ground_image, aerial_image, ...)`` runs all three on paired batches for training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .branches import AerialBranch, GroundBranch
+from .config import ModelConfig, get_config
+from .decoder import LocalizationDecoder
+from .heading import known_heading_prior, subdivision_copies
+
+CHECKPOINT_FORMAT = "unifygeo_ros/checkpoint/1"
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class UnifyGeo(nn.Module):
+    def __init__(self, cfg: ModelConfig | str):
+        super().__init__()
+        self.cfg = get_config(cfg)
+        self.ground = GroundBranch(self.cfg)
+        self.aerial = AerialBranch(self.cfg)
+        self.decoder = LocalizationDecoder(self.cfg)
+        init = math.log(1 / 0.07)
+        # Learnable inverse temperatures of the InfoNCE losses (retrieval, matching, re-ranking, heading).
+        self.logit_scale = nn.Parameter(torch.tensor(init))
+        self.logit_scale_match = nn.Parameter(torch.tensor(init))
+        self.logit_scale_rerank = nn.Parameter(torch.tensor(init))
+        self.logit_scale_heading = nn.Parameter(torch.tensor(init))
+
+    # ---- the three stages --------------------------------------------------------------------
+    def encode_ground(self, image: torch.Tensor, column_mask: torch.Tensor | None = None,
+                      subdivisions: bool = True) -> dict[str, torch.Tensor]:
+        """Encode (B, 3, H, W) panoramas. With ``subdivisions`` the ``R`` sub-stride rotations
+        needed by the full heading search are encoded too; without, R = 1 (as in training)."""
+        b = image.shape[0]
+        r = self.cfg.heading_subdivisions if subdivisions else 1
+        if r > 1:
+            image, column_mask = subdivision_copies(image, column_mask, self.cfg)
+        v, *descs, valid = self.ground(image, column_mask)
+        return {
+            "global": v.view(b, r, -1)[:, 0],
+            "descriptors": [d.view(b, r, *d.shape[1:]) for d in descs],
+            "valid": valid.view(b, r, -1),
+        }
+
+    def encode_aerial(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        v, *features = self.aerial(image)
+        return {"global": v, "features": features}
+
+    def decode(self, ground: dict, aerial: dict, heading_logprior: torch.Tensor | None = None) -> dict:
+        """Localize each ground query (B) in its aerial tile (B). The ground inputs must carry
+        all R subdivisions when the prior allows alignments with r > 0."""
+        descs, valid = ground["descriptors"], ground["valid"]
+        b = valid.shape[0]
+        if heading_logprior is None:
+            heading_logprior = known_heading_prior(b, self.cfg).to(valid.device)
+        r = descs[0].shape[1]
+        if r != self.cfg.heading_subdivisions:
+            # Only whole-column alignments are available: exclude the others.
+            pad = self.cfg.heading_subdivisions
+            keep = torch.zeros(self.cfg.heading_bins, dtype=torch.bool, device=valid.device)
+            keep[::pad] = True
+            heading_logprior = torch.where(keep, heading_logprior, torch.full_like(heading_logprior, -1e4))
+            descs = [self._expand_subdivisions(d, pad) for d in descs]
+            valid = self._expand_subdivisions(valid[:, :, None, :], pad).squeeze(2)
+        return self.decoder(descs, valid, aerial["features"], heading_logprior)
+
+    @staticmethod
+    def _expand_subdivisions(t: torch.Tensor, r: int) -> torch.Tensor:
+        return t.expand(t.shape[0], r, *t.shape[2:])
+
+    def forward(self, ground_image, aerial_image, column_mask=None, heading_logprior=None) -> dict:
+        """Training pass on paired batches (sample i's tile is aerial_image[i])."""
+        ground = self.encode_ground(ground_image, column_mask, subdivisions=False)
+        aerial = self.encode_aerial(aerial_image)
+        out = self.decode(ground, aerial, heading_logprior)
+        out["ground_global"] = ground["global"]
+        out["aerial_global"] = aerial["global"]
+        return out
+
+    # ---- bookkeeping ------------------------------------------------------------------------------
+    def yaw_head_parameters(self) -> int:
+        head = self.decoder.yaw_head
+        return sum(p.numel() for p in head.parameters()) if head is not None else 0
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def state_hash(self) -> str:
+        """SHA-256 of the weights (names, shapes and bytes), independent of the file."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            digest.update(name.encode())
+            digest.update(str(tuple(t.shape)).encode())
+            digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        return digest.hexdigest()
+
+
+def save_checkpoint(model: UnifyGeo, path: str | Path, **extra) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": CHECKPOINT_FORMAT, "config": model.cfg.as_dict(),
+               "state_dict": model.state_dict(), **extra}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[UnifyGeo, dict]:
+    """Load a checkpoint written by :func:`save_checkpoint`; returns (model in eval mode, payload)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model checkpoint not found: {path}")
+    payload = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: expected a unifygeo_ros checkpoint ({CHECKPOINT_FORMAT}), got "
+                         f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}")
+    model = UnifyGeo(get_config(payload["config"]))
+    model.load_state_dict(payload["state_dict"], strict=True)
+    return model.eval(), payload
