@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "unifygeo_ros.sim.cli",
     "unifygeo_ros.sim.export_cli",
     "unifygeo_ros.data.cli",
+    "unifygeo_ros.demo",
 )
 
 

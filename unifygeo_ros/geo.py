@@ -86,37 +86,31 @@ class MapFrame:
         return (np.asarray(bearing_true_deg, dtype=np.float64) - self.convergence_deg(x, y)) % 360.0
 
 
+def _local_radii(lat0: float) -> tuple[float, float]:
+    """WGS 84 meridian radius and the radius of the parallel (metres) at latitude ``lat0``."""
+    a = 6378137.0
+    f = 1.0 / 298.257223563
+    e2 = f * (2.0 - f)
+    phi = math.radians(lat0)
+    w = math.sqrt(1.0 - e2 * math.sin(phi) ** 2)
+    return a * (1.0 - e2) / w ** 3, a / w * math.cos(phi)
+
+
 def enu_offset_m(lat0: float, lon0: float, lat, lon):
     """East/north metres of ``(lat, lon)`` from ``(lat0, lon0)`` on the WGS 84 ellipsoid.
 
     Uses the local radii of curvature at ``lat0`` (exact to well under a centimetre over
     the ~100 m spans of an aerial tile).
     """
-    a = 6378137.0
-    f = 1.0 / 298.257223563
-    e2 = f * (2.0 - f)
-    phi = math.radians(lat0)
-    s = math.sin(phi)
-    w = math.sqrt(1.0 - e2 * s * s)
-    r_meridian = a * (1.0 - e2) / w ** 3
-    r_normal = a / w
-    dlat = np.radians(np.asarray(lat, dtype=np.float64) - lat0)
-    dlon = np.radians(np.asarray(lon, dtype=np.float64) - lon0)
-    north = dlat * r_meridian
-    east = dlon * r_normal * math.cos(phi)
+    r_meridian, r_parallel = _local_radii(lat0)
+    north = np.radians(np.asarray(lat, dtype=np.float64) - lat0) * r_meridian
+    east = np.radians(np.asarray(lon, dtype=np.float64) - lon0) * r_parallel
     return east, north
 
 
 def latlon_from_enu_offset(lat0: float, lon0: float, east, north):
     """Inverse of :func:`enu_offset_m`."""
-    a = 6378137.0
-    f = 1.0 / 298.257223563
-    e2 = f * (2.0 - f)
-    phi = math.radians(lat0)
-    s = math.sin(phi)
-    w = math.sqrt(1.0 - e2 * s * s)
-    r_meridian = a * (1.0 - e2) / w ** 3
-    r_normal = a / w
+    r_meridian, r_parallel = _local_radii(lat0)
     lat = lat0 + np.degrees(np.asarray(north, dtype=np.float64) / r_meridian)
-    lon = lon0 + np.degrees(np.asarray(east, dtype=np.float64) / (r_normal * math.cos(phi)))
+    lon = lon0 + np.degrees(np.asarray(east, dtype=np.float64) / r_parallel)
     return lat, lon
