@@ -35,14 +35,32 @@ setup(
         "rosbags>=0.10",
         "rosbags-image>=0.9",
         "tqdm>=4.60",
+        "pyyaml>=5.4",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # mypy type-checks the TensorRT backend in the tests; tensorrt-stubs cannot be listed
+        # here (it requires the tensorrt wheel, which installs only from NVIDIA's index):
+        # install it with `pip install --no-deps tensorrt-stubs==10.13.0.35.1`.
+        "test": ["pytest>=7", "mypy>=1.8"],
+        # A real rclpy for the node's tests on a machine without a ROS install: the ROS 2
+        # Jazzy wheels from PyPI (x86_64, CPython 3.10-3.13; not for a Jetson, which uses
+        # its ROS install). `make test` installs them.
+        "ros-test": [
+            "ros-jazzy-rclpy[fastrtps]==7.1.6",
+            "ros-jazzy-sensor-msgs==5.3.6",
+            "ros-jazzy-geometry-msgs==5.3.6",
+            "ros-jazzy-nav-msgs==5.3.6",
+            "ros-jazzy-diagnostic-msgs==5.3.6",
+        ],
     },
     entry_points={
         "console_scripts": [
             "unifygeo = unifygeo_ros.cli:main",
+            "localize_node = unifygeo_ros.ros.node:main",
         ],
     },
+    # colcon (ament_python) installs the scripts where `ros2 run unifygeo_ros localize_node`
+    # looks for them; pip's wheels and editable installs still put them in the venv's bin/.
+    options={"install": {"install_scripts": "$base/lib/" + PACKAGE}},
     zip_safe=False,
 )

@@ -19,9 +19,15 @@ from typing import Any, Callable
 # Subsystems that contribute subcommands, in help order.
 COMMAND_MODULES = (
     "unifygeo_ros.model.cli",
+    "unifygeo_ros.backends.cli",
     "unifygeo_ros.sim.cli",
     "unifygeo_ros.sim.export_cli",
     "unifygeo_ros.data.cli",
+    "unifygeo_ros.training.cli",
+    "unifygeo_ros.evaluation.cli",
+    "unifygeo_ros.database.cli",
+    "unifygeo_ros.localizer.cli",
+    "unifygeo_ros.replay.cli",
     "unifygeo_ros.demo",
 )
 

@@ -1,11 +1,16 @@
-"""``unifygeo demo``: the README's main job on an embedded default.
+"""``unifygeo demo``: the README's main job, end to end on a held-out synthetic city.
 
-Until a trained model ships with the package, this is a smoke run of the whole network
-on the synthetic world: it generates a small city, renders a street panorama (unknown
-heading) and the aerial tile around it, runs the ground branch (with the sub-stride
-copies of the heading search), the aerial branch and the decoder, times each stage and
-writes a PNG of the panorama, the tile and D. With untrained weights the estimate is
-meaningless, and the output says so.
+1. Generate a city with a seed no training used (2026; training used 11-16, validation 21,
+   the covariance calibration 101-104) and write its orthophoto as a GeoTIFF (0.25 m/px,
+   UTM).
+2. Build its database with the shipped model (``unifygeo build-db``: tiles, features,
+   FAISS index).
+3. Render street views at random street positions and headings and localize each of them
+   in four modes: panorama with known / unknown heading, 90-degree pinhole with known /
+   unknown heading (the same positions in every mode).
+4. Print a table per mode (R@1 of the chosen tile, mean and median error, R@1m / R@5m /
+   R@10m, yaw error, share of truths inside the 95 % covariance ellipse, milliseconds per
+   stage) and write ``demo.png``: truths, estimates and 95 % ellipses over the orthophoto.
 """
 
 from __future__ import annotations
@@ -13,120 +18,128 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
+from .cli import CommandError, add_json_flag, emit
 
-from .cli import add_json_flag, emit
+DEMO_SEED = 2026
+DEMO_ORIGIN = (52.52, 13.40)
 
 
 def register(sub, bench_sub) -> None:
-    p = sub.add_parser("demo", help="run the embedded default: a synthetic city through the network")
-    p.add_argument("--seed", type=int, default=2026, help="city seed (default 2026)")
-    p.add_argument("--config", default="small", help="model configuration (default small)")
-    p.add_argument("--out", default="out/demo", help="output folder for the PNG (default out/demo)")
+    p = sub.add_parser("demo", help="the main job: build a database of a held-out synthetic city and localize "
+                                    "hundreds of views in it")
+    p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"city seed (default {DEMO_SEED}; never a training seed)")
+    p.add_argument("--size-m", type=float, default=500.0, help="city side in metres (default 500)")
+    p.add_argument("--style", default="default", help="city style (default, downtown, oldtown, suburb, nordic)")
+    p.add_argument("--views", type=int, default=100, help="views per mode (default 100; four modes)")
+    p.add_argument("--weights", help="model checkpoint (default: the shipped small model)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     add_json_flag(p)
     p.set_defaults(handler=demo_command)
 
 
-def _heatmap(d: np.ndarray) -> np.ndarray:
-    import cv2
-
-    v = d / max(float(d.max()), 1e-12)
-    return cv2.applyColorMap((255 * v).astype(np.uint8), cv2.COLORMAP_INFERNO)[:, :, ::-1]
+def format_table(res: dict) -> str:
+    head = (f"{'mode':38s} {'R@1 tile':>8} {'mean m':>7} {'median m':>8} {'R@1m':>5} {'R@5m':>5} {'R@10m':>6} "
+            f"{'yaw mean/med deg':>16} {'in 95% ell.':>11} {'yaw in 95%':>10}")
+    lines = [head, "-" * len(head)]
+    for mode, r in res["modes"].items():
+        if "mean_m" not in r:
+            lines.append(f"{mode:38s} all {r['queries']} views failed")
+            continue
+        yaw = f"{r['yaw_mean_deg']:.1f} / {r['yaw_median_deg']:.1f}" if "yaw_mean_deg" in r else "-"
+        lines.append(f"{mode:38s} {r['R@1_tile']:>8.2f} {r['mean_m']:>7.1f} {r['median_m']:>8.2f} {r['R@1m']:>5.2f} "
+                     f"{r['R@5m']:>5.2f} {r['R@10m']:>6.2f} {yaw:>16} {r['in_95_ellipse']:>11.2f} "
+                     f"{r.get('yaw_in_95', float('nan')):>10.2f}")
+    lines.append("")
+    stages = next((list(r["ms"]) for r in res["modes"].values() if "ms" in r), [])
+    lines.append(f"{'ms per stage (median)':38s} " + " ".join(f"{s:>10}" for s in stages))
+    for mode, r in res["modes"].items():
+        if "ms" in r:
+            lines.append(f"{mode:38s} " + " ".join(f"{r['ms'][s]:>10.1f}" for s in stages))
+    return "\n".join(lines)
 
 
 def demo_command(args) -> int:
-    import cv2
-    import torch
+    import numpy as np
+    import rasterio
 
-    from .model.config import get_config
-    from .model.heading import unknown_heading_prior, yaw_from_alignment
-    from .model.unifygeo import IMAGENET_MEAN, IMAGENET_STD, UnifyGeo
-    from .sim.render import local_to_ortho_pixel, render_ortho, render_panorama
-    from .sim.world import generate_city
+    from .backends.cli import setup_logging
+    from .localizer.localizer import Localizer
+    from .localizer.plots import map_sheet
+    from .localizer.synthetic import MODES, TRAINING_SEEDS, make_area, run_mode, sample_truths, summarize
+    from .localizer.types import DatabaseError
 
-    cfg = get_config(args.config)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    timings = {}
+    setup_logging()
     t0 = time.perf_counter()
-    city = generate_city(args.seed, 300.0, 41.88, -87.63, style="default")
-    rng = np.random.default_rng(args.seed)
-    xy = city.street_positions(1, rng, margin_m=50.0)[0]   # the whole tile inside the city
-    yaw = float(rng.uniform(-180.0, 180.0))
-    mpp = 0.5                                   # a 64 m tile at the small model's 128 px
-    tile_center = xy + rng.uniform(-12.0, 12.0, size=2)
-    pano = render_panorama(city, xy, yaw, cfg.ground_size[1], cfg.ground_size[0])
-    tile = render_ortho(city, tile_center, cfg.aerial_size, mpp)
-    truth_rc = local_to_ortho_pixel(xy[0], xy[1], tile_center, cfg.aerial_size, mpp)
-    timings["render_ms"] = (time.perf_counter() - t0) * 1e3
+    if args.seed in TRAINING_SEEDS:
+        raise CommandError(f"--seed {args.seed} was used in training; the demo needs a held-out city")
+    if args.views < 1 or not args.size_m >= 100.0:
+        raise CommandError(f"--views: expected at least 1 (got {args.views}); --size-m: expected >= 100 m "
+                           f"(got {args.size_m:g})")
+    weights = args.weights
+    if weights is None:
+        from .model.unifygeo import shipped_model_path
 
-    torch.manual_seed(0)
-    model = UnifyGeo(cfg).eval()
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        try:
+            weights = str(shipped_model_path())
+        except FileNotFoundError as exc:
+            raise CommandError(f"{exc}; pass --weights CKPT") from exc
+    from .localizer.calibration import lookup_calibration
+    from .model.unifygeo import load_checkpoint
 
-    def tensor(img):
-        return (torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0 - mean) / std
-
-    with torch.inference_mode():
-        t = time.perf_counter()
-        ground = model.encode_ground(tensor(pano))
-        timings["ground_branch_ms"] = (time.perf_counter() - t) * 1e3
-        t = time.perf_counter()
-        aerial = model.encode_aerial(tensor(tile))
-        timings["aerial_branch_ms"] = (time.perf_counter() - t) * 1e3
-        t = time.perf_counter()
-        out = model.decode(ground, aerial, unknown_heading_prior(1, cfg))
-        timings["decoder_ms"] = (time.perf_counter() - t) * 1e3
-    d = out["D"][0].numpy()
-    r, c = np.unravel_index(int(d.argmax()), d.shape)
-    field = out["yaw_field"][0, :, r, c].numpy()
-    est_yaw = float(yaw_from_alignment(int(out["shift"][0]), np.degrees(np.arctan2(field[1], field[0])), cfg))
-
-    # Picture: panorama on top; tile and D (truth green, MAP red) below.
-    side = cfg.aerial_size * 2
-    tile_big = cv2.resize(tile, (side, side), interpolation=cv2.INTER_NEAREST)
-    heat = cv2.resize(_heatmap(d), (side, side), interpolation=cv2.INTER_NEAREST)
-    overlay = (0.55 * tile_big + 0.45 * heat).astype(np.uint8)
-    for img in (tile_big, overlay):
-        cv2.circle(img, (int(truth_rc[1] * 2), int(truth_rc[0] * 2)), 5, (0, 220, 0), 2)
-    cv2.drawMarker(overlay, (int((c + 0.5) * 2), int((r + 0.5) * 2)), (255, 40, 40), cv2.MARKER_CROSS, 14, 2)
-    bottom = np.concatenate([tile_big, overlay], axis=1)
-    top = cv2.resize(pano, (bottom.shape[1], bottom.shape[1] // 2), interpolation=cv2.INTER_LINEAR)
-    sheet = np.concatenate([top, bottom], axis=0)
-    png = out_dir / "demo.png"
-    cv2.imwrite(str(png), sheet[:, :, ::-1])
-
+    try:
+        model_hash = load_checkpoint(weights)[0].state_hash()
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise CommandError(f"--weights {weights}: {exc}") from exc
+    cal_seeds = (lookup_calibration(model_hash).details.get("measured_on") or {}).get("seeds") or []
+    if args.seed in cal_seeds:
+        raise CommandError(f"--seed {args.seed} was used to calibrate this model's covariance ({cal_seeds}); the "
+                           f"demo needs a city held out from training and calibration")
+    out = Path(args.out)
+    try:
+        area = make_area(args.seed, args.size_m, DEMO_ORIGIN, args.style, out, weights, backend=args.backend)
+        t_build = time.perf_counter()
+        loc = Localizer.open(area.db, backend=args.backend)
+    except (DatabaseError, ValueError, RuntimeError) as exc:
+        raise CommandError(str(exc)) from exc
+    loc.warmup()
+    xy, yaw = sample_truths(area.city, args.views, args.seed)
+    records = {mode: run_mode(loc, area.city, xy, yaw, mode) for mode in MODES}
+    rows = {mode: summarize(recs) for mode, recs in records.items()}
+    with rasterio.open(area.tif) as src:
+        ortho = src.read().transpose(1, 2, 0)
+        mpp = src.transform.a
+    png = map_sheet(ortho, mpp, records, out / "demo.png",
+                    title=f"city {args.seed} ({args.style}, {args.size_m:g} m): truth green, estimate cross, 95% ellipse")
+    cal = loc.calibration
     result = {
-        "note": "smoke run with UNTRAINED weights: the estimate is meaningless until a trained model ships",
-        "config": cfg.name,
-        "city_seed": args.seed,
-        "camera_xy": [float(xy[0]), float(xy[1])],
-        "true_yaw_deg": yaw,
-        "true_pixel": [float(truth_rc[0]), float(truth_rc[1])],
-        "map_pixel": [int(r), int(c)],
-        "estimated_yaw_deg": est_yaw,
-        "D_sum": float(d.sum()),
-        "m0_max": float(out["m0_max"][0]),
-        "alignment": int(out["shift"][0]),
-        "heading_bins": cfg.heading_bins,
-        "timings_ms": {k: round(v, 1) for k, v in timings.items()},
+        "city": {"seed": args.seed, "style": args.style, "size_m": args.size_m, "origin": list(DEMO_ORIGIN),
+                 "geotiff": str(area.tif)},
+        "database": {"path": str(area.db), "tiles": loc.db.n, "features": loc.db.feature_mode,
+                     "build_seconds": area.build.get("seconds"), "disk_mb": round(area.build.get("disk_bytes", 0) / 1e6, 1)},
+        "model": {"weights": weights, "hash": loc.db.model_hash},
+        "backend": loc.backend_name,
+        "calibration": {"c_pos": cal.c_pos, "c_yaw": cal.c_yaw, "source": cal.source,
+                        "measured_on": cal.details.get("measured_on")},
+        "views_per_mode": args.views,
+        "modes": rows,
         "png": str(png),
+        "seconds": {"build": round(t_build - t0, 1), "total": round(time.perf_counter() - t0, 1)},
     }
+    (out / "records.json").write_text(__import__("json").dumps(records, default=float))
 
-    def human(res: dict) -> str:
-        t = res["timings_ms"]
+    def human(r: dict) -> str:
+        c = r["calibration"]
+        note = ("covariance calibrated on held-out cities " + str(c["measured_on"]["seeds"]) if c["source"] == "table"
+                else "covariance NOT calibrated for this model (run `unifygeo calibrate --write`)")
         return "\n".join([
-            f"unifygeo demo ({res['config']} model) -- {res['note']}",
-            f"city seed {res['city_seed']}: camera at ({res['camera_xy'][0]:.1f}, {res['camera_xy'][1]:.1f}) m, "
-            f"true yaw {res['true_yaw_deg']:.1f} deg (ENU)",
-            f"D sums to {res['D_sum']:.6f}; MAP pixel {res['map_pixel']} (truth {res['true_pixel'][0]:.1f}, "
-            f"{res['true_pixel'][1]:.1f}); yaw estimate {res['estimated_yaw_deg']:.1f} deg; "
-            f"alignment {res['alignment']} of {res['heading_bins']}",
-            f"render {t['render_ms']:.0f} ms, ground branch {t['ground_branch_ms']:.0f} ms, aerial branch "
-            f"{t['aerial_branch_ms']:.0f} ms, decoder {t['decoder_ms']:.0f} ms",
-            f"picture: {res['png']}",
-        ])
+            f"unifygeo demo: city {r['city']['seed']} ({r['city']['style']}, {r['city']['size_m']:g} m, held out), "
+            f"{r['database']['tiles']} tiles ({r['database']['features']} features, {r['database']['disk_mb']} MB), "
+            f"model {r['model']['hash'][:12]}, backend {r['backend']}",
+            f"{r['views_per_mode']} views per mode; {note}", "",
+            format_table(r), "",
+            f"picture: {r['png']}   (build {r['seconds']['build']:.0f} s, total {r['seconds']['total']:.0f} s)"])
 
     emit(result, args.json, human)
-    return 0
+    loc.close()
+    return 0 if np.isfinite(rows[next(iter(rows))].get("mean_m", np.nan)) else 1

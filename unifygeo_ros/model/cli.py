@@ -1,4 +1,4 @@
-"""Model subcommands: ``model-info``, ``export``, ``bench model``."""
+"""Model subcommands: ``model-info``, ``bench model`` (``export`` lives in :mod:`unifygeo_ros.backends.cli`)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,6 @@ def register(sub, bench_sub) -> None:
                                       "or torchvision layout): load it and report what was mapped")
     add_json_flag(p)
     p.set_defaults(handler=model_info_command)
-
-    p = sub.add_parser("export", help="export the ground branch, aerial branch and decoder to ONNX")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--weights", help="a unifygeo_ros checkpoint")
-    src.add_argument("--config", help="export an untrained model of this configuration (paper | small)")
-    p.add_argument("--out", required=True, help="output folder (e.g. engines/)")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
-    add_json_flag(p)
-    p.set_defaults(handler=export_command)
 
     b = bench_sub.add_parser("model", help="per-branch latency and peak memory: PyTorch eager vs ONNX Runtime")
     b.add_argument("--config", default="small", help="paper | small (default: small)")
@@ -121,25 +111,6 @@ def model_info_command(args: argparse.Namespace) -> int:
 
     emit(info, args.json, human)
     return 0
-
-
-def export_command(args: argparse.Namespace) -> int:
-    from .export import onnx_parity, export_onnx
-
-    model = _load_model(args)
-    try:
-        paths = export_onnx(model, args.out, args.opset)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
-    result = {"out": str(args.out), "files": {k: str(p) for k, p in paths.items()},
-              "model_hash": model.state_hash(), "opset": args.opset}
-    if not args.no_check:
-        diffs = onnx_parity(model, paths)
-        worst = max(v for k, v in diffs.items() if not k.endswith("_rel"))
-        result["parity_max_abs_diff"] = worst
-        result["parity_ok"] = worst <= 1e-4
-    emit(result, args.json)
-    return 0 if result.get("parity_ok", True) else 1
 
 
 def bench_model_command(args: argparse.Namespace) -> int:

@@ -114,14 +114,29 @@ class UnifyGeo(nn.Module):
         return digest.hexdigest()
 
 
-def save_checkpoint(model: UnifyGeo, path: str | Path, **extra) -> None:
+def save_checkpoint(model: UnifyGeo, path: str | Path, half: bool = False, **extra) -> None:
+    """Write weights, configuration and ``extra`` metadata. ``half`` stores floating-point
+    tensors as fp16 (half the size; loading casts them back to the model's fp32)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": CHECKPOINT_FORMAT, "config": model.cfg.as_dict(),
-               "state_dict": model.state_dict(), **extra}
+    state = model.state_dict()
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    payload = {"format": CHECKPOINT_FORMAT, "config": model.cfg.as_dict(), "state_dict": state,
+               "dtype": "float16" if half else "float32", **extra}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
+
+
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "weights" / "small.pt"
+
+
+def shipped_model_path() -> Path:
+    """The trained ``small`` model that ships inside the package (see weights/MODEL_CARD.md)."""
+    if not SHIPPED_MODEL.is_file():
+        raise FileNotFoundError(f"the shipped model is missing: expected {SHIPPED_MODEL} (reinstall the package)")
+    return SHIPPED_MODEL
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[UnifyGeo, dict]:
@@ -129,7 +144,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[UnifyGeo, dic
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model checkpoint not found: {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=False)
+    payload = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: expected a unifygeo_ros checkpoint ({CHECKPOINT_FORMAT}), got "
                          f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}")

@@ -1,0 +1,681 @@
+"""The ROS 2 node (``localize_node``) and its ROS-free core (``unifygeo_ros.ros_core``).
+
+The first half needs no ROS: parameters, frames, the extrinsic and its covariance, image
+decoding, priors, message building. The second half starts the real node (rclpy, from the
+ROS 2 Jazzy wheels that ``make test`` installs) as a subprocess on a small synthetic
+database, publishes panoramas rendered at known poses and bad frames from a test node, and
+checks what comes back. It needs rclpy and skips, saying why, where rclpy is absent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+import numpy as np
+import pytest
+
+from unifygeo_ros.geo import MapFrame
+from unifygeo_ros.ros_core.config import PARAMETERS, ConfigError, NodeConfig, params_from_yaml
+from unifygeo_ros.ros_core.geometry import (Extrinsic, FrameAdapter, covariance6, enu_true_covariance,
+                                            quaternion_to_yaw, yaw_to_quaternion)
+from unifygeo_ros.ros_core.images import ImageError, decode_image
+from unifygeo_ros.ros_core.priors import PriorTracker
+
+REPO = Path(__file__).resolve().parents[1]
+ORIGIN = (48.137, 11.575)
+CITY_SEED = 5              # not a training city (11-14, 21) nor the demo's (2026)
+CAMERA_XYZ = (0.4, 0.0, 2.2)
+PANO_W, PANO_H = 512, 256
+# Bound on the median position error (m) of the frames at street_poses() in this city.
+# Measured with /work/runs/exp1/model.pt (5 epochs; the shipped model was not there yet):
+# 22 m (15, 22, 65 m); a broken pipeline (wrong frame, extrinsic or stamp) is off by about
+# the city's size. Re-measure with the shipped model (the test prints the errors) and tighten.
+# The frame chain itself is checked exactly, model-free, by
+# test_frame_processor_turns_the_camera_pose_into_base_link_in_the_map_frame.
+ERROR_BOUND_M = 45.0
+
+
+# =========================================================================================
+# ROS-free core
+# =========================================================================================
+
+def test_localize_yaml_holds_every_parameter_with_the_table_default():
+    flat = params_from_yaml(REPO / "config" / "localize.yaml")
+    names = {p.name for p in PARAMETERS}
+    assert set(flat) == names, f"only in yaml: {set(flat) - names}; only in the table: {names - set(flat)}"
+    for p in PARAMETERS:
+        assert flat[p.name] == p.default and type(flat[p.name]) is type(p.default), p.name
+    # and the dataclass defaults are the table's
+    cfg = NodeConfig()
+    for p in PARAMETERS:
+        v = getattr(cfg, p.attr)
+        assert (list(v) if isinstance(v, tuple) else v) == p.default, p.attr
+
+
+def test_config_names_every_bad_value():
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_params({"database": "", "camera.model": "fisheye", "top_k": 0, "covariance.scale": "big",
+                                "camera_extrinsic.xyz": [1.0, 2.0], "no_such_param": 1})
+    text = str(err.value)
+    for part in ("camera.model: expected one of panorama, pinhole", "top_k: expected a value in [1, 100]",
+                 "covariance.scale: expected a number", "camera_extrinsic.xyz: expected a list of 3 numbers",
+                 "unknown parameter 'no_such_param'"):
+        assert part in text, text
+    with pytest.raises(ConfigError, match="database: expected the path"):
+        NodeConfig.from_params({})
+    with pytest.raises(ConfigError, match="both empty"):
+        NodeConfig.from_params({"image_topic": ""}, require_database=False)
+
+
+def test_extrinsic_moves_the_camera_pose_to_base_link_with_the_jacobian():
+    ex = Extrinsic(0.4, -0.3, 2.2, math.radians(20.0))
+    # base at (10, 5) with yaw 30 deg: the camera is at base + R(30) (0.4, -0.3), yaw 50 deg
+    yb = math.radians(30.0)
+    xc = 10 + math.cos(yb) * 0.4 - math.sin(yb) * -0.3
+    ycam = 5 + math.sin(yb) * 0.4 + math.cos(yb) * -0.3
+    cov = np.array([[4.0, 1.0, 0.1], [1.0, 2.0, -0.05], [0.1, -0.05, 0.02]])
+    x, y, yaw, cb = ex.camera_to_base(xc, ycam, yb + ex.yaw, cov)
+    assert (x, y) == pytest.approx((10.0, 5.0), abs=1e-12) and yaw == pytest.approx(yb)
+    # covariance = J cov J^T with J the numeric Jacobian of the same map
+    def f(v):
+        return np.array(ex.camera_to_base(v[0], v[1], v[2], cov)[:3])
+    v0 = np.array([xc, ycam, yb + ex.yaw])
+    jac = np.stack([(f(v0 + d) - f(v0 - d)) / 2e-6 for d in np.eye(3) * 1e-6], axis=1)
+    np.testing.assert_allclose(cb, jac @ cov @ jac.T, atol=1e-8)
+    # unknown yaw: base at the camera, position variance + |t|^2 / 2 per axis
+    x, y, yaw, cb = ex.camera_to_base(3.0, 4.0, None, cov)
+    assert (x, y, yaw) == (3.0, 4.0, None)
+    assert cb[0, 0] == pytest.approx(4.0 + 0.25 / 2) and cb[1, 1] == pytest.approx(2.0 + 0.25 / 2)
+    # from a /tf_static-like transform
+    qx, qy, qz, qw = yaw_to_quaternion(math.radians(20.0))
+    assert Extrinsic.from_transform((0.4, -0.3, 2.2), (qx, qy, qz, qw)).yaw == pytest.approx(ex.yaw)
+    assert quaternion_to_yaw(qx, qy, qz, qw) == pytest.approx(math.radians(20.0))
+
+
+def test_frame_adapter_translates_within_a_crs_and_rotates_across_crss():
+    a = MapFrame.utm_at(48.137, 11.575)
+    b = MapFrame(a.crs_wkt, a.origin_e - 100.0, a.origin_n + 50.0)
+    ad = FrameAdapter(a, b)
+    assert ad.same_crs and ad.to_out(1.0, 2.0) == (101.0, -48.0, 0.0)
+    assert ad.to_db(101.0, -48.0) == (1.0, 2.0, 0.0)
+    # the next UTM zone: positions through lat/lon, yaw turned by the convergence difference
+    other = MapFrame.utm_at(48.137, 12.3)          # zone 33 (a's is 32)
+    ad2 = FrameAdapter(a, other)
+    assert not ad2.same_crs
+    xo, yo, dyaw = ad2.to_out(10.0, 20.0)
+    lat, lon = a.to_latlon(10.0, 20.0)
+    assert (xo, yo) == pytest.approx(tuple(float(v) for v in other.from_latlon(lat, lon)), abs=1e-6)
+    assert math.degrees(dyaw) == pytest.approx(other.convergence_deg(xo, yo) - a.convergence_deg(10.0, 20.0))
+    assert abs(math.degrees(dyaw)) > 1.0          # two zones: a real rotation
+    back = ad2.to_db(xo, yo)
+    assert back[:2] == pytest.approx((10.0, 20.0), abs=1e-6) and back[2] == pytest.approx(-dyaw, abs=1e-9)
+    # a covariance turns with the yaw
+    x, y, yaw, cov = ad2.pose_to_out(10.0, 20.0, 0.0, np.diag([4.0, 1.0, 0.01]))
+    assert yaw == pytest.approx(dyaw) and np.trace(cov) == pytest.approx(5.01) and cov[0, 1] != 0.0
+
+
+def test_covariance6_layout_and_navsat_rotation():
+    c3 = np.array([[4.0, 1.0, 0.1], [1.0, 2.0, 0.2], [0.1, 0.2, 0.03]])
+    c6 = covariance6(c3, True, 1.0, 0.0076)
+    idx = [0, 1, 5]
+    np.testing.assert_allclose(c6[np.ix_(idx, idx)], c3)
+    assert c6[2, 2] == 1.0 and c6[3, 3] == c6[4, 4] == 0.0076 and c6[2, 3] == 0.0
+    c6n = covariance6(c3, False, 1.0, 0.0076)
+    assert c6n[5, 5] == pytest.approx(math.pi ** 2 / 3) and c6n[0, 5] == 0.0
+    # a grid-east variance seen from true north-up axes, convergence +90 deg (exaggerated):
+    # grid east points true south (bearing_true = 90 + 90), so it becomes a north variance
+    e = enu_true_covariance(np.diag([9.0, 1.0]), 90.0)
+    np.testing.assert_allclose(e, np.diag([1.0, 9.0]), atol=1e-12)
+
+
+def _image(encoding, h, w, data, step=None):
+    return NS(header=NS(stamp=NS(sec=1, nanosec=2), frame_id="cam"), height=h, width=w, encoding=encoding,
+              step=step if step is not None else w * {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4}.get(encoding, 1),
+              is_bigendian=0, data=data)
+
+
+def test_decode_image_encodings_padding_and_errors():
+    import array
+
+    import cv2
+
+    rgb = np.random.default_rng(0).integers(0, 255, (4, 6, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(decode_image(_image("rgb8", 4, 6, rgb.reshape(-1))), rgb)
+    np.testing.assert_array_equal(decode_image(_image("bgr8", 4, 6, rgb[:, :, ::-1].tobytes())), rgb)
+    rgba = np.concatenate([rgb, np.full((4, 6, 1), 7, np.uint8)], axis=2)
+    np.testing.assert_array_equal(decode_image(_image("bgra8", 4, 6, array.array("B", rgba[:, :, [2, 1, 0, 3]]
+                                                                              .tobytes()))), rgb)
+    padded = np.zeros((4, 20), np.uint8)          # step 20 > 6 * 3
+    padded[:, :18] = rgb.reshape(4, 18)
+    np.testing.assert_array_equal(decode_image(_image("rgb8", 4, 6, padded.reshape(-1), step=20)), rgb)
+    ok, jpg = cv2.imencode(".png", rgb[:, :, ::-1])
+    np.testing.assert_array_equal(decode_image(NS(header=None, format="png", data=jpg.reshape(-1))), rgb)
+    for msg, expect in [
+        (_image("mono16", 4, 6, np.zeros(48, np.uint8)), "unsupported encoding 'mono16'; expected one of rgb8"),
+        (_image("rgb8", 0, 0, np.zeros(0, np.uint8)), "empty image (0 x 0 pixels"),
+        (_image("rgb8", 4, 6, np.zeros(10, np.uint8)), "10 data bytes for 4 rows of 18 bytes"),
+        (_image("rgb8", 4, 6, np.zeros(72, np.uint8), step=10), "step 10 < width x 3 channels"),
+        (NS(header=None, format="jpeg", data=np.zeros(0, np.uint8)), "empty compressed image"),
+        (NS(header=None, format="jpeg", data=np.arange(50, dtype=np.uint8)), "could not decode 50 bytes"),
+    ]:
+        with pytest.raises(ImageError) as err:
+            decode_image(msg)
+        assert expect in str(err.value)
+
+
+def _fix(stamp_s, lat, lon, var=None, status=0):
+    cov = np.zeros(9)
+    if var is not None:
+        cov[[0, 4, 8]] = var
+    return NS(header=NS(stamp=NS(sec=int(stamp_s), nanosec=int(round((stamp_s % 1) * 1e9))), frame_id="gnss"),
+              status=NS(status=status, service=1), latitude=lat, longitude=lon, altitude=0.0,
+              position_covariance=cov, position_covariance_type=2 if var is not None else 0)
+
+
+def _odom(stamp_s, frame, yaw, var):
+    qx, qy, qz, qw = yaw_to_quaternion(yaw)
+    cov = np.zeros(36)
+    cov[35] = var
+    return NS(header=NS(stamp=NS(sec=int(stamp_s), nanosec=0), frame_id=frame), child_frame_id="base_link",
+              pose=NS(pose=NS(orientation=NS(x=qx, y=qy, z=qz, w=qw)), covariance=cov))
+
+
+def test_priors_follow_the_frame_rules():
+    db = MapFrame.utm_at(*ORIGIN)
+    out = MapFrame(db.crs_wkt, db.origin_e + 10.0, db.origin_n)       # map = db shifted 10 m east
+    base = NodeConfig(database="x")
+    ex = Extrinsic(0.4, 0.0, 2.2, math.radians(90.0))                  # camera looks left
+    lat, lon = db.to_latlon(30.0, 40.0)
+    t = PriorTracker(base, FrameAdapter(db, out), ex)
+    assert t.update_fix(_fix(100.0, float(lat), float(lon), var=4.0)) is None
+    p = t.priors_for(int(100.5e9)).position
+    # in the DATABASE frame, radius 3 x 2 m + 2 m margin, at least 10 m
+    assert (p.x, p.y) == pytest.approx((30.0, 40.0), abs=1e-6) and p.radius_m == pytest.approx(10.0)
+    t.update_fix(_fix(100.0, float(lat), float(lon), var=100.0))
+    assert t.priors_for(int(100e9)).position.radius_m == pytest.approx(32.0)
+    t.update_fix(_fix(100.0, float(lat), float(lon)))                  # no covariance
+    assert t.priors_for(int(100e9)).position.radius_m == 50.0
+    info = t.priors_for(int(102e9))                                     # 2 s later: stale
+    assert info.position is None and "2.00 s from the image stamp" in info.position_note
+    assert t.update_fix(_fix(100.0, math.nan, math.nan, status=-1)) == "NavSatFix status -1 (no fix)"
+    assert t.priors_for(int(100e9)).position is None
+    # odometry: off by default; map_frame mode refuses an odom-frame yaw; offset mode adds it
+    assert t.update_odom(_odom(100.0, "odom", 0.3, 0.01)) == "odom_heading_mode is off"
+    t2 = PriorTracker(NodeConfig(database="x", odom_heading_mode="map_frame"), FrameAdapter(db, out), ex)
+    assert "not map_frame 'map'" in t2.update_odom(_odom(100.0, "odom", 0.3, 0.01))
+    assert t2.priors_for(int(100e9)).heading is None
+    assert t2.update_odom(_odom(100.0, "map", math.radians(10.0), math.radians(2.0) ** 2)) is None
+    h = t2.priors_for(int(100e9)).heading
+    # base yaw 10 deg + camera 90 deg; half-width max(15, 3 x 2 deg)
+    assert h.yaw_deg == pytest.approx(100.0) and h.half_width_deg == pytest.approx(15.0)
+    t3 = PriorTracker(NodeConfig(database="x", odom_heading_mode="offset", odom_yaw_offset_deg=-30.0),
+                      FrameAdapter(db, out), Extrinsic())
+    t3.update_odom(_odom(100.0, "odom", math.radians(10.0), math.radians(10.0) ** 2))
+    h = t3.priors_for(int(100e9)).heading
+    assert h.yaw_deg == pytest.approx(-20.0) and h.half_width_deg == pytest.approx(30.0)
+
+
+class _TruthLocalizer:
+    """Returns a prepared camera pose (database frame) as its result: checks the frame chain
+    of FrameProcessor independently of the model's accuracy."""
+
+    backend_name = "truth"
+
+    def __init__(self, frame):
+        self.frame = frame
+        self.answer = None
+        self.calls = []
+
+    def localize(self, image, camera, prior=None, return_distribution=False):
+        from unifygeo_ros.localizer.types import Candidate, LocalizationResult
+
+        self.calls.append((image.shape, camera, prior))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        x, y, yaw_deg, cov, conf = self.answer
+        lat, lon = self.frame.to_latlon(x, y)
+        return LocalizationResult(latitude=float(lat), longitude=float(lon), x=x, y=y, yaw_deg=yaw_deg,
+                                  covariance=cov, confidence=conf,
+                                  candidates=[Candidate(3, 0.5, 0.6, 1.1, (x + 1.0, y), (float(lat), float(lon)))],
+                                  tile_id=3, pixel=(10.0, 20.0), heading_mode="unknown", backend="truth",
+                                  timings_ms={"ground": 1.0, "total": 2.0})
+
+    def close(self):
+        pass
+
+
+def test_frame_processor_turns_the_camera_pose_into_base_link_in_the_map_frame():
+    from unifygeo_ros.localizer.types import HeadingPrior, LocalizationError, PositionPrior
+    from unifygeo_ros.ros_core.pipeline import FrameProcessor
+    from unifygeo_ros.ros_core.priors import PriorInfo
+
+    out = MapFrame.utm_at(*ORIGIN)                                   # the vehicle's map frame
+    db = MapFrame(out.crs_wkt, out.origin_e + 250.0, out.origin_n - 40.0)  # the database's, elsewhere
+    loc = _TruthLocalizer(db)
+    cfg = NodeConfig.from_params({"database": "", "map_origin.mode": "latlon", "map_origin.latitude": ORIGIN[0],
+                                  "map_origin.longitude": ORIGIN[1], "camera_extrinsic.xyz": [0.4, 0.1, 2.2],
+                                  "camera_extrinsic.yaw_deg": 10.0, "min_confidence": 0.3,
+                                  "covariance.scale": 2.0}, require_database=False)
+    proc = FrameProcessor(loc, cfg)
+    # truth: base_link at map (120, 80), yaw 30 deg; camera forward yaw 40 deg
+    yb = math.radians(30.0)
+    cam_map = (120 + math.cos(yb) * 0.4 - math.sin(yb) * 0.1, 80 + math.sin(yb) * 0.4 + math.cos(yb) * 0.1)
+    cam_db = (cam_map[0] - 250.0, cam_map[1] + 40.0)
+    cov = np.diag([4.0, 1.0, math.radians(2.0) ** 2])
+    loc.answer = (cam_db[0], cam_db[1], 40.0, cov, 0.8)
+    rgb = np.zeros((2, 4, 3), np.uint8)
+    msg = _image("rgb8", 2, 4, rgb.reshape(-1))
+    prior = PriorInfo(position=PositionPrior(1.0, 2.0, 30.0), heading=HeadingPrior(40.0, 20.0))
+    o = proc.process(msg, 1_700_000_000_123_456_789, prior)
+    e = o.estimate
+    assert o.ok and e.stamp_ns == 1_700_000_000_123_456_789 and (e.frame_id, e.child_frame_id) == ("map", "base_link")
+    assert (e.x, e.y) == pytest.approx((120.0, 80.0), abs=1e-9) and math.degrees(e.yaw) == pytest.approx(30.0)
+    assert loc.calls[-1][2] == (prior.position, prior.heading) and e.position_prior_used and e.heading_prior_used
+    lat, lon = out.to_latlon(120.0, 80.0)
+    assert (e.latitude, e.longitude) == pytest.approx((float(lat), float(lon)), abs=1e-12)
+    # covariance: scaled by 2, moved through the lever arm, laid out 6 x 6
+    assert e.covariance[5, 5] == pytest.approx(2 * math.radians(2.0) ** 2)
+    assert e.covariance[0, 0] > 8.0 and e.covariance[0, 5] != 0.0 and e.covariance[2, 2] == 1.0
+    assert e.candidates[0]["center_x"] == pytest.approx(cam_map[0] + 1.0)
+    assert e.stage_ms["ground"] == 1.0 and e.stage_ms["total"] >= e.stage_ms["decode"]
+    assert e.navsat_covariance[2, 2] == 1.0 and np.trace(e.navsat_covariance[:2, :2]) == pytest.approx(
+        np.trace(e.cov3[:2, :2]))
+    # the confidence gate, a LocalizationError, a bad image: no estimate, a reason
+    loc.answer = (cam_db[0], cam_db[1], 40.0, cov, 0.2)
+    o = proc.process(msg)
+    assert not o.ok and o.failure == "low_confidence" and "0.200 below min_confidence 0.3" in o.message
+    loc.answer = LocalizationError("no database tile within 30 m")
+    o = proc.process(msg)
+    assert o.failure == "localization" and "no database tile" in o.message
+    n = len(loc.calls)
+    o = proc.process(_image("rgb8", 0, 0, b""))
+    assert o.failure == "image" and len(loc.calls) == n           # never reached the localizer
+    # no yaw: base at the camera, no pose unless publish_pose_without_yaw
+    loc.answer = (cam_db[0], cam_db[1], None, np.diag([4.0, 1.0, 1e6]), 0.9)
+    e = proc.process(msg).estimate
+    assert e.yaw is None and (e.x, e.y) == pytest.approx(cam_map) and not proc.publishes_pose(e)
+    assert e.covariance[5, 5] == pytest.approx(math.pi ** 2 / 3) and e.covariance[0, 0] == pytest.approx(
+        2 * 4.0 + (0.4 ** 2 + 0.1 ** 2) / 2)
+
+
+def test_messages_build_for_rosbags_and_serialize():
+    from unifygeo_ros.replay.bagio import rosbags_types, typestore
+    from unifygeo_ros.ros_core import messages as build
+    from unifygeo_ros.ros_core.pipeline import FrameProcessor
+
+    out = MapFrame.utm_at(*ORIGIN)
+    loc = _TruthLocalizer(out)
+    proc = FrameProcessor(loc, NodeConfig(database=""))
+    loc.answer = (10.0, 20.0, 45.0, np.diag([1.0, 2.0, 0.01]), 0.9)
+    est = proc.process(_image("rgb8", 2, 4, np.zeros(24, np.uint8)), 5 * 10**9 + 7).estimate
+    ts = typestore()
+    T = rosbags_types(ts)
+    for make, name in ((build.pose_msg, "geometry_msgs/msg/PoseWithCovarianceStamped"),
+                       (build.navsat_msg, "sensor_msgs/msg/NavSatFix"), (build.result_msg, build.RESULT_TYPE)):
+        raw = ts.serialize_cdr(make(T, est), name)
+        back = ts.deserialize_cdr(raw, name)
+        assert back.header.stamp.sec == 5 and back.header.stamp.nanosec == 7
+    pose = ts.deserialize_cdr(ts.serialize_cdr(build.pose_msg(T, est), "geometry_msgs/msg/PoseWithCovarianceStamped"),
+                              "geometry_msgs/msg/PoseWithCovarianceStamped")
+    q = pose.pose.pose.orientation
+    assert math.degrees(quaternion_to_yaw(q.x, q.y, q.z, q.w)) == pytest.approx(45.0)
+    np.testing.assert_allclose(pose.pose.covariance.reshape(6, 6), est.covariance)
+    res = ts.deserialize_cdr(ts.serialize_cdr(build.result_msg(T, est), build.RESULT_TYPE), build.RESULT_TYPE)
+    assert res.candidates[0].tile_id == 3 and res.yaw_observed and list(res.stage_names)[0] == "decode"
+    img = build.image_msg(T, np.full((3, 5, 3), 9, np.uint8), 10, "map")
+    assert (img.height, img.width, img.step, img.encoding) == (3, 5, 15, "rgb8")
+
+
+# =========================================================================================
+# The node, with rclpy
+# =========================================================================================
+
+def _test_weights() -> Path:
+    """The shipped model (UNIFYGEO_TEST_WEIGHTS overrides it, e.g. to try another one)."""
+    override = os.environ.get("UNIFYGEO_TEST_WEIGHTS")
+    if override:
+        return Path(override)
+    from unifygeo_ros.model.unifygeo import shipped_model_path
+
+    return shipped_model_path()
+
+
+def build_world(root: Path, seed: int = CITY_SEED, size_m: float = 200.0) -> dict:
+    """A small synthetic city, its orthophoto and a database built from it."""
+    from unifygeo_ros.database.build import BuildConfig, build_database
+    from unifygeo_ros.sim.render import write_orthophoto_geotiff
+    from unifygeo_ros.sim.world import generate_city
+
+    city = generate_city(seed, size_m, *ORIGIN, "downtown")
+    city_dir = root / "city"
+    city.save(city_dir)
+    write_orthophoto_geotiff(city, city_dir / "orthophoto.tif", 0.2)
+    db = root / "db"
+    build_database(BuildConfig(orthos=[str(city_dir / "orthophoto.tif")], weights=str(_test_weights()),
+                               out=str(db)), progress=False)
+    return {"city": city, "city_dir": city_dir, "db": db}
+
+
+def camera_panorama(city, base_xy, yaw_deg):
+    """The panorama the drive's camera (CAMERA_XYZ in base_link, looking forward) sees."""
+    from unifygeo_ros.sim.render import render_panorama
+
+    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
+    cam = (base_xy[0] + c * CAMERA_XYZ[0] - s * CAMERA_XYZ[1], base_xy[1] + s * CAMERA_XYZ[0] + c * CAMERA_XYZ[1])
+    return render_panorama(city, cam, yaw_deg, PANO_W, PANO_H, camera_height_m=CAMERA_XYZ[2])
+
+
+def street_poses(city, n=3):
+    """Deterministic street poses of the test city: (x, y, yaw_deg)."""
+    rng = np.random.default_rng(123)
+    pts = city.street_positions(n, rng, min_clearance_m=2.0)
+    return [(float(p[0]), float(p[1]), float(rng.uniform(-180.0, 180.0))) for p in pts]
+
+
+
+def msgs_install() -> tuple[Path | None, str]:
+    """Build unifygeo_msgs with scripts/build_msgs_colcon.sh (fast once built); returns the
+    install folder or None with the reason."""
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            return None, f"{tool} not found: unifygeo_msgs cannot be built here"
+    run = subprocess.run(["bash", str(REPO / "scripts" / "build_msgs_colcon.sh")], capture_output=True, text=True,
+                         timeout=900)
+    if run.returncode != 0:
+        raise AssertionError(f"scripts/build_msgs_colcon.sh failed ({run.returncode}):\n{run.stdout}\n"
+                             f"{run.stderr[-3000:]}")
+    return REPO / "build" / "colcon_msgs" / "ws" / "install", ""
+
+
+def load_msgs_in_process(install: Path) -> None:
+    """Make unifygeo_msgs importable in this (already running) process: its shared
+    libraries are preloaded, since LD_LIBRARY_PATH is read only at process start."""
+    lib = install / "unifygeo_msgs" / "lib"
+    order = ["rosidl_generator_c", "rosidl_typesupport_c", "rosidl_typesupport_introspection_c",
+             "rosidl_typesupport_fastrtps_c", "rosidl_generator_py"]
+    for part in order:
+        ctypes.CDLL(str(lib / f"libunifygeo_msgs__{part}.so"), mode=ctypes.RTLD_GLOBAL)
+    site = next((lib).glob("python3.*/site-packages"))
+    if str(site) not in sys.path:
+        sys.path.insert(0, str(site))
+
+
+@pytest.fixture(scope="module")
+def rclpy_mod():
+    return pytest.importorskip("rclpy", reason="rclpy is not installed: `make test` installs the ROS 2 Jazzy "
+                                                 "wheels on x86_64 Linux; elsewhere source a ROS 2 install")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, rclpy_mod):
+    return build_world(tmp_path_factory.mktemp("node_world"))
+
+
+class NodeProcess:
+    """``python -m unifygeo_ros.ros.node`` with its output collected line by line."""
+
+    def __init__(self, params: dict, env: dict, namespace: str):
+        import yaml
+
+        self.param_file = Path(params.pop("_dir")) / "override.yaml"
+        self.param_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+        cmd = [sys.executable, "-m", "unifygeo_ros.ros.node", "--ros-args", "--params-file",
+               str(REPO / "config" / "localize.yaml"), "--params-file", str(self.param_file),
+               "-r", f"__ns:={namespace}"]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     cwd=str(REPO))
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"node did not log {text!r} within {timeout} s (exit {self.proc.poll()}):\n"
+                             + "\n".join(self.lines[-40:]))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(timeout=5)
+        return self.proc.returncode
+
+
+def ros_env(base: dict | None = None) -> dict:
+    """A ROS domain of this test run only, discovery on loopback only."""
+    env = dict(os.environ if base is None else base)
+    env["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.pop("ROS_LOCALHOST_ONLY", None)          # deprecated in Jazzy in favour of the above
+    env.pop("ROS_STATIC_PEERS", None)
+    return env
+
+
+def spin_until(executor, predicate, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.05)
+        if predicate():
+            return True
+    return False
+
+
+def _image_msg(Image, rgb: np.ndarray, stamp_ns: int, encoding="rgb8"):
+    m = Image()
+    m.header.stamp.sec, m.header.stamp.nanosec = stamp_ns // 10**9, stamp_ns % 10**9
+    m.header.frame_id = "camera_panorama"
+    m.height, m.width = int(rgb.shape[0]), int(rgb.shape[1]) if rgb.ndim > 1 else 0
+    m.encoding = encoding
+    m.step = m.width * 3
+    m.data = rgb.tobytes()
+    return m
+
+
+def test_node_localizes_and_survives_bad_frames(world, rclpy_mod, tmp_path, monkeypatch):
+    rclpy = rclpy_mod
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CompressedImage, Image, NavSatFix
+
+    install, why_not = msgs_install()
+    env = ros_env()
+    if install is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(next((install / "unifygeo_msgs" / "lib").glob(
+            "python3.*/site-packages"))), env.get("PYTHONPATH", "")])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join([str(install / "unifygeo_msgs" / "lib"),
+                                                  env.get("LD_LIBRARY_PATH", "")])
+        load_msgs_in_process(install)
+    else:
+        print(f"custom result message not checked: {why_not}")
+    params = {"_dir": str(tmp_path), "database": str(world["db"]), "map_origin": {
+        "mode": "latlon", "latitude": ORIGIN[0], "longitude": ORIGIN[1]},
+        "camera_extrinsic": {"xyz": list(CAMERA_XYZ)}, "camera_frame": "camera_panorama",
+        "compressed_image_topic": "/camera/panorama/image_raw/compressed", "min_confidence": 0.0,
+        "diagnostics_period_s": 0.5, "publish_heatmap": True, "gnss_prior_topic": "/test/fix", "publish_tf": True}
+    ns = "/ugtest"
+    node_proc = NodeProcess(params, env, ns)
+    for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):     # this process joins the same domain
+        monkeypatch.setenv(k, env[k])
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    tester = rclpy.create_node("unifygeo_test_client", context=context)
+    from rclpy.executors import SingleThreadedExecutor
+
+    ex = SingleThreadedExecutor(context=context)
+    ex.add_node(tester)
+    try:
+        t0 = time.monotonic()
+        ready = node_proc.wait_for("ready: backend", timeout=180)
+        startup_s = time.monotonic() - t0
+        assert sum("ready:" in line for line in node_proc.lines) == 1
+        poses, fixes, diags, results, heatmaps = [], [], [], [], []
+        base = f"{ns}/unifygeo_localizer"
+        tester.create_subscription(PoseWithCovarianceStamped, f"{base}/pose", poses.append, 10)
+        tester.create_subscription(Image, f"{base}/heatmap", heatmaps.append, 10)
+        tester.create_subscription(NavSatFix, f"{base}/fix", fixes.append, 10)
+        tester.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+        if install is not None:
+            from unifygeo_msgs.msg import LocalizationResult
+
+            tester.create_subscription(LocalizationResult, f"{base}/result", results.append, 10)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        pub = tester.create_publisher(Image, "/camera/panorama/image_raw", qos)
+        pub_c = tester.create_publisher(CompressedImage, "/camera/panorama/image_raw/compressed", qos)
+        pub_fix = tester.create_publisher(NavSatFix, "/test/fix", 10)
+        assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_fix.get_subscription_count() > 0
+                          and pub_c.get_subscription_count() > 0 and tester.count_publishers(f"{base}/pose") > 0,
+                          30), "the node's subscriptions / publishers were not discovered"
+        import importlib.util
+
+        if importlib.util.find_spec("tf2_ros") is None:   # the wheels have no tf2_ros: TF off, node runs on
+            assert any("publish_tf is true but tf2_ros does not import" in line for line in node_proc.lines)
+
+        # ---- bad frames: nothing is published, the node keeps running
+        stamp0 = 1_700_000_000 * 10**9
+        bad = [
+            ("wrong encoding", lambda s: _image_msg(Image, np.zeros((256, 512, 3), np.uint8), s, "mono16")),
+            ("empty image", lambda s: _image_msg(Image, np.zeros((0, 0, 3), np.uint8), s)),
+            ("undecodable jpeg", lambda s: CompressedImage(header=_image_msg(Image, np.zeros((1, 1, 3), np.uint8),
+                                                                             s).header, format="jpeg",
+                                                          data=bytes(range(64)))),
+            ("not 2:1 (LocalizationError)", lambda s: _image_msg(Image, np.full((100, 100, 3), 128, np.uint8), s)),
+        ]
+
+        def failed_count():
+            for arr in reversed(diags):
+                for st in arr.status:
+                    kv = {v.key: v.value for v in st.values}
+                    if "frames_failed" in kv:
+                        return int(kv["frames_failed"]), kv
+            return -1, {}
+
+        # Images go best-effort (the default QoS): one can be lost, e.g. right after discovery.
+        # Each bad frame is sent again until the node's diagnostics count it.
+        for i, (what, make) in enumerate(bad):
+            msg = make(stamp0 + i * 10**8)
+            for _ in range(4):
+                (pub_c if isinstance(msg, CompressedImage) else pub).publish(msg)
+                if spin_until(ex, lambda: failed_count()[0] >= i + 1, 3.0):
+                    break
+            else:
+                raise AssertionError(f"{what}: the node never reported the frame as failed:\n"
+                                     + "\n".join(node_proc.lines[-30:]))
+            assert failed_count()[0] == i + 1, failed_count()
+            assert not poses and not fixes and not results, f"{what}: something was published"
+            assert node_proc.proc.poll() is None, f"{what}: the node died:\n" + "\n".join(node_proc.lines[-30:])
+        kv = failed_count()[1]
+        assert kv["failed_image"] == "3" and kv["failed_localization"] == "1", kv
+        assert "not 2:1" in kv["last_error"] and kv["backend"] == ready.split("backend ")[1].split(",")[0]
+        warnings = [line for line in node_proc.lines if "not localized" in line]
+        assert any("unsupported encoding 'mono16'" in w for w in warnings), warnings
+
+        # ---- good frames at known poses; the last one with a GNSS prior at the truth
+        city = world["city"]
+        frame = MapFrame.utm_at(*ORIGIN)
+        errors = []
+        poses_k = street_poses(city, 4)
+        for k, (x, y, yaw) in enumerate(poses_k):
+            with_prior = k == len(poses_k) - 1
+            rgb = camera_panorama(city, (x, y), yaw)
+            stamp = stamp0 + (10 + k) * 10**9 + 123_456_789
+            if with_prior:
+                lat, lon = frame.to_latlon(x, y)
+                fix = NavSatFix(latitude=float(lat), longitude=float(lon), position_covariance_type=2)
+                fix.header.stamp.sec, fix.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
+                fix.status.status = 0      # STATUS_FIX (a new message says STATUS_UNKNOWN, -2, in Jazzy)
+                fix.position_covariance[0] = fix.position_covariance[4] = 4.0
+                pub_fix.publish(fix)
+                spin_until(ex, lambda: False, 0.5)
+            n_before = len(poses)
+            t_pub = time.monotonic()
+            for _ in range(3):          # best effort: send again if the frame was lost
+                pub.publish(_image_msg(Image, rgb, stamp))
+                if spin_until(ex, lambda: len(poses) > n_before and len(fixes) > n_before, 15):
+                    break
+            else:
+                raise AssertionError("no pose within 45 s:\n" + "\n".join(node_proc.lines[-20:]))
+            latency = time.monotonic() - t_pub
+            p = poses[-1]
+            got = p.header.stamp.sec * 10**9 + p.header.stamp.nanosec
+            assert got == stamp, "the pose must carry the image's stamp"
+            assert p.header.frame_id == "map"
+            cov = np.array(p.pose.covariance).reshape(6, 6)
+            obs = cov[np.ix_([0, 1, 5], [0, 1, 5])]
+            np.testing.assert_allclose(obs, obs.T, atol=1e-12)
+            assert np.linalg.eigvalsh(obs).min() > 0, obs
+            q = p.pose.pose.orientation
+            yaw_est = math.degrees(quaternion_to_yaw(q.x, q.y, q.z, q.w))
+            err = math.hypot(p.pose.pose.position.x - x, p.pose.pose.position.y - y)
+            yaw_err = (yaw_est - yaw + 180.0) % 360.0 - 180.0
+            f = fixes[-1]
+            assert f.header.stamp == p.header.stamp and f.position_covariance_type == 3
+            fx, fy = MapFrame.utm_at(*ORIGIN).from_latlon(f.latitude, f.longitude)
+            assert math.hypot(fx - p.pose.pose.position.x, fy - p.pose.pose.position.y) < 1e-3
+            if not with_prior:
+                errors.append(err)
+            print(f"pose {k}{' (GNSS prior)' if with_prior else ''}: error {err:.2f} m, yaw error {yaw_err:.1f} "
+                  f"deg, sigma {math.sqrt(cov[0, 0]):.2f}/{math.sqrt(cov[1, 1]):.2f} m, {latency * 1e3:.0f} ms")
+            assert spin_until(ex, lambda: len(heatmaps) > k, 5), "no heatmap"
+            hm = heatmaps[-1]
+            assert hm.encoding == "rgb8" and hm.height == hm.width >= 128 and hm.header.stamp == p.header.stamp
+            if install is not None:
+                assert spin_until(ex, lambda: len(results) > k, 5), "no LocalizationResult"
+                r = results[-1]
+                assert r.header.stamp == p.header.stamp and r.candidates and r.backend and r.stage_names
+                assert r.pose.pose.position.x == p.pose.pose.position.x
+                assert r.position_prior_used == with_prior and not r.heading_prior_used
+            if with_prior:
+                diag = {}
+                assert spin_until(ex, lambda: diag.update(failed_count()[1]) or
+                                  diag.get("position_prior", "").startswith("used: PositionPrior"), 5), diag
+            else:
+                assert failed_count()[1]["position_prior"].startswith("not used: "), failed_count()[1]
+        print(f"node start-up {startup_s:.1f} s; errors (m): {[round(e, 2) for e in errors]}")
+        assert np.median(errors) < ERROR_BOUND_M, errors
+        assert node_proc.proc.poll() is None
+    finally:
+        ex.shutdown()
+        tester.destroy_node()
+        rclpy.shutdown(context=context)
+        code = node_proc.stop()
+    assert code == 0, "\n".join(node_proc.lines[-30:])
+
+
+def test_result_message_is_disabled_with_a_reason_when_unifygeo_msgs_is_absent(monkeypatch, rclpy_mod):
+    from unifygeo_ros.ros.messages import load_result_types, rclpy_types
+
+    monkeypatch.setitem(sys.modules, "unifygeo_msgs", None)
+    monkeypatch.setitem(sys.modules, "unifygeo_msgs.msg", None)
+    result, candidate, reason = load_result_types()
+    assert result is None and candidate is None
+    assert "does not import" in reason and "build_msgs_colcon.sh" in reason
+    types, why = rclpy_types()
+    assert types.LocalizationResult is None and why == reason
+    assert types.PoseWithCovarianceStamped.__module__.startswith("geometry_msgs")

@@ -1,0 +1,56 @@
+"""The model shipped in the package, evaluated on a small held-out synthetic city.
+
+The city has a seed and a style never used in training (see weights/MODEL_CARD.md). The
+bounds are loose (well below what the model measures on the full held-out city) so that a
+broken model, a broken loader or a broken metric fails the build, not ordinary noise.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from unifygeo_ros.evaluation.evaluate import EvalConfig, evaluate
+from unifygeo_ros.model.unifygeo import load_checkpoint, shipped_model_path
+from unifygeo_ros.sim.vigor_export import VigorExportConfig, export_vigor
+from unifygeo_ros.sim.world import generate_city
+
+MAX_BYTES = 10_000_000
+
+
+@pytest.fixture(scope="module")
+def heldout_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("heldout")
+    city = generate_city(77, 400.0, 60.17, 24.94, "nordic")          # never a training seed or style
+    export_vigor(city, root, VigorExportConfig(n_panoramas=120, city_name="HeldOut", pano_size=(512, 256),
+                                               tile_px=256, mpp=0.25, seed=77, max_per_tile=2, workers=2))
+    return root
+
+
+def test_shipped_model_is_small_and_loads():
+    path = shipped_model_path()
+    assert path.stat().st_size <= MAX_BYTES
+    model, payload = load_checkpoint(path)
+    assert model.cfg.name == "small"
+    assert payload["dtype"] == "float16"
+    assert payload["training"]["aerial_mpp"] == pytest.approx(0.5)
+
+
+@pytest.fixture(scope="module")
+def report(heldout_root):
+    return evaluate(EvalConfig(data=str(heldout_root), weights=str(shipped_model_path()), protocol="cross_area",
+                               cities=("HeldOut",), heading="both", max_queries=60, seed=3), progress=False)
+
+
+def test_known_heading_metrics_on_a_heldout_city(report):
+    known = report["known_heading"]
+    print("known heading:", known["retrieval"], known["localization_on_positive"], known["pipeline"])
+    assert known["localization_on_positive"]["median_m"] <= KNOWN_MEDIAN_M
+    assert known["retrieval"]["R@10"] >= KNOWN_R10
+    assert known["pipeline"]["with_rerank"]["R@10m"] >= KNOWN_PIPELINE_R10M
+
+
+def test_unknown_heading_metrics_on_a_heldout_city(report):
+    unknown = report["unknown_heading"]
+    print("unknown heading:", unknown["localization_on_positive"], unknown["yaw"])
+    assert unknown["localization_on_positive"]["median_m"] <= UNKNOWN_MEDIAN_M
+    assert unknown["yaw"]["median_deg"] <= UNKNOWN_YAW_MEDIAN_DEG

@@ -1,0 +1,63 @@
+"""The interface every inference backend implements (torch-free).
+
+A backend runs the three deployable modules of :mod:`unifygeo_ros.model.export` with the
+tensor names of :mod:`unifygeo_ros.model.export_names`:
+
+* ``encode_ground(image (N,3,H,W) float32 normalised, column_mask (N,W) float32)``
+  -> ``global_descriptor, ground_desc0..3, column_valid``
+* ``encode_aerial(image (N,3,L,L))`` -> ``global_descriptor, aerial_feat0..3``
+* ``decode(inputs)`` with ``ground_desc0..3 (B,R,c,W'), column_valid (B,R,W'),
+  aerial_feat0..3, heading_logprior (B,K)`` -> ``D, yaw_field, m0_max,
+  alignment_scores, alignment``
+
+Inputs may be numpy arrays or torch tensors; outputs are numpy arrays (the localizer's
+post-processing runs on the CPU), keyed by their names.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..model.config import ModelConfig
+from ..model.export_names import AERIAL_INPUTS, DECODER_INPUTS, GROUND_INPUTS
+
+
+def as_numpy(x: Any, dtype=np.float32) -> np.ndarray:
+    """A contiguous numpy array of ``dtype`` from a numpy array or a (CPU/CUDA) torch tensor."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+class Backend(ABC):
+    """One way of running the network; see the module docstring."""
+
+    #: e.g. ``onnxruntime-cpu``, ``torch-cuda``, ``tensorrt``
+    name: str
+    cfg: ModelConfig
+    model_hash: str
+
+    @abstractmethod
+    def _run(self, module: str, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Run ``module`` (``ground`` | ``aerial`` | ``decoder``) on named inputs."""
+
+    def encode_ground(self, image, column_mask) -> dict[str, np.ndarray]:
+        return self._run("ground", dict(zip(GROUND_INPUTS, (image, column_mask))))
+
+    def encode_aerial(self, image) -> dict[str, np.ndarray]:
+        return self._run("aerial", dict(zip(AERIAL_INPUTS, (image,))))
+
+    def decode(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        missing = [n for n in DECODER_INPUTS if n not in inputs]
+        if missing:
+            raise ValueError(f"decoder: missing inputs {missing}; expected {DECODER_INPUTS}")
+        return self._run("decoder", {n: inputs[n] for n in DECODER_INPUTS})
+
+    def close(self) -> None:
+        """Release sessions / engines (optional)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} model {self.model_hash[:12]}>"

@@ -1,0 +1,97 @@
+"""``unifygeo build-db`` and ``unifygeo bench retrieval``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cli import CommandError, add_json_flag, emit
+
+
+def register(sub, bench_sub) -> None:
+    p = sub.add_parser("build-db", help="tile geo-referenced orthophotos into a localization database")
+    p.add_argument("--ortho", action="append", required=True, metavar="TIF",
+                   help="a GeoTIFF (any CRS GDAL reads; 1 or 3 bands, 8 or 16 bit); repeat for several")
+    p.add_argument("--weights", help="model checkpoint (default: the shipped small model)")
+    p.add_argument("--out", required=True, help="database folder")
+    p.add_argument("--overlap", type=float, default=0.5, help="share of a tile its neighbour overlaps (default 0.5)")
+    p.add_argument("--features", default="auto", choices=["auto", "stored", "recompute"],
+                   help="keep the decoder's aerial features (stored) or the tile pixels (recompute); auto: "
+                        "stored when they fit in 4 GiB")
+    p.add_argument("--index", default="auto", choices=["auto", "flat", "pqfs", "hnsw", "ivf"],
+                   help="FAISS index (auto: exact up to 100k tiles, refined PQ fast scan above)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | an exact backend name")
+    p.add_argument("--max-upsample", type=float, default=2.0,
+                   help="refuse rasters coarser than this many times the model's metres per pixel")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing database in --out")
+    add_json_flag(p)
+    p.set_defaults(handler=build_db_command)
+
+    b = bench_sub.add_parser("retrieval", help="FAISS index types at scale: build time, memory, latency, recall")
+    b.add_argument("--tiles", default="10000,100000,1000000", help="comma-separated database sizes")
+    b.add_argument("--dim", type=int, default=None, help="descriptor dimension (default: the small model's)")
+    b.add_argument("--kinds", default="flat,pqfs,ivf,hnsw")
+    b.add_argument("--queries", type=int, default=200)
+    b.add_argument("--threads", type=int, default=1, help="FAISS threads for building and searching (default 1)")
+    b.add_argument("--hnsw-m", type=int, default=None)
+    b.add_argument("--ef-search", default=None, help="HNSW efSearch values to sweep, comma-separated")
+    b.add_argument("--nprobe", default=None, help="IVF nprobe values to sweep, comma-separated")
+    b.add_argument("--k-factor", default=None, help="pqfs refine factors to sweep, comma-separated")
+    add_json_flag(b)
+    b.set_defaults(handler=bench_retrieval_command)
+
+
+def build_db_command(args: argparse.Namespace) -> int:
+    from ..backends.cli import setup_logging
+    from ..localizer.types import DatabaseError
+    from .build import BuildConfig, build_database
+
+    setup_logging()
+    weights = args.weights
+    if weights is None:
+        from ..model.unifygeo import shipped_model_path
+
+        try:
+            weights = str(shipped_model_path())
+        except FileNotFoundError as exc:
+            raise CommandError(f"{exc}; pass --weights CKPT") from exc
+    cfg = BuildConfig(orthos=args.ortho, weights=weights, out=args.out, overlap=args.overlap, features=args.features,
+                      batch_size=args.batch_size, backend=args.backend, index=args.index,
+                      max_upsample=args.max_upsample, overwrite=args.overwrite)
+    try:
+        summary = build_database(cfg, progress=True)
+    except (DatabaseError, ValueError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from exc
+
+    def human(r: dict) -> str:
+        return (f"database {r['out']}: {r['tiles']} tiles ({r['skipped_nodata']} nodata positions skipped), "
+                f"{r['mpp_grid']:.4f} m/px grid, features {r['features']}, index {r['index']}\n"
+                f"CRS: {r['crs']}\nbuilt in {r['seconds']:.1f} s ({r['tiles_encoded_this_run']} tiles encoded with "
+                f"{r['backend']}, resumed from {r['resumed_from']}); {r['disk_bytes'] / 1e6:.1f} MB on disk")
+
+    emit(summary, args.json, human)
+    return 0
+
+
+def _ints(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(float(v)) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CommandError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def bench_retrieval_command(args: argparse.Namespace) -> int:
+    from .bench import bench_retrieval, format_retrieval
+
+    sizes = _ints(args.tiles)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    bad = set(kinds) - {"flat", "pqfs", "ivf", "hnsw"}
+    if bad or not sizes or min(sizes) < 1000:
+        raise CommandError(f"--kinds: expected flat, pqfs, ivf, hnsw (got {sorted(bad)}); --tiles: sizes >= 1000")
+    report = bench_retrieval(sizes, kinds, dim=args.dim, queries=args.queries, threads=args.threads,
+                             hnsw_m=args.hnsw_m, ef_search=_ints(args.ef_search), nprobe=_ints(args.nprobe),
+                             k_factor=_ints(args.k_factor))
+    emit(report, args.json, format_retrieval)
+    return 0

@@ -1,0 +1,152 @@
+"""A built database on disk, opened for queries.
+
+Layout of ``DB/``::
+
+    manifest.json          what was built and how (see :mod:`.build`)
+    model.pt               the checkpoint the tiles were encoded with (its hash is in the manifest)
+    tiles.npz              the tile table: grid pixel (row0, col0), centre in the map CRS (e, n),
+                           in the map frame (x, y), latitude / longitude, convergence, coverage
+    descriptors.npy        (N, D) float32 global descriptors
+    index.faiss            FAISS index over them
+    features_l{0..3}.npy   (N, C_l, h_l, h_l) float16 aerial features  ("stored" mode, memory-mapped)
+    pixels.npy             (N, L, L, 3) uint8 tile pixels              ("recompute" mode, memory-mapped)
+    engines/               ONNX export (and TensorRT engines) of model.pt, made on first use
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..geo import MapFrame
+from ..localizer.types import DatabaseError, PositionPrior
+
+DB_FORMAT = "unifygeo_ros/database/1"
+MANIFEST = "manifest.json"
+TILE_FIELDS = ("row0", "col0", "e", "n", "x", "y", "lat", "lon", "convergence_deg", "coverage")
+FEATURE_MODES = ("stored", "recompute")
+SUBSET_EXACT_MAX = 200_000     # position-restricted searches up to this many tiles are exact (numpy)
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    mf = path / MANIFEST
+    if not path.is_dir() or not mf.is_file():
+        raise DatabaseError(f"{path}: not a database (expected a folder with {MANIFEST}; build one with "
+                            f"`unifygeo build-db`)")
+    try:
+        manifest = json.loads(mf.read_text())
+    except ValueError as exc:
+        raise DatabaseError(f"{mf}: unreadable manifest ({exc})") from None
+    if manifest.get("format") != DB_FORMAT:
+        raise DatabaseError(f"{mf}: expected format {DB_FORMAT}, got {manifest.get('format')!r}")
+    return manifest
+
+
+class Database:
+    """Read-only access to a complete database (memory-mapped arrays)."""
+
+    def __init__(self, path: str | Path):
+        import faiss
+
+        from .index import to_search_device
+
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        if not self.manifest.get("complete"):
+            raise DatabaseError(f"{self.path}: the build did not finish ({self.manifest.get('encoded', 0)} of "
+                                f"{self.manifest.get('tiles', '?')} tiles encoded); run the same "
+                                f"`unifygeo build-db` command again to resume it")
+        m = self.manifest
+        mf = m["map_frame"]
+        self.frame = MapFrame(mf["crs_wkt"], float(mf["origin_e"]), float(mf["origin_n"]))
+        self.tile_size = int(m["tile_size"])
+        self.mpp = float(m["mpp_grid"])
+        self.model_hash = m["model"]["hash"]
+        self.feature_mode = m["features"]
+        try:
+            with np.load(self.path / "tiles.npz") as z:
+                self.tiles = {k: z[k] for k in TILE_FIELDS}
+            self.descriptors = np.load(self.path / "descriptors.npy", mmap_mode="r")
+            index = faiss.read_index(str(self.path / "index.faiss"))
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            raise DatabaseError(f"{self.path}: damaged database ({exc}); rebuild it with `unifygeo build-db`") from None
+        self.n = int(len(self.tiles["x"]))
+        if self.n == 0:
+            raise DatabaseError(f"{self.path}: the database holds no tiles (every tile was nodata?)")
+        if index.ntotal != self.n or len(self.descriptors) != self.n:
+            raise DatabaseError(f"{self.path}: index ({index.ntotal}), descriptors ({len(self.descriptors)}) and "
+                                f"tile table ({self.n}) disagree; rebuild it")
+        self.index = to_search_device(index)
+        self.centres = np.stack([self.tiles["x"], self.tiles["y"]], axis=1)
+        if self.feature_mode == "stored":
+            self.features = [np.load(self.path / f"features_l{lv}.npy", mmap_mode="r") for lv in range(4)]
+            self.pixels = None
+        else:
+            self.features = None
+            self.pixels = np.load(self.path / "pixels.npy", mmap_mode="r")
+
+    # ---- geometry ---------------------------------------------------------------------------
+    def pixel_to_xy(self, tile: int, row, col):
+        """Continuous (row, col) in tile ``tile`` -> map-frame (x, y) metres (tiles are grid-north-up)."""
+        half = self.tile_size / 2.0
+        x = self.tiles["x"][tile] + (np.asarray(col, dtype=np.float64) - half) * self.mpp
+        y = self.tiles["y"][tile] + (half - np.asarray(row, dtype=np.float64)) * self.mpp
+        return x, y
+
+    def xy_to_pixel(self, tile: int, x, y):
+        half = self.tile_size / 2.0
+        col = half + (np.asarray(x, dtype=np.float64) - self.tiles["x"][tile]) / self.mpp
+        row = half - (np.asarray(y, dtype=np.float64) - self.tiles["y"][tile]) / self.mpp
+        return row, col
+
+    def tiles_near(self, x: float, y: float, radius_m: float) -> np.ndarray:
+        """Tiles whose central cell (the area it is the nearest tile for) may hold a point within
+        ``radius_m`` of (x, y): centre distance <= radius + half a tile stride * sqrt(2)."""
+        stride_m = float(self.manifest["stride_px"]) * self.mpp
+        d = np.hypot(self.centres[:, 0] - x, self.centres[:, 1] - y)
+        return np.nonzero(d <= radius_m + stride_m / np.sqrt(2.0))[0]
+
+    # ---- queries ----------------------------------------------------------------------------
+    def search(self, query: np.ndarray, k: int, prior: PositionPrior | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` tiles by cosine with ``query`` (D,): (scores, tile ids), best first.
+
+        With a position prior only tiles near it are candidates (exact search over them)."""
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        if prior is None:
+            k = min(k, self.n)
+            scores, ids = self.index.search(q, k)
+            keep = ids[0] >= 0
+            return scores[0][keep], ids[0][keep]
+        subset = self.tiles_near(prior.x, prior.y, prior.radius_m)
+        if subset.size == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        k = min(k, subset.size)
+        if subset.size <= SUBSET_EXACT_MAX:
+            s = np.asarray(self.descriptors[subset], dtype=np.float32) @ q[0]
+            top = np.argsort(-s, kind="stable")[:k]
+            return s[top], subset[top].astype(np.int64)
+        import faiss
+
+        params = faiss.SearchParameters(sel=faiss.IDSelectorArray(subset.astype(np.int64)))
+        scores, ids = self.index.search(q, k, params=params)
+        keep = ids[0] >= 0
+        return scores[0][keep], ids[0][keep]
+
+    def stored_features(self, ids) -> list[np.ndarray]:
+        assert self.features is not None
+        ids = np.asarray(ids, dtype=np.int64)
+        return [np.asarray(f[ids], dtype=np.float32) for f in self.features]
+
+    def tile_pixels(self, ids) -> np.ndarray:
+        assert self.pixels is not None
+        return np.asarray(self.pixels[np.asarray(ids, dtype=np.int64)])
+
+    def candidate_info(self, tile: int) -> tuple[tuple[float, float], tuple[float, float]]:
+        t = self.tiles
+        return (float(t["x"][tile]), float(t["y"][tile])), (float(t["lat"][tile]), float(t["lon"][tile]))
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file() and "engines" not in p.parts)

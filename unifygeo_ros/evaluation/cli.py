@@ -1,0 +1,63 @@
+"""``unifygeo eval``."""
+
+from __future__ import annotations
+
+from ..cli import CommandError, add_json_flag, emit
+
+
+def register(sub, bench_sub) -> None:
+    p = sub.add_parser("eval", help="retrieval, metric localization and full-pipeline metrics of a checkpoint")
+    p.add_argument("--data", required=True, help="VIGOR root (real or synthetic)")
+    p.add_argument("--weights", required=True, help="a unifygeo_ros checkpoint")
+    p.add_argument("--protocol", default="same_area", choices=["same_area", "cross_area"])
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--cities", help="comma-separated cities (default: the protocol's)")
+    p.add_argument("--heading", default="both", choices=["known", "unknown", "both"])
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-queries", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the unknown-heading rotations")
+    p.add_argument("--png", help="write a PNG of a few queries here")
+    p.add_argument("--device", default="auto")
+    add_json_flag(p)
+    p.set_defaults(handler=eval_command)
+
+
+def _fmt(r: dict) -> str:
+    lines = [f"{r['config']} model {r['model_hash'][:12]} on {', '.join(r['cities'])} ({r['protocol']}, {r['split']})"]
+    for mode in ("known", "unknown"):
+        m = r.get(f"{mode}_heading")
+        if not m:
+            continue
+        ret, loc, yaw, pipe = m["retrieval"], m["localization_on_positive"], m["yaw"], m["pipeline"]
+        lines += [
+            f"[{mode} heading] {ret['queries']} queries, {ret['references']} references",
+            f"  retrieval  R@1 {100 * ret['R@1']:.2f}  R@5 {100 * ret['R@5']:.2f}  R@10 {100 * ret['R@10']:.2f}  "
+            f"R@1% {100 * ret['R@1%']:.2f}  hit rate {100 * ret['hit_rate']:.2f}  "
+            f"(R@1 after re-ranking {100 * m['retrieval_after_rerank_R@1']:.2f})",
+            f"  localization on the positive tile: mean {loc['mean_m']:.2f} m, median {loc['median_m']:.2f} m; "
+            f"yaw mean {yaw['mean_deg']:.2f} deg, median {yaw['median_deg']:.2f} deg",
+        ]
+        for key, name in (("with_rerank", "with re-ranking"), ("without_rerank", "without re-ranking")):
+            p = pipe[key]
+            lines.append(f"  pipeline {name}: R@1m {100 * p['R@1m']:.2f}  R@5m {100 * p['R@5m']:.2f}  "
+                         f"R@10m {100 * p['R@10m']:.2f}  (median {p['median_m']:.2f} m)")
+    if "png" in r:
+        lines.append(f"picture: {r['png']}")
+    return "\n".join(lines)
+
+
+def eval_command(args) -> int:
+    from ..data.vigor import VigorFormatError
+    from .evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(data=args.data, weights=args.weights, protocol=args.protocol, split=args.split,
+                     cities=tuple(args.cities.split(",")) if args.cities else None, heading=args.heading,
+                     top_k=args.top_k, batch_size=args.batch_size, max_queries=args.max_queries, seed=args.seed,
+                     png=args.png, device=args.device)
+    try:
+        report = evaluate(cfg)
+    except (ValueError, FileNotFoundError, VigorFormatError) as exc:
+        raise CommandError(str(exc)) from exc
+    emit(report, args.json, _fmt)
+    return 0

@@ -1,0 +1,246 @@
+"""``unifygeo eval``: retrieval, metric localization and the full pipeline on a VIGOR-layout root.
+
+For each heading mode:
+
+* ``known``: panoramas as stored (north-aligned); the decoder may only use the identity
+  alignment.
+* ``unknown``: every panorama is turned by a seeded random whole number of pixel columns
+  (the truth yaw turns with it); the decoder searches all alignments and the yaw head
+  refines the winner.
+
+Then (1) retrieval over all references of the split's cities (R@1/5/10/1 %, hit rate),
+(2) metric localization of D's MAP pixel on the positive tile (mean / median metres) and
+yaw error, (3) the full pipeline: FAISS top-k, decoder on the k candidates, re-ranking by
+``s_t + max M^0_t`` (Eq. 4), D's MAP pixel on the chosen tile turned into latitude /
+longitude and compared with the panorama's: R@1m, R@5m, R@10m with and without re-ranking.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..geo import enu_offset_m, latlon_from_enu_offset
+from ..model.heading import known_heading_prior, unknown_heading_prior, yaw_from_alignment
+from ..model.rerank import rerank
+from ..model.unifygeo import load_checkpoint
+from .metrics import distance_stats, map_pixel, recall_at_distances, retrieval_metrics, yaw_stats
+
+
+@dataclass
+class EvalConfig:
+    data: str
+    weights: str
+    protocol: str = "same_area"
+    split: str = "test"
+    cities: tuple[str, ...] | None = None
+    labels: str = "auto"
+    heading: str = "both"               # known | unknown | both
+    top_k: int = 5
+    batch_size: int = 32
+    max_queries: int | None = None
+    seed: int = 0
+    png: str | None = None
+    png_queries: int = 4
+    device: str = "auto"
+
+
+def _batches(n: int, size: int):
+    for i in range(0, n, size):
+        yield range(i, min(n, i + size))
+
+
+def _stack(ds, idx, key):
+    return torch.stack([ds[i][key] for i in idx])
+
+
+class ReferenceBank:
+    """Global descriptors of every reference tile, and their decoder features (kept in
+    memory as fp16 when they fit in ``budget_bytes``, else recomputed when needed)."""
+
+    def __init__(self, model, refs, device, batch_size: int, budget_bytes: int = 2 * 2 ** 30, progress=True):
+        from tqdm import tqdm
+
+        self.model, self.refs, self.device = model, refs, device
+        cfg = model.cfg
+        per_tile = sum(c * n * n for c, n in zip(cfg.level_channels, cfg.level_cells)) * 2
+        self.keep = per_tile * len(refs) <= budget_bytes
+        globals_, self.features = [], None
+        feats: list[list[torch.Tensor]] = [[] for _ in range(4)]
+        with torch.inference_mode():
+            for idx in tqdm(list(_batches(len(refs), batch_size)), desc="encoding references", unit="batch",
+                            disable=not progress, file=sys.stderr):
+                a = model.encode_aerial(_stack(refs, idx, "aerial").to(device))
+                globals_.append(a["global"].float().cpu())
+                if self.keep:
+                    for lv in range(4):
+                        feats[lv].append(a["features"][lv].half().cpu())
+        self.globals = torch.cat(globals_).numpy()
+        if self.keep:
+            self.features = [torch.cat(f) for f in feats]
+
+    def features_of(self, tiles) -> list[torch.Tensor]:
+        tiles = list(tiles)
+        if self.features is not None:
+            return [f[tiles].float().to(self.device) for f in self.features]
+        with torch.inference_mode():
+            return self.model.encode_aerial(_stack(self.refs, tiles, "aerial").to(self.device))["features"]
+
+
+def _tile_latlon(refs, tile: int) -> tuple[float, float]:
+    rec = refs.index.satellites[tile]
+    return rec.lat, rec.lon
+
+
+def _pixel_to_latlon(refs, tile: int, row: float, col: float) -> tuple[float, float]:
+    """Tiles are true-north-up: east = (col - L/2) * mpp, north = (L/2 - row) * mpp."""
+    side = refs.aerial_size
+    mpp = refs.tile_mpp(tile)
+    lat0, lon0 = _tile_latlon(refs, tile)
+    return latlon_from_enu_offset(lat0, lon0, (col - side / 2) * mpp, (side / 2 - row) * mpp)
+
+
+def _latlon_to_pixel(refs, tile: int, lat: float, lon: float) -> tuple[float, float]:
+    side = refs.aerial_size
+    mpp = refs.tile_mpp(tile)
+    east, north = enu_offset_m(*_tile_latlon(refs, tile), lat, lon)
+    return side / 2 - north / mpp, side / 2 + east / mpp
+
+
+def _expand(ground: dict, i: int, n: int) -> dict:
+    return {"descriptors": [d[i:i + 1].expand(n, *d.shape[1:]) for d in ground["descriptors"]],
+            "valid": ground["valid"][i:i + 1].expand(n, *ground["valid"].shape[1:])}
+
+
+def _read_yaw(model, out: dict, b: int, row: float, col: float) -> float:
+    field = out["yaw_field"][b, :, int(row), int(col)].float().cpu().numpy()
+    return float(yaw_from_alignment(int(out["shift"][b]), np.degrees(np.arctan2(field[1], field[0])), model.cfg))
+
+
+def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: EvalConfig, device,
+                  progress=True, keep_examples: int = 0) -> dict:
+    import faiss
+    from tqdm import tqdm
+
+    mcfg = model.cfg
+    width = mcfg.ground_size[1]
+    n = len(queries) if cfg.max_queries is None else min(cfg.max_queries, len(queries))
+    rng = np.random.default_rng((cfg.seed, 7))
+    rolls = rng.integers(0, width, size=n) if mode == "unknown" else np.zeros(n, dtype=int)
+    positives = np.stack([r.satellites for r in queries.index.panoramas[:n]])
+    index = faiss.IndexFlatIP(bank.globals.shape[1])
+    index.add(np.ascontiguousarray(bank.globals, dtype=np.float32))
+    k = min(cfg.top_k, len(refs))
+
+    qglobal = np.zeros((n, bank.globals.shape[1]), dtype=np.float32)
+    loc_err, yaw_est, yaw_true = [], [], []
+    pipe_err, pipe_err_norerank, rerank_top1 = [], [], []
+    examples = []
+    times = {"ground_ms": 0.0, "decoder_positive_ms": 0.0, "search_ms": 0.0, "decoder_topk_ms": 0.0}
+    for idx in tqdm(list(_batches(n, cfg.batch_size)), desc=f"queries ({mode} heading)", unit="batch",
+                    disable=not progress, file=sys.stderr):
+        items = [queries[i] for i in idx]
+        images = torch.stack([torch.roll(it["ground"], shifts=-int(rolls[i]), dims=-1) for i, it in zip(idx, items)])
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            ground = model.encode_ground(images.to(device), subdivisions=mode == "unknown")
+        times["ground_ms"] += (time.perf_counter() - t0) * 1e3
+        qglobal[idx.start:idx.stop] = ground["global"].float().cpu().numpy()
+        b = len(idx)
+        prior = (unknown_heading_prior(b, mcfg) if mode == "unknown" else known_heading_prior(b, mcfg)).to(device)
+        # (2) metric localization on the positive tile.
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = model.decode(ground, {"features": bank.features_of(positives[idx.start:idx.stop, 0])}, prior)
+        times["decoder_positive_ms"] += (time.perf_counter() - t0) * 1e3
+        d = out["D"].float().cpu().numpy()
+        for j, (i, it) in enumerate(zip(idx, items)):
+            row, col = map_pixel(d[j])
+            truth = it["pixel"].numpy()
+            loc_err.append(float(np.hypot(row - truth[0], col - truth[1]) * float(it["mpp"])))
+            yaw_est.append(_read_yaw(model, out, j, row, col))
+            yaw_true.append(float(it["yaw_deg"]) - rolls[i] * 360.0 / width)
+        # (3) the full pipeline on the top-k.
+        for j, (i, it) in enumerate(zip(idx, items)):
+            t0 = time.perf_counter()
+            scores, cand = index.search(qglobal[i:i + 1], k)
+            times["search_ms"] += (time.perf_counter() - t0) * 1e3
+            scores, cand = scores[0], cand[0]
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                ck = model.decode(_expand(ground, j, k), {"features": bank.features_of(cand)},
+                                  prior[j:j + 1].expand(k, -1))
+            times["decoder_topk_ms"] += (time.perf_counter() - t0) * 1e3
+            order, _ = rerank(scores, ck["m0_max"].float().cpu().numpy())
+            lat, lon = (float(v) for v in it["latlon"])
+            errs = []
+            dk = ck["D"].float().cpu().numpy()
+            for t in (int(order[0]), 0):
+                row, col = map_pixel(dk[t])
+                plat, plon = _pixel_to_latlon(refs, int(cand[t]), row, col)
+                e, nn = enu_offset_m(lat, lon, plat, plon)
+                errs.append(float(np.hypot(e, nn)))
+            pipe_err.append(errs[0])
+            pipe_err_norerank.append(errs[1])
+            rerank_top1.append(int(cand[order[0]]) == int(positives[i, 0]))
+            if len(examples) < keep_examples:
+                best = int(order[0])
+                row, col = map_pixel(dk[best])
+                examples.append({
+                    "pano": images[j], "candidates": [int(cand[t]) for t in order[:3]],
+                    "positives": positives[i].tolist(), "D": dk[best], "estimate": (row, col),
+                    "truth": _latlon_to_pixel(refs, int(cand[best]), lat, lon), "error_m": errs[0],
+                    "mode": mode})
+    scores = qglobal @ bank.globals.T
+    result = {
+        "retrieval": retrieval_metrics(scores, positives[:, 0], positives[:, 1:]),
+        "retrieval_after_rerank_R@1": float(np.mean(rerank_top1)),
+        "localization_on_positive": distance_stats(loc_err),
+        "yaw": yaw_stats(yaw_est, yaw_true),
+        "pipeline": {"with_rerank": {**recall_at_distances(pipe_err), **distance_stats(pipe_err)},
+                     "without_rerank": {**recall_at_distances(pipe_err_norerank), **distance_stats(pipe_err_norerank)},
+                     "top_k": k},
+        "ms_per_query": {k2: round(v / n, 2) for k2, v in times.items()},
+    }
+    return result, examples
+
+
+def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
+    from ..data.vigor import VigorQueryDataset, VigorReferenceDataset
+    from ..training.trainer import pick_device
+
+    if cfg.heading not in ("known", "unknown", "both"):
+        raise ValueError(f"heading mode: expected known, unknown or both, got {cfg.heading!r}")
+    device = pick_device(cfg.device)
+    model, payload = load_checkpoint(cfg.weights)
+    model = model.to(device).eval()
+    mcfg = model.cfg
+    queries = VigorQueryDataset(cfg.data, cfg.protocol, cfg.split, cfg.cities, cfg.labels,
+                                ground_size=mcfg.ground_size, aerial_size=mcfg.aerial_size)
+    refs = VigorReferenceDataset(queries.index, ground_size=mcfg.ground_size, aerial_size=mcfg.aerial_size)
+    if len(queries) == 0 or len(refs) == 0:
+        raise ValueError(f"{cfg.data}: no queries or references for protocol {cfg.protocol!r}, split {cfg.split!r}")
+    t0 = time.perf_counter()
+    bank = ReferenceBank(model, refs, device, cfg.batch_size, progress=progress)
+    modes = ["known", "unknown"] if cfg.heading == "both" else [cfg.heading]
+    report = {"data": str(cfg.data), "weights": str(cfg.weights), "model_hash": model.state_hash(),
+              "config": mcfg.name, "protocol": cfg.protocol, "split": cfg.split,
+              "cities": sorted({r.city for r in queries.index.panoramas}), "device": str(device),
+              "eval_config": asdict(cfg)}
+    examples = []
+    for mode in modes:
+        result, ex = evaluate_mode(model, queries, refs, bank, mode, cfg, device, progress,
+                                   keep_examples=cfg.png_queries if cfg.png else 0)
+        report[f"{mode}_heading"] = result
+        examples += ex
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    if cfg.png:
+        from .plots import query_sheet
+
+        report["png"] = str(query_sheet(examples, refs, cfg.png))
+    return report

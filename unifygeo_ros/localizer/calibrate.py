@@ -1,0 +1,94 @@
+"""``unifygeo calibrate``: fit the covariance scale factors on held-out synthetic cities.
+
+For each seed (never a training seed, never the demo's): build the city's database, render
+``views`` street views per mode at random street positions and headings, localize them
+with an *unscaled* covariance, and fit ``c_pos`` and ``c_yaw`` (:mod:`.calibration`) on all
+records together. ``--write`` stores the result for the model's hash in
+:mod:`.calibration_data`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import pprint
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .calibration import CHI2_2_95, Z_95, Calibration, fit_scales
+
+DEMO_SEED = 2026
+ORIGINS = [(45.50, -73.57), (35.68, 139.76), (-33.87, 151.21), (51.51, -0.13), (40.42, -3.70), (19.43, -99.13)]
+
+
+def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, write: bool = False,
+              progress: bool = True) -> dict:
+    from ..model.unifygeo import load_checkpoint
+    from .localizer import Localizer
+    from .synthetic import MODES, TRAINING_SEEDS, make_area, run_mode, sample_truths
+
+    bad = [s for s in seeds if s in TRAINING_SEEDS or s == DEMO_SEED]
+    if bad:
+        raise ValueError(f"calibration seeds {bad} are training or demo seeds; expected held-out seeds")
+    model, _ = load_checkpoint(weights)
+    model_hash = model.state_hash()
+    t0 = time.perf_counter()
+    records = []
+    for i, seed in enumerate(seeds):
+        style = styles[i % len(styles)]
+        area = make_area(seed, size_m, ORIGINS[i % len(ORIGINS)], style, Path(out) / f"city{seed}", weights,
+                         progress=progress)
+        loc = Localizer.open(area.db, calibration=Calibration(1.0, 1.0, "explicit"))
+        xy, yaw = sample_truths(area.city, views, seed + 1000)
+        for mode in MODES:
+            for r in run_mode(loc, area.city, xy, yaw, mode, progress):
+                r.update(seed=seed, style=style)
+                records.append(r)
+        loc.close()
+    ok = [r for r in records if "error_m" in r]
+    if not ok:
+        raise ValueError("no view was localized; nothing to calibrate on")
+    fit = fit_scales(np.array([r["err_xy"] for r in ok]), np.array([r["cov_xy"] for r in ok]),
+                     [r["yaw_error_deg"] if r["yaw_error_deg"] is not None else np.nan for r in ok],
+                     [r["sigma_yaw_deg"] if r["sigma_yaw_deg"] is not None else np.nan for r in ok])
+    per_mode = {}
+    for mode in MODES:
+        rs = [r for r in ok if r["mode"] == mode]
+        d2 = np.array([r["d2"] for r in rs]) / fit["c_pos"] ** 2
+        ye = np.array([r["yaw_error_deg"] for r in rs])
+        sy = np.array([r["sigma_yaw_deg"] for r in rs]) * fit["c_yaw"]
+        per_mode[mode] = {"views": len(rs), "in_95_ellipse": float(np.mean(d2 <= CHI2_2_95)),
+                          "yaw_in_95": float(np.mean(ye <= Z_95 * sy)),
+                          "median_error_m": float(np.median([r["error_m"] for r in rs]))}
+    entry = {"c_pos": fit["c_pos"], "c_yaw": fit["c_yaw"],
+             "measured_on": {"seeds": list(seeds), "styles": [styles[i % len(styles)] for i in range(len(seeds))],
+                             "size_m": size_m, "views_per_city_and_mode": views, "modes": list(MODES),
+                             "records": len(ok), "failed": len(records) - len(ok)},
+             "coverage_unscaled": fit["coverage_unscaled"], "yaw_coverage_unscaled": fit.get("yaw_coverage_unscaled"),
+             "date": time.strftime("%Y-%m-%d")}
+    report = {"model_hash": model_hash, "weights": str(weights), **entry, "per_mode_after_scaling": per_mode,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "records.json").write_text(json.dumps(records, default=float))
+    if write:
+        report["written"] = str(write_calibration(model_hash, entry))
+    return report
+
+
+def write_calibration(model_hash: str, entry: dict, path: str | Path | None = None) -> Path:
+    """Add or replace ``model_hash``'s entry in calibration_data.py (or a copy of it at ``path``)."""
+    from . import calibration_data
+
+    path = Path(path or calibration_data.__file__)
+    tree = ast.parse(path.read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "CALIBRATIONS")
+    table = dict(ast.literal_eval(node.value))
+    table[model_hash] = entry
+    head = path.read_text().split("CALIBRATIONS")[0]
+    path.write_text(head + "CALIBRATIONS: dict[str, dict] = " + pprint.pformat(table, width=110, sort_dicts=True)
+                    + "\n")
+    if path == Path(calibration_data.__file__):
+        calibration_data.CALIBRATIONS = table
+    return path

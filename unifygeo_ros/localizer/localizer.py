@@ -1,0 +1,290 @@
+"""The ROS-free localizer: one camera frame in, a geo-referenced pose with covariance out.
+
+Per frame (``Localizer.localize``):
+
+1. **preprocess**: check the image, resize it to the model's panorama (a pinhole image is
+   placed in the panorama frame with a column mask), turn it to face tile-up when the
+   heading is known;
+2. **ground**: the ground branch, on the ``R`` sub-stride copies when the heading is not
+   known (the decoder's heading search needs them), else on one;
+3. **search**: FAISS top-k over the tiles' global descriptors (only tiles near a
+   :class:`PositionPrior` when one is given);
+4. **aerial**: the k candidates' aerial features, read from the database (``stored``) or
+   re-encoded from its pixels (``recompute``);
+5. **decoder**: the decoder on the k candidates as one batch (M^0 computed once per
+   candidate, reused by the heading search and re-ranking), heading log-prior: known /
+   window (:class:`HeadingPrior`) / none;
+6. **posterior**: re-ranking by Eq. 4 (retrieval score + max M^0), D's MAP pixel on the
+   chosen tile -> map x, y and latitude / longitude, yaw from the alignment and the yaw
+   field, covariance and confidence (:mod:`.posterior`).
+
+A frame that cannot be localized raises :class:`LocalizationError`; the localizer keeps
+no per-frame state, so the next frame is unaffected.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..conventions import wrap_deg_180
+from . import posterior
+from .calibration import Calibration, lookup_calibration
+from .preprocess import check_image, ground_input, normalize_images
+from .types import (Camera, Candidate, DatabaseError, HeadingPrior, LocalizationError, LocalizationResult,
+                    PositionPrior)
+
+log = logging.getLogger("unifygeo_ros.localizer")
+
+
+class Localizer:
+    """Open with :meth:`open`; see the module docstring and :mod:`.types` for the contract."""
+
+    def __init__(self, db, backend, top_k: int, calibration: Calibration):
+        from ..model.config import get_config
+
+        self.db = db
+        self.backend = backend
+        self.backend_name = backend.name
+        self.manifest = db.manifest
+        self.frame = db.frame
+        self.top_k = int(top_k)
+        self.cfg = get_config(db.manifest["model"]["config"])
+        self.calibration = calibration
+        self.heading_scale = float(db.manifest["model"].get("heading_scale", 1.0))
+        self.retrieval_scale = float(db.manifest["model"].get("retrieval_scale", 1.0 / 0.07))
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, db: str | Path, backend: str = "auto", engines: str | Path | None = None, top_k: int = 5,
+             weights: str | Path | None = None, threads: int | None = None, fp16: bool = True,
+             calibration: Calibration | None = None) -> "Localizer":
+        """Open database ``db`` and the backend that will run the model it was built with.
+
+        ``backend``: ``auto`` (fastest available, logged), ``torch``, ``onnxruntime`` or an
+        exact name (``registry.BACKEND_ORDER``). ``engines``: a folder with the model's ONNX
+        export / TensorRT engines (default: ``db/engines``, created on first use).
+        ``weights``: a checkpoint to use instead of ``db/model.pt``; it must be the model the
+        database was built with. Raises :class:`DatabaseError` on a bad database or model.
+        """
+        from ..backends.onnx_files import EnginesMismatch
+        from ..backends.registry import open_backend
+        from ..database.store import Database
+
+        if top_k < 1:
+            raise ValueError(f"top_k: expected >= 1, got {top_k}")
+        database = Database(db)
+        model_hash = database.model_hash
+        weights_path = Path(weights) if weights else database.path / database.manifest["model"]["file"]
+        loaded: dict = {}
+
+        def load_model():
+            if "model" not in loaded:
+                from ..model.unifygeo import load_checkpoint
+
+                model, _ = load_checkpoint(weights_path)
+                got = model.state_hash()
+                if got != model_hash:
+                    raise DatabaseError(f"{weights_path} is model {got[:12]}, but {database.path} was built with "
+                                        f"model {model_hash[:12]}: rebuild the database with this model, or use "
+                                        f"the weights it was built with")
+                loaded["model"] = model
+            return loaded["model"]
+
+        if weights:
+            load_model()          # refuse a different model now, not at the first frame
+        try:
+            be = open_backend(backend, model_hash, engines or database.path / "engines", load_model=load_model,
+                              onnx_dir_owned=engines is None, threads=threads, fp16=fp16)
+        except EnginesMismatch as exc:
+            raise DatabaseError(str(exc)) from None
+        cal = calibration or lookup_calibration(model_hash)
+        if cal.source == "none":
+            log.warning("no covariance calibration for model %s: covariances are unscaled", model_hash[:12])
+        return cls(database, be, top_k, cal)
+
+    def warmup(self) -> None:
+        """Run one frame through every stage (first-call allocations, lazy engine set-up)."""
+        h, w = self.cfg.ground_size
+        rng = np.random.default_rng(0)
+        pano = rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
+        self.localize(pano)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # ---- one frame ----------------------------------------------------------------------------
+    def localize(self, image: np.ndarray, camera: Camera = Camera(), heading: float | None = None,
+                 prior: PositionPrior | HeadingPrior | tuple | None = None,
+                 return_distribution: bool = False) -> LocalizationResult:
+        """Localize one frame. ``heading``: known ENU yaw (map frame) of the camera's forward
+        direction; ``prior``: a :class:`PositionPrior`, a :class:`HeadingPrior` or a tuple of
+        both. Raises :class:`LocalizationError` when the frame cannot be localized."""
+        try:
+            return self._localize(image, camera, heading, prior, return_distribution)
+        except LocalizationError:
+            raise
+        except Exception as exc:      # a backend or library failure must not take the caller down
+            log.exception("frame failed")
+            raise LocalizationError(f"the frame could not be localized: {type(exc).__name__}: {exc}") from exc
+
+    def _priors(self, prior, heading):
+        pos, head = None, None
+        items = prior if isinstance(prior, tuple) else (prior,) if prior is not None else ()
+        for p in items:
+            if isinstance(p, PositionPrior):
+                pos = p
+            elif isinstance(p, HeadingPrior):
+                head = p
+            elif p is not None:
+                raise LocalizationError(f"prior: expected PositionPrior, HeadingPrior or a tuple of them, got "
+                                        f"{type(p).__name__}")
+        if heading is not None:
+            if not isinstance(heading, (int, float, np.floating, np.integer)) or not math.isfinite(float(heading)):
+                raise LocalizationError(f"heading: expected a finite ENU yaw in degrees or None, got {heading!r}")
+            if head is not None:
+                raise LocalizationError("heading: give either a known heading or a HeadingPrior, not both")
+        return pos, head
+
+    def _localize(self, image, camera, heading, prior, return_distribution) -> LocalizationResult:
+        from ..model.heading import heading_window_prior, known_heading_prior, unknown_heading_prior, yaw_from_alignment
+
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        cfg = self.cfg
+        if not isinstance(camera, Camera):
+            raise LocalizationError(f"camera: expected a Camera, got {type(camera).__name__}")
+        pos_prior, head_prior = self._priors(prior, heading)
+        image = check_image(image, camera)
+        pano, mask = ground_input(image, camera, cfg.ground_size, None if heading is None else float(heading))
+        r = cfg.heading_subdivisions
+        if heading is not None:
+            mode = "known"
+            logprior = known_heading_prior(1, cfg).numpy()[0]
+            images = normalize_images(pano[None])
+            masks = mask[None]
+        else:
+            mode = "prior" if head_prior is not None else "unknown"
+            logprior = (heading_window_prior(head_prior.yaw_deg, head_prior.half_width_deg, cfg) if head_prior
+                        else unknown_heading_prior(1, cfg)).numpy()[0]
+            step = cfg.stride // r
+            images = normalize_images(np.stack([np.roll(pano, -i * step, axis=1) for i in range(r)]))
+            masks = np.stack([np.roll(mask, -i * step) for i in range(r)])
+        t1 = time.perf_counter()
+        timings["preprocess"] = (t1 - t0) * 1e3
+
+        g = self.backend.encode_ground(images, masks)
+        n_copies = images.shape[0]
+        descs = [g[f"ground_desc{lv}"].reshape(1, n_copies, *g[f"ground_desc{lv}"].shape[1:]) for lv in range(4)]
+        valid = g["column_valid"].reshape(1, n_copies, -1)
+        if n_copies != r:          # known heading: one copy, repeated (only alignment 0 is allowed)
+            descs = [np.repeat(d, r, axis=1) for d in descs]
+            valid = np.repeat(valid, r, axis=1)
+        query = g["global_descriptor"][0]
+        if not np.all(np.isfinite(query)):
+            raise LocalizationError("the ground branch produced non-finite descriptors for this image")
+        t2 = time.perf_counter()
+        timings["ground"] = (t2 - t1) * 1e3
+
+        scores, ids = self.db.search(query, self.top_k, pos_prior)
+        if len(ids) == 0:
+            where = (f" within {pos_prior.radius_m:g} m of ({pos_prior.x:.1f}, {pos_prior.y:.1f})" if pos_prior
+                     else "")
+            raise LocalizationError(f"no database tile{where}; expected a position prior inside the database's "
+                                    f"area ({self.db.n} tiles)")
+        t3 = time.perf_counter()
+        timings["search"] = (t3 - t2) * 1e3
+
+        k = len(ids)
+        if self.db.feature_mode == "stored":
+            feats = self.db.stored_features(ids)
+        else:
+            a = self.backend.encode_aerial(normalize_images(self.db.tile_pixels(ids)))
+            feats = [a[f"aerial_feat{lv}"] for lv in range(4)]
+        t4 = time.perf_counter()
+        timings["aerial"] = (t4 - t3) * 1e3
+
+        inputs = {f"ground_desc{lv}": np.repeat(descs[lv], k, axis=0) for lv in range(4)}
+        inputs["column_valid"] = np.repeat(valid, k, axis=0)
+        inputs.update({f"aerial_feat{lv}": feats[lv] for lv in range(4)})
+        inputs["heading_logprior"] = np.repeat(logprior[None].astype(np.float32), k, axis=0)
+        out = self.backend.decode(inputs)
+        t5 = time.perf_counter()
+        timings["decoder"] = (t5 - t4) * 1e3
+
+        result = self._posterior(out, scores, ids, mode, logprior, heading, return_distribution)
+        t6 = time.perf_counter()
+        timings["posterior"] = (t6 - t5) * 1e3
+        timings["total"] = (t6 - t0) * 1e3
+        result.timings_ms = {key: round(v, 3) for key, v in timings.items()}
+        return result
+
+    def _posterior(self, out, scores, ids, mode, logprior, heading, return_distribution) -> LocalizationResult:
+        from ..model.heading import yaw_from_alignment
+        from ..model.rerank import rerank
+
+        cfg = self.cfg
+        d_all = np.asarray(out["D"], dtype=np.float64)
+        if not np.all(np.isfinite(d_all)):
+            raise LocalizationError("the decoder produced a non-finite distribution D for this image")
+        m0 = np.asarray(out["m0_max"], dtype=np.float64)
+        order, combined = rerank(scores, m0)
+        best = int(order[0])
+        tile = int(ids[best])
+        d = d_all[best]
+        stats = posterior.position_stats(d)
+        x, y = self.db.pixel_to_xy(tile, stats.row, stats.col)
+        estimate = np.array([float(x), float(y)])
+        cov_d = posterior.cov_px_to_xy(stats.cov_px, self.db.mpp)
+
+        # Each candidate's own MAP position, for the mixture over tiles.
+        cand_xy = np.zeros((len(ids), 2))
+        for t in range(len(ids)):
+            rr, cc = posterior.map_pixel(d_all[t])
+            cand_xy[t] = self.db.pixel_to_xy(int(ids[t]), rr + 0.5, cc + 0.5)
+        sigma_d = math.sqrt(max(np.trace(cov_d), 0.0))
+        cov_c, agree, _ = posterior.candidate_mixture(cand_xy, estimate, combined, self.retrieval_scale,
+                                                      max(posterior.AGREE_M, 2.0 * sigma_d))
+        cov_xy = (cov_d + cov_c) * self.calibration.c_pos ** 2
+
+        row_i, col_i = int(stats.row), int(stats.col)
+        k_align = int(np.asarray(out["alignment"])[best])
+        yaw_deg = None
+        var_yaw = float("nan")
+        yaw_info: dict = {}
+        if "yaw_field" in out:
+            field = np.asarray(out["yaw_field"][best], dtype=np.float64)
+            phi = float(np.degrees(np.arctan2(field[1, row_i, col_i], field[0, row_i, col_i])))
+            yaw = float(yaw_from_alignment(k_align, phi, cfg))
+            if heading is not None:
+                # The panorama was turned to face tile-up (ENU 90): undo that turn.
+                yaw = float(wrap_deg_180(phi - 90.0 + float(heading)))
+            var_deg2, yaw_info = posterior.yaw_variance_deg2(
+                out["alignment_scores"][best], logprior, self.heading_scale, k_align, cfg.heading_bin_deg,
+                field, stats.mode_mask, d, row_i, col_i)
+            yaw_deg = yaw
+            var_yaw = math.radians(math.sqrt(var_deg2) * self.calibration.c_yaw) ** 2
+        cov = np.zeros((3, 3))
+        cov[:2, :2] = cov_xy
+        cov[2, 2] = var_yaw if yaw_deg is not None else 1e6
+        confidence = float(np.clip(stats.mode_mass * agree, 0.0, 1.0))
+        lat, lon = self.frame.to_latlon(estimate[0], estimate[1])
+        cands = []
+        for t in order:
+            cxy, cll = self.db.candidate_info(int(ids[t]))
+            cands.append(Candidate(tile_id=int(ids[t]), retrieval_score=float(scores[t]), m0_max=float(m0[t]),
+                                   combined=float(combined[t]), center_xy=cxy, center_latlon=cll))
+        res = LocalizationResult(
+            latitude=float(lat), longitude=float(lon), x=float(estimate[0]), y=float(estimate[1]), yaw_deg=yaw_deg,
+            covariance=cov, confidence=confidence, candidates=cands, tile_id=tile,
+            pixel=(float(stats.row), float(stats.col)), heading_mode=mode, backend=self.backend_name,
+            timings_ms={}, distribution=d.astype(np.float32) if return_distribution else None)
+        res.diagnostics = {"mode_mass": stats.mode_mass, "support_mass": stats.support_mass,
+                           "components": stats.components, "agree_weight": agree,
+                           "cov_d": cov_d, "cov_candidates": cov_c, "alignment": k_align,
+                           "candidate_xy": cand_xy[order], **yaw_info}
+        return res

@@ -1,0 +1,93 @@
+"""Input checks and the image -> network-input path of the localizer.
+
+* Images are ``H x W x 3`` uint8 RGB of any size; a panorama must be 2:1 (within one pixel
+  of width = 2 x height).
+* A panorama is resized to the model's ``H x W`` (area averaging when shrinking, as the
+  training data was). A pinhole image is first shrunk to about twice the panorama's angular
+  resolution (to avoid aliasing) and then placed in the panorama frame by
+  :func:`unifygeo_ros.model.fov.pinhole_to_panorama` with its column mask.
+* With a known heading the panorama is turned to face tile-up (grid north, ENU yaw 90 deg in
+  the map frame): a pinhole image is placed directly at its bearing, a panorama is rotated
+  with :func:`unifygeo_ros.conventions.rotate_panorama`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..conventions import enu_yaw_to_compass, rotate_panorama
+from .types import Camera, LocalizationError
+
+IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), np.float32)   # as model.unifygeo (kept torch-free here)
+IMAGENET_STD = np.array((0.229, 0.224, 0.225), np.float32)
+MIN_SIDE = 16
+MAX_PIXELS = 100_000_000
+
+
+def normalize_images(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float32 normalised with the ImageNet mean / std."""
+    x = np.asarray(images, dtype=np.float32) * (1.0 / 255.0)
+    x = (x - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def check_image(image, camera: Camera) -> np.ndarray:
+    """Validate a frame; returns it as a uint8 array. Raises :class:`LocalizationError`."""
+    expected = "an H x W x 3 uint8 RGB image"
+    if not isinstance(image, np.ndarray):
+        raise LocalizationError(f"image: expected {expected} (numpy array), got {type(image).__name__}")
+    if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
+        raise LocalizationError(f"image: contains NaN or infinite pixels; expected {expected} (finite values 0-255)")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise LocalizationError(f"image: expected {expected}, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise LocalizationError(f"image: expected {expected}, got dtype {image.dtype} (convert 16-bit or float "
+                                f"images to 8-bit RGB first)")
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE or h * w > MAX_PIXELS:
+        raise LocalizationError(f"image: {w} x {h} pixels; expected at least {MIN_SIDE} px per side and at most "
+                                f"{MAX_PIXELS:,} pixels")
+    if camera.model == "panorama" and abs(w - 2 * h) > 1:
+        raise LocalizationError(f"panorama: {w} x {h} pixels is not 2:1; expected an equirectangular 360 x 180 "
+                                f"degree image with width = 2 x height (use Camera('pinhole', hfov_deg=...) for a "
+                                f"pinhole image)")
+    return image
+
+
+def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    if img.shape[1] == width and img.shape[0] == height:
+        return np.ascontiguousarray(img)
+    shrink = img.shape[1] > width or img.shape[0] > height
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def ground_input(image: np.ndarray, camera: Camera, ground_size: tuple[int, int],
+                 heading_deg: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The model's panorama (H, W, 3) uint8 and column mask (W,) float32 for one frame.
+
+    With ``heading_deg`` (ENU yaw of the camera's forward direction in the map frame) the
+    result faces grid north (tile-up); without, it faces the camera's forward direction."""
+    from ..model.fov import pinhole_to_panorama
+
+    ph, pw = ground_size
+    if camera.model == "pinhole":
+        h, w = image.shape[:2]
+        target_w = int(np.ceil(2.0 * pw * float(camera.hfov_deg) / 360.0))
+        if w > target_w:
+            scale = target_w / w
+            image = _resize(image, target_w, max(2, int(round(h * scale))))
+        # The optical axis sits at the camera's forward bearing relative to the panorama's.
+        offset = 0.0 if heading_deg is None else float(enu_yaw_to_compass(heading_deg))
+        if offset > 180.0:
+            offset -= 360.0
+        pano, mask = pinhole_to_panorama(image, float(camera.hfov_deg), (ph, pw), axis_offset_deg=offset,
+                                         pitch_deg=float(camera.pitch_deg))
+        return pano, mask
+    pano = _resize(image, pw, ph)
+    mask = np.ones(pw, np.float32)
+    if heading_deg is not None:
+        # Turn clockwise by the forward compass bearing: the result faces grid north.
+        pano = rotate_panorama(pano, -float(enu_yaw_to_compass(heading_deg)))
+    return pano, mask

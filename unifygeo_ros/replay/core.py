@@ -1,0 +1,304 @@
+"""``unifygeo replay``: run the node's localization path on a rosbag2 and score it.
+
+The frames go through :class:`unifygeo_ros.ros_core.pipeline.FrameProcessor`, the code
+the ROS node runs (not a copy), with the same priors (:class:`~unifygeo_ros.ros_core.priors.PriorTracker`)
+fed in bag order. Per frame the truth (``geometry_msgs/PoseStamped`` of base_link in the
+map frame, e.g. ``/ground_truth/pose`` of ``unifygeo sim drive``) is interpolated to the
+image stamp (linear in x, y and unwrapped yaw; frames outside the truth's time span are not
+scored).
+
+Frames:
+* the output map frame is the bag's: ``<bag>.meta/drive.json``'s ``map_frame`` (CRS and
+  origin) when present, else ``--map-origin LAT,LON`` (a UTM frame), else the database's;
+* the camera extrinsic comes from ``/tf_static`` (``base_frame -> <image frame_id>``),
+  else from ``drive.json``, else from the parameters.
+
+Outputs: an optional bag (``--out-bag``) with ``/unifygeo_localizer/{pose,fix,result}``
+(our result message registered from msg/*.msg), a copy of the truth and ``/tf_static``, each
+written at ``image stamp + processing latency``; an optional report folder
+(``--report``, see :mod:`.report`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..ros_core import messages as build
+from ..ros_core.config import NodeConfig
+from ..ros_core.geometry import Extrinsic, quaternion_to_yaw
+from ..ros_core.pipeline import FrameOutcome, FrameProcessor
+from ..ros_core.priors import PriorTracker, stamp_ns
+from .bagio import drive_metadata, rosbags_types, typestore
+
+DEFAULT_IMAGE_TOPICS = ("/camera/panorama/image_raw", "/camera/panorama/image_raw/compressed")
+DEFAULT_TRUTH_TOPIC = "/ground_truth/pose"
+OUT_PREFIX = "/unifygeo_localizer"
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+class ReplayError(ValueError):
+    """Bad input (bag, topics, database); the message says what was expected."""
+
+
+@dataclass
+class ReplayOptions:
+    bag: Path
+    image_topic: str | None = None
+    truth_topic: str = DEFAULT_TRUTH_TOPIC
+    gnss_topic: str | None = None
+    odom_topic: str | None = None
+    out_bag: Path | None = None
+    out_storage: str = "mcap"
+    map_origin: tuple[float, float] | None = None
+    max_frames: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class FrameRecord:
+    stamp_ns: int
+    outcome: FrameOutcome
+    truth: tuple[float, float, float] | None       # x, y, yaw (rad) of base_link, map frame
+    published_pose: bool = False
+
+
+@dataclass
+class ReplayRun:
+    frames: list[FrameRecord]
+    image_topic: str
+    truth_topic: str | None
+    map_frame_source: str
+    extrinsic_source: str
+    extrinsic: Extrinsic
+    map_frame: object
+    truth_track: np.ndarray | None        # (n, 4): t_ns, x, y, yaw
+    meta: dict | None
+    startup: dict
+    seconds: dict = field(default_factory=dict)
+    out_bag: str | None = None
+
+
+def _interp_truth(track: np.ndarray, t_ns: int):
+    t = track[:, 0]
+    if len(t) == 0 or t_ns < t[0] or t_ns > t[-1]:
+        return None
+    x = float(np.interp(t_ns, t, track[:, 1]))
+    y = float(np.interp(t_ns, t, track[:, 2]))
+    yaw = float(np.interp(t_ns, t, np.unwrap(track[:, 3])))
+    return x, y, math.atan2(math.sin(yaw), math.cos(yaw))
+
+
+def _pick_image_topic(topics: dict, wanted: str | None) -> str:
+    if wanted:
+        if wanted not in topics:
+            raise ReplayError(f"--image-topic {wanted}: not in the bag; its topics: {_topic_list(topics)}")
+        if topics[wanted] not in IMAGE_TYPES:
+            raise ReplayError(f"--image-topic {wanted} is {topics[wanted]}; expected sensor_msgs/msg/Image or "
+                              f"CompressedImage")
+        return wanted
+    for t in DEFAULT_IMAGE_TOPICS:
+        if t in topics:
+            return t
+    raise ReplayError(f"the bag has none of the default image topics {', '.join(DEFAULT_IMAGE_TOPICS)}: "
+                      f"give --image-topic (its topics: {_topic_list(topics)})")
+
+
+def _topic_list(topics: dict) -> str:
+    return ", ".join(f"{t} ({m})" for t, m in sorted(topics.items())) or "none"
+
+
+def _check_topic(topics: dict, name: str | None, types: tuple[str, ...], flag: str) -> None:
+    if name is None:
+        return
+    if name not in topics:
+        raise ReplayError(f"{flag} {name}: not in the bag; its topics: {_topic_list(topics)}")
+    if topics[name] not in types:
+        raise ReplayError(f"{flag} {name} is {topics[name]}; expected {' or '.join(types)}")
+
+
+def open_bag(path: Path, ts):
+    from rosbags.highlevel import AnyReader
+
+    path = Path(path)
+    if not path.exists():
+        raise ReplayError(f"--bag {path}: no such bag (expected a rosbag2 folder with metadata.yaml, MCAP or sqlite3)")
+    try:
+        reader = AnyReader([path], default_typestore=ts)
+        reader.open()
+    except Exception as exc:  # rosbags raises its own error types for unreadable bags
+        raise ReplayError(f"--bag {path}: not a readable rosbag2 ({type(exc).__name__}: {exc}); expected a "
+                          f"rosbag2 folder (MCAP or sqlite3)") from None
+    return reader
+
+
+def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor | None = None) -> ReplayRun:
+    """Replay ``opts.bag`` through the node's path; ``processor`` may be given (tests)."""
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    ts = typestore()
+    reader = open_bag(opts.bag, ts)
+    try:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        image_topic = _pick_image_topic(topics, opts.image_topic)
+        truth_topic = opts.truth_topic if opts.truth_topic in topics else None
+        if opts.truth_topic and truth_topic is None and opts.truth_topic != DEFAULT_TRUTH_TOPIC:
+            raise ReplayError(f"--truth-topic {opts.truth_topic}: not in the bag; its topics: {_topic_list(topics)}")
+        _check_topic(topics, truth_topic, ("geometry_msgs/msg/PoseStamped", "geometry_msgs/msg/PoseWithCovarianceStamped",
+                                           "nav_msgs/msg/Odometry"), "--truth-topic")
+        _check_topic(topics, opts.gnss_topic, ("sensor_msgs/msg/NavSatFix",), "--gnss-topic")
+        _check_topic(topics, opts.odom_topic, ("nav_msgs/msg/Odometry",), "--odom-topic")
+        meta = drive_metadata(opts.bag)
+
+        # ---- pass 1: truth, /tf_static, the first image's frame
+        track = []
+        statics = {}
+        static_raw = []
+        truth_raw = []
+        first_frame = None
+        wanted = [c for c in reader.connections if c.topic in (truth_topic, "/tf_static")]
+        # (rosbags reads every connection when given none)
+        for con, t, raw in (reader.messages(connections=wanted) if wanted else ()):
+            msg = reader.deserialize(raw, con.msgtype)
+            if con.topic == "/tf_static":
+                static_raw.append((t, raw, con))
+                for tr in msg.transforms:
+                    statics[(tr.header.frame_id.lstrip("/"), tr.child_frame_id.lstrip("/"))] = tr.transform
+            else:
+                truth_raw.append((t, raw, con))
+                pose = msg.pose.pose if hasattr(msg.pose, "pose") else msg.pose
+                q = pose.orientation
+                track.append((stamp_ns(msg.header), pose.position.x, pose.position.y,
+                              quaternion_to_yaw(q.x, q.y, q.z, q.w)))
+        image_cons = [c for c in reader.connections if c.topic == image_topic]
+        for con, t, raw in reader.messages(connections=image_cons):
+            first_frame = reader.deserialize(raw, con.msgtype).header.frame_id.lstrip("/")
+            break
+        if first_frame is None:
+            raise ReplayError(f"{image_topic}: no messages in the bag")
+        track = np.array(sorted(track), dtype=np.float64).reshape(-1, 4)
+
+        # ---- frames and extrinsic
+        extrinsic, ex_source = None, "parameters (camera_extrinsic.*)"
+        key = (cfg.base_frame.lstrip("/"), first_frame)
+        if key in statics:
+            tr = statics[key]
+            extrinsic = Extrinsic.from_transform((tr.translation.x, tr.translation.y, tr.translation.z),
+                                                 (tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w))
+            ex_source = f"/tf_static {key[0]} -> {key[1]}"
+        elif meta and meta.get("camera", {}).get("frame_id") == first_frame:
+            cam = meta["camera"]
+            extrinsic = Extrinsic.from_transform(cam["translation_xyz_m"], cam["rotation_xyzw"])
+            ex_source = "drive.json camera"
+        from ..geo import MapFrame
+
+        if meta and "map_frame" in meta:
+            mf = meta["map_frame"]
+            map_frame = MapFrame(mf["crs_wkt"], float(mf["origin_e"]), float(mf["origin_n"]))
+            mf_source = "drive.json map_frame"
+        elif opts.map_origin is not None:
+            map_frame = MapFrame.utm_at(*opts.map_origin)
+            mf_source = f"UTM frame at --map-origin {opts.map_origin[0]},{opts.map_origin[1]}"
+        else:
+            map_frame = None
+            mf_source = "the database's frame"
+
+        # ---- the processor (what the node runs)
+        t_open = time.perf_counter()
+        if processor is None:
+            processor = FrameProcessor.open(cfg, extrinsic=extrinsic, map_frame=map_frame)
+        else:
+            processor = FrameProcessor(processor.localizer, cfg, extrinsic=extrinsic, map_frame=map_frame)
+        startup_s = time.perf_counter() - t_open
+        tracker = PriorTracker(cfg, processor.adapter, processor.extrinsic)
+        T = rosbags_types(ts)
+
+        writer = None
+        out_cons = {}
+        if opts.out_bag is not None:
+            from rosbags.rosbag2 import StoragePlugin, Writer
+
+            out = Path(opts.out_bag)
+            if out.exists():
+                raise ReplayError(f"--out-bag {out} exists already: expected a new path")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP if opts.out_storage == "mcap"
+                            else StoragePlugin.SQLITE3)
+            writer.open()
+            for name, mtype in (("pose", "geometry_msgs/msg/PoseWithCovarianceStamped"),
+                                ("fix", "sensor_msgs/msg/NavSatFix"), ("result", build.RESULT_TYPE)):
+                out_cons[name] = writer.add_connection(f"{OUT_PREFIX}/{name}", mtype, typestore=ts)
+            copies = []
+            if truth_raw:
+                copies.append(truth_raw)
+            if static_raw:
+                copies.append(static_raw)
+            for group in copies:
+                con = group[0][2]
+                kw = {"offered_qos_profiles": con.ext.offered_qos_profiles} if getattr(con, "ext", None) else {}
+                c2 = writer.add_connection(con.topic, con.msgtype, typestore=ts, **kw)
+                for t, raw, _ in group:
+                    writer.write(c2, t, raw)
+
+        # ---- pass 2: images (and prior topics) in bag order
+        n_images = sum(c.msgcount for c in image_cons)
+        if opts.max_frames:
+            n_images = min(n_images, opts.max_frames)
+        prior_cons = [c for c in reader.connections if c.topic in (opts.gnss_topic, opts.odom_topic)]
+        frames: list[FrameRecord] = []
+        bar = tqdm(total=n_images, desc="replay", unit="frame", file=sys.stderr, disable=not opts.progress,
+                   dynamic_ncols=True)
+        t_loop = time.perf_counter()
+        try:
+            for con, t, raw in reader.messages(connections=image_cons + prior_cons):
+                msg = reader.deserialize(raw, con.msgtype)
+                if con.topic == opts.gnss_topic:
+                    tracker.update_fix(msg)
+                    continue
+                if con.topic == opts.odom_topic:
+                    tracker.update_odom(msg)
+                    continue
+                st = stamp_ns(msg.header)
+                priors = tracker.priors_for(st)
+                outcome = processor.process(msg, st, priors)
+                rec = FrameRecord(st, outcome, _interp_truth(track, st) if len(track) else None)
+                if outcome.ok:
+                    est = outcome.estimate
+                    est.age_ms = est.latency_ms          # offline: the image is processed as it is read
+                    rec.published_pose = processor.publishes_pose(est)
+                    if writer is not None:
+                        t_out = st + int(est.latency_ms * 1e6)
+                        if rec.published_pose:
+                            writer.write(out_cons["pose"], t_out, ts.serialize_cdr(build.pose_msg(T, est),
+                                                                                   out_cons["pose"].msgtype))
+                        writer.write(out_cons["fix"], t_out, ts.serialize_cdr(build.navsat_msg(T, est),
+                                                                              out_cons["fix"].msgtype))
+                        writer.write(out_cons["result"], t_out, ts.serialize_cdr(build.result_msg(T, est),
+                                                                                 build.RESULT_TYPE))
+                frames.append(rec)
+                ok = sum(f.published_pose for f in frames)
+                bar.set_postfix_str(f"published {ok}/{len(frames)}")
+                bar.update(1)
+                if opts.max_frames and len(frames) >= opts.max_frames:
+                    break
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        loop_s = time.perf_counter() - t_loop
+    finally:
+        reader.close()
+    if not frames:
+        raise ReplayError(f"{image_topic}: no frames were replayed")
+    return ReplayRun(frames=frames, image_topic=image_topic, truth_topic=truth_topic, map_frame_source=mf_source,
+                     extrinsic_source=ex_source, extrinsic=processor.extrinsic, map_frame=processor.map_frame,
+                     truth_track=track if len(track) else None, meta=meta, startup=dict(processor.startup),
+                     seconds={"open": round(startup_s, 3), "frames": round(loop_s, 3),
+                              "total": round(time.perf_counter() - t_start, 3)},
+                     out_bag=str(opts.out_bag) if opts.out_bag else None)

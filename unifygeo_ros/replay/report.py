@@ -1,0 +1,146 @@
+"""Scores of a replay and its report folder.
+
+Metrics (``summarize``):
+
+* ``availability``: share of frames with a published pose;
+* ``error_m``: horizontal error of base_link (published frames with a truth): mean, median, p95, max;
+* ``recall``: R@1m / R@5m / R@10m over ALL scored frames (a frame without a pose is a
+  miss), and the same over the published frames only;
+* ``yaw_error_deg``: |estimated - true yaw| (published frames with a yaw);
+* ``covariance``: share of truths inside the published 95 % ellipse (squared Mahalanobis
+  distance of the error under the x-y covariance <= chi2_2(0.95) = 5.991; 0.95 when the
+  covariance is honest), and of yaw errors within 1.96 sigma;
+* ``latency_ms``: per stage (decode, preprocess, ground, search, aerial, decoder, posterior,
+  convert, total): mean, median, p95;
+* ``failures``: counts per kind (image, localization, low_confidence).
+
+``write_report`` writes ``report.json`` (the summary), ``frames.csv`` (one row per frame),
+``trajectory.png`` (the orthophoto with the true track, the estimates coloured by error and
+their 95 % ellipses) and ``error.png`` (position and yaw error over time with the 95 % radius
+of the covariance, failed frames marked).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+CHI2_2_95 = 5.991464547107979
+Z_95 = 1.959963984540054
+
+
+def _stats(values) -> dict:
+    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if a.size == 0:
+        return {"n": 0, "mean": None, "median": None, "p95": None, "max": None}
+    return {"n": int(a.size), "mean": float(a.mean()), "median": float(np.median(a)),
+            "p95": float(np.percentile(a, 95)), "max": float(a.max())}
+
+
+def frame_rows(run) -> list[dict]:
+    t0 = run.frames[0].stamp_ns
+    rows = []
+    for f in run.frames:
+        o = f.outcome
+        row = {"t_s": (f.stamp_ns - t0) / 1e9, "stamp_ns": f.stamp_ns, "published": bool(f.published_pose),
+               "failure": o.failure or "", "message": o.message, "truth_x": None, "truth_y": None,
+               "truth_yaw_deg": None, "x": None, "y": None, "yaw_deg": None, "error_m": None,
+               "yaw_error_deg": None, "sigma_x": None, "sigma_y": None, "sigma_yaw_deg": None, "d2": None,
+               "confidence": None, "heading_mode": "", "tile_id": None, "total_ms": o.timings_ms.get("total"),
+               "r95_m": None, "cov_xy": None}
+        if f.truth is not None:
+            row.update(truth_x=f.truth[0], truth_y=f.truth[1], truth_yaw_deg=math.degrees(f.truth[2]))
+        e = o.estimate
+        if e is not None:
+            row.update(x=e.x, y=e.y, yaw_deg=None if e.yaw is None else math.degrees(e.yaw),
+                       sigma_x=math.sqrt(e.cov3[0, 0]), sigma_y=math.sqrt(e.cov3[1, 1]),
+                       sigma_yaw_deg=None if e.yaw is None else math.degrees(math.sqrt(max(e.cov3[2, 2], 0.0))),
+                       confidence=e.confidence, heading_mode=e.heading_mode, tile_id=e.tile_id,
+                       r95_m=math.sqrt(CHI2_2_95 * max(float(np.linalg.eigvalsh(e.cov3[:2, :2]).max()), 0.0)),
+                       cov_xy=[[float(v) for v in row] for row in e.cov3[:2, :2]])
+            if f.truth is not None:
+                err = np.array([e.x - f.truth[0], e.y - f.truth[1]])
+                row["error_m"] = float(np.hypot(*err))
+                try:
+                    row["d2"] = float(err @ np.linalg.solve(e.cov3[:2, :2], err))
+                except np.linalg.LinAlgError:
+                    row["d2"] = float("inf")
+                if e.yaw is not None:
+                    row["yaw_error_deg"] = float(math.degrees(math.atan2(math.sin(e.yaw - f.truth[2]),
+                                                                         math.cos(e.yaw - f.truth[2]))))
+        rows.append(row)
+    return rows
+
+
+def summarize(run, rows: list[dict] | None = None) -> dict:
+    rows = rows if rows is not None else frame_rows(run)
+    n = len(rows)
+    published = [r for r in rows if r["published"]]
+    scored = [r for r in rows if r["truth_x"] is not None]
+    pub_scored = [r for r in published if r["error_m"] is not None]
+    errs = [r["error_m"] for r in pub_scored]
+
+    def recall(th, pool):
+        return (sum(1 for r in pool if r["published"] and r["error_m"] is not None and r["error_m"] <= th)
+                / len(pool)) if pool else None
+
+    yaw_rows = [r for r in pub_scored if r["yaw_error_deg"] is not None]
+    failures: dict[str, int] = {}
+    for f in run.frames:
+        if f.outcome.failure:
+            failures[f.outcome.failure] = failures.get(f.outcome.failure, 0) + 1
+    stage_names: list[str] = []
+    for f in run.frames:
+        for k in f.outcome.timings_ms:
+            if k not in stage_names:
+                stage_names.append(k)
+    latency = {k: _stats([f.outcome.timings_ms.get(k) for f in run.frames if f.outcome.ok]) for k in stage_names}
+    for v in latency.values():
+        v.pop("max", None)
+    d2 = [r["d2"] for r in pub_scored if r["d2"] is not None]
+    yaw_in = [abs(r["yaw_error_deg"]) <= Z_95 * r["sigma_yaw_deg"] for r in yaw_rows
+              if r["sigma_yaw_deg"] and r["sigma_yaw_deg"] > 0]
+    duration = (run.frames[-1].stamp_ns - run.frames[0].stamp_ns) / 1e9
+    return {
+        "frames": n,
+        "published": len(published),
+        "availability": len(published) / n if n else None,
+        "scored_frames": len(scored),
+        "duration_s": duration,
+        "error_m": _stats(errs),
+        "recall": {f"R@{th}m": recall(th, scored) for th in (1, 5, 10)},
+        "recall_published": {f"R@{th}m": recall(th, pub_scored) for th in (1, 5, 10)},
+        "yaw_error_deg": _stats([abs(r["yaw_error_deg"]) for r in yaw_rows]),
+        "covariance": {"inside_95_ellipse": (sum(1 for v in d2 if v <= CHI2_2_95) / len(d2)) if d2 else None,
+                       "yaw_within_1.96_sigma": (sum(yaw_in) / len(yaw_in)) if yaw_in else None,
+                       "median_sigma_m": _stats([math.sqrt(0.5 * (r["sigma_x"] ** 2 + r["sigma_y"] ** 2))
+                                                 for r in pub_scored])["median"]},
+        "failures": failures,
+        "latency_ms": latency,
+        "confidence": _stats([r["confidence"] for r in rows if r["confidence"] is not None]),
+        "heading_modes": sorted({r["heading_mode"] for r in rows if r["heading_mode"]}),
+    }
+
+
+def write_report(run, summary: dict, rows: list[dict], out_dir: Path, ortho_path: Path | None) -> dict:
+    from . import plots
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "frames.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()})
+    traj = out_dir / "trajectory.png"
+    plots.trajectory_png(run, rows, traj, ortho_path)
+    err = out_dir / "error.png"
+    plots.error_png(rows, err, summary)
+    files = {"report": str(out_dir / "report.json"), "frames_csv": str(out_dir / "frames.csv"),
+             "trajectory_png": str(traj), "error_png": str(err)}
+    (out_dir / "report.json").write_text(json.dumps({**summary, "files": files}, indent=2, default=str))
+    return files

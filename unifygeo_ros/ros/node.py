@@ -1,0 +1,378 @@
+"""``localize_node``: the camera panorama -> a geo-referenced pose with covariance (rclpy).
+
+Run: ``ros2 run unifygeo_ros localize_node --ros-args --params-file config/localize.yaml
+-p database:=/path/to/db`` (or ``python -m unifygeo_ros.ros.node ...``); parameters are
+described in :mod:`unifygeo_ros.ros_core.config` and ``config/README.md``.
+
+Subscribes (depth 1, keep last, reliability ``image_qos_reliability``):
+``image_topic`` (sensor_msgs/Image) and/or ``compressed_image_topic``
+(sensor_msgs/CompressedImage); optionally ``gnss_prior_topic`` (sensor_msgs/NavSatFix) and
+``odom_prior_topic`` (nav_msgs/Odometry) for priors (:mod:`unifygeo_ros.ros_core.priors`).
+
+Publishes, all stamped with the IMAGE's stamp:
+
+* ``~/pose`` geometry_msgs/PoseWithCovarianceStamped: base_frame in map_frame (ENU);
+* ``~/fix`` sensor_msgs/NavSatFix: base_frame's latitude / longitude, ENU covariance;
+* ``~/result`` unifygeo_msgs/LocalizationResult (only when that package imports);
+* ``~/heatmap`` sensor_msgs/Image rgb8 of D over the chosen tile (``publish_heatmap``);
+* ``/diagnostics`` diagnostic_msgs/DiagnosticArray (rates, latency, backend, last error);
+* TF ``map_frame -> odom_frame`` when ``publish_tf`` (needs tf2_ros).
+
+Threads: the subscription callbacks only store the newest frame (older unprocessed frames
+are dropped and counted); one worker thread runs the localizer on the latest frame, so
+inference never blocks the subscriptions. A frame that fails (bad encoding, empty image,
+LocalizationError, low confidence) publishes nothing and logs a warning throttled per
+failure kind; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import threading
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, NavSatFix
+
+from ..ros_core import messages as build
+from ..ros_core.config import PARAMETERS, ConfigError, NodeConfig
+from ..ros_core.heatmap import heatmap_rgb
+from ..ros_core.pipeline import FrameProcessor
+from ..ros_core.priors import PriorTracker, stamp_ns
+from ..ros_core.stats import RollingStats
+from .messages import rclpy_types
+
+NODE_NAME = "unifygeo_localizer"
+WARN_PERIOD_S = 5.0
+
+
+class _RosLogHandler(logging.Handler):
+    """Forwards the ROS-free core's Python logging (``unifygeo_ros.*``) to the node's logger."""
+
+    def __init__(self, ros_logger):
+        super().__init__()
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.levelno >= logging.ERROR:
+                self.ros_logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.ros_logger.warning(text)
+            elif record.levelno >= logging.INFO:
+                self.ros_logger.info(text)
+            else:
+                self.ros_logger.debug(text)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def _descriptor(spec) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        d.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.low is not None and isinstance(spec.default, float):
+        d.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
+    elif spec.low is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+        d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=0)]
+    return d
+
+
+class LocalizeNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        log = self.get_logger()
+        pylog = logging.getLogger("unifygeo_ros")
+        pylog.addHandler(_RosLogHandler(log))
+        pylog.setLevel(logging.INFO)
+        pylog.propagate = False
+        for spec in PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+        self.cfg = cfg = NodeConfig.from_params(values)          # ConfigError -> main() exits 2
+
+        log.info(f"loading database {cfg.database} (backend {cfg.backend})")
+        self.processor = FrameProcessor.open(cfg, log=log.info)
+        self.tracker = PriorTracker(cfg, self.processor.adapter, self.processor.extrinsic)
+        self.stats = RollingStats(window_s=max(5.0, 5 * cfg.diagnostics_period_s))
+        self.types, why_no_result = rclpy_types(with_result=cfg.publish_result)
+        self.result_disabled_reason = why_no_result if self.types.LocalizationResult is None else None
+
+        # ---- outputs
+        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "~/pose", reliable)
+        self.pub_fix = self.create_publisher(NavSatFix, "~/fix", reliable)
+        self.pub_result = (self.create_publisher(self.types.LocalizationResult, "~/result", reliable)
+                           if self.types.LocalizationResult is not None else None)
+        self.pub_heatmap = self.create_publisher(Image, "~/heatmap", reliable) if cfg.publish_heatmap else None
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
+        self.tf = self._make_tf() if cfg.publish_tf else None
+
+        # ---- inputs: the callbacks only hand the newest frame to the worker
+        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                               reliability=(ReliabilityPolicy.RELIABLE if cfg.image_qos_reliability == "reliable"
+                                            else ReliabilityPolicy.BEST_EFFORT))
+        inputs = []
+        if cfg.image_topic:
+            self.create_subscription(Image, cfg.image_topic, self._on_image, image_qos)
+            inputs.append(f"{cfg.image_topic} (Image)")
+        if cfg.compressed_image_topic:
+            self.create_subscription(CompressedImage, cfg.compressed_image_topic, self._on_image, image_qos)
+            inputs.append(f"{cfg.compressed_image_topic} (CompressedImage)")
+        if cfg.gnss_prior_topic:
+            self.create_subscription(NavSatFix, cfg.gnss_prior_topic, self._on_fix, qos_profile_sensor_data)
+        if cfg.odom_prior_topic and cfg.odom_heading_mode != "off":
+            self.create_subscription(Odometry, cfg.odom_prior_topic, self._on_odom, qos_profile_sensor_data)
+        elif cfg.odom_prior_topic:
+            log.warning(f"odom_prior_topic {cfg.odom_prior_topic} ignored: priors.odom_heading_mode is off (an "
+                        f"odometry yaw is not a map yaw; see config/README.md)")
+        self._cv = threading.Condition()
+        self._pending = None
+        self._stop = threading.Event()
+        self._last_warn: dict[str, tuple[float, int]] = {}
+        self._warn_lock = threading.Lock()
+        self._warned_once: set[str] = set()
+        self._last_priors = None
+        self._worker = threading.Thread(target=self._work, name="unifygeo-inference", daemon=True)
+        self._worker.start()
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
+
+        if self.result_disabled_reason:
+            log.warning(f"~/result (unifygeo_msgs/LocalizationResult) disabled: {self.result_disabled_reason}")
+        s = self.processor.startup
+        log.info(f"ready: backend {self.processor.backend_name}, database {cfg.database} ({s.get('tiles')} tiles, "
+                 f"opened in {s.get('open_s')} s, warm-up {s.get('warmup_s')} s), inputs {', '.join(inputs)}, "
+                 f"publishing {self.cfg.base_frame} in {self.cfg.map_frame} on {self.pub_pose.topic_name}")
+
+    # ---- callbacks (executor threads): never block --------------------------------------------
+    def _on_image(self, msg) -> None:
+        with self._cv:
+            dropped = self._pending is not None
+            self._pending = (msg, time.monotonic())
+            self._cv.notify()
+        self.stats.received(dropped_previous=dropped)
+
+    def _on_fix(self, msg) -> None:
+        note = self.tracker.update_fix(msg)
+        if note:
+            self._warn("gnss_prior", f"GNSS prior not used: {note}")
+
+    def _on_odom(self, msg) -> None:
+        note = self.tracker.update_odom(msg)
+        if note:
+            self._warn("odom_prior", f"odometry heading prior not used: {note}")
+
+    # ---- the inference worker ----------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            with self._cv:
+                if self._pending is None:
+                    self._cv.wait(timeout=0.2)
+                item, self._pending = self._pending, None
+            if item is None:
+                continue
+            try:
+                self._handle(*item)
+            except Exception as exc:  # keep the node alive; report like any failed frame
+                self.stats.failed("internal", f"{type(exc).__name__}: {exc}")
+                self.get_logger().error(f"frame failed unexpectedly: {type(exc).__name__}: {exc}")
+
+    def _handle(self, msg, received_monotonic: float) -> None:
+        cfg = self.cfg
+        if cfg.camera_frame and msg.header.frame_id != cfg.camera_frame:
+            self._once("frame", f"images arrive in frame {msg.header.frame_id!r}, expected camera_frame "
+                                f"{cfg.camera_frame!r}; using camera_extrinsic as configured")
+        st = stamp_ns(msg.header)
+        priors = self.tracker.priors_for(st)
+        self._last_priors = priors
+        outcome = self.processor.process(msg, st, priors, want_distribution=self.pub_heatmap is not None)
+        if not outcome.ok:
+            self.stats.failed(outcome.failure, outcome.message)
+            self._warn(outcome.failure, f"frame at {st / 1e9:.3f} s not localized ({outcome.failure}): "
+                                        f"{outcome.message}")
+            return
+        est = outcome.estimate
+        est.latency_ms = (time.monotonic() - received_monotonic) * 1e3
+        est.age_ms = (self.get_clock().now().nanoseconds - st) / 1e6
+        T = self.types
+        if self.processor.publishes_pose(est):
+            self.pub_pose.publish(build.pose_msg(T, est))
+        else:
+            self._warn("no_yaw", "heading not estimated: ~/pose not published for this frame "
+                                 "(publish_pose_without_yaw is false); ~/fix and ~/result are")
+        self.pub_fix.publish(build.navsat_msg(T, est))
+        if self.pub_result is not None:
+            self.pub_result.publish(build.result_msg(T, est))
+        if self.pub_heatmap is not None and est.distribution is not None:
+            rgb = heatmap_rgb(est.distribution, est.pixel)
+            self.pub_heatmap.publish(build.image_msg(T, rgb, st, cfg.map_frame))
+        if self.tf is not None and est.yaw is not None:
+            self._broadcast_tf(est)
+        self.stats.published(est.latency_ms, est.stage_ms)
+
+    # ---- logging helpers ---------------------------------------------------------------------
+    def _warn(self, kind: str, text: str) -> None:
+        """A warning throttled per kind: at most one per WARN_PERIOD_S, with the count skipped."""
+        now = time.monotonic()
+        with self._warn_lock:
+            last, skipped = self._last_warn.get(kind, (-1e18, 0))
+            emit = now - last >= WARN_PERIOD_S
+            self._last_warn[kind] = (now, 0) if emit else (last, skipped + 1)
+        if emit:
+            extra = f" ({skipped} more like it in the last {WARN_PERIOD_S:g} s)" if skipped else ""
+            self.get_logger().warning(text + extra)
+
+    def _once(self, key: str, text: str) -> None:
+        with self._warn_lock:
+            first = key not in self._warned_once
+            self._warned_once.add(key)
+        if first:
+            self.get_logger().warning(text)
+
+    # ---- diagnostics -------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        s = self.stats.snapshot()
+        if s["output_rate_hz"] > 0:
+            level, message = DiagnosticStatus.OK, f"localizing at {s['output_rate_hz']:.2f} Hz"
+        elif s["input_rate_hz"] > 0:
+            level, message = DiagnosticStatus.WARN, "images arrive but no frame was localized recently"
+        else:
+            level, message = DiagnosticStatus.WARN, "no images received recently"
+
+        def fmt(v):
+            return "nan" if isinstance(v, float) and math.isnan(v) else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+        values = [
+            ("backend", self.processor.backend_name), ("database", self.cfg.database),
+            ("input_rate_hz", s["input_rate_hz"]), ("output_rate_hz", s["output_rate_hz"]),
+            ("latency_ms_mean", s["latency_ms_mean"]), ("latency_ms_max", s["latency_ms_max"]),
+            *((f"frames_{k}", v) for k, v in s["totals"].items()),
+            *((f"failed_{k}", v) for k, v in s["failures_by_kind"].items()),
+            ("last_error", s["last_error"] or "none"),
+            *self._prior_values(),
+            ("result_message", "enabled" if self.pub_result is not None else f"disabled: {self.result_disabled_reason}"),
+            *((f"stage_ms_{k}", v) for k, v in s["last_stage_ms"].items()),
+        ]
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: localization", message=message,
+                                  hardware_id=self.processor.backend_name,
+                                  values=[KeyValue(key=k, value=fmt(v)) for k, v in values])
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+
+    def _prior_values(self):
+        """How the last frame's priors were used (or why not)."""
+        cfg, p = self.cfg, self._last_priors
+        out = []
+        for key, topic, used, note in (
+                ("position_prior", cfg.gnss_prior_topic, p and p.position, p and p.position_note),
+                ("heading_prior", cfg.odom_prior_topic, p and p.heading, p and p.heading_note)):
+            if not topic:
+                out.append((key, "off"))
+            elif p is None:
+                out.append((key, "no frame yet"))
+            else:
+                out.append((key, f"used: {used}" if used else f"not used: {note}"))
+        return out
+
+    # ---- TF (optional; needs tf2_ros from a ROS install) --------------------------------------
+    def _make_tf(self):
+        try:
+            import tf2_ros
+        except ImportError as exc:
+            self.get_logger().error(f"publish_tf is true but tf2_ros does not import ({exc}): TF disabled")
+            return None
+        buffer = tf2_ros.Buffer()
+        listener = tf2_ros.TransformListener(buffer, self)
+        return {"buffer": buffer, "listener": listener, "broadcaster": tf2_ros.TransformBroadcaster(self),
+                "tf2_ros": tf2_ros}
+
+    def _broadcast_tf(self, est) -> None:
+        """map -> odom = (map -> base) * (odom -> base)^-1 at the image stamp (planar), or
+        map -> base when odom_frame is empty."""
+        from geometry_msgs.msg import TransformStamped
+        from rclpy.duration import Duration
+        from rclpy.time import Time
+
+        from ..ros_core.geometry import quaternion_to_yaw, yaw_to_quaternion
+
+        cfg = self.cfg
+        x, y, yaw = est.x, est.y, est.yaw
+        child = cfg.base_frame
+        if cfg.odom_frame:
+            try:
+                t = self.tf["buffer"].lookup_transform(cfg.odom_frame, cfg.base_frame, Time(nanoseconds=est.stamp_ns),
+                                                       timeout=Duration(seconds=0.05))
+            except Exception as exc:
+                self._warn("tf", f"no {cfg.odom_frame} -> {cfg.base_frame} transform at the image stamp ({exc}); "
+                                 f"map -> odom not broadcast")
+                return
+            tr, q = t.transform.translation, t.transform.rotation
+            yaw_o = quaternion_to_yaw(q.x, q.y, q.z, q.w)
+            yaw_mo = yaw - yaw_o
+            c, s = math.cos(yaw_mo), math.sin(yaw_mo)
+            x, y, yaw = x - (c * tr.x - s * tr.y), y - (s * tr.x + c * tr.y), yaw_mo
+            child = cfg.odom_frame
+        msg = TransformStamped()
+        msg.header.stamp = Time(nanoseconds=est.stamp_ns).to_msg()
+        msg.header.frame_id = cfg.map_frame
+        msg.child_frame_id = child
+        msg.transform.translation.x, msg.transform.translation.y = float(x), float(y)
+        qx, qy, qz, qw = yaw_to_quaternion(yaw)
+        msg.transform.rotation.x, msg.transform.rotation.y, msg.transform.rotation.z, msg.transform.rotation.w = \
+            qx, qy, qz, qw
+        self.tf["broadcaster"].sendTransform(msg)
+
+    # ---- shutdown ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        self._worker.join(timeout=10.0)
+        self.processor.close()
+
+
+def main(args=None) -> int:
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=sys.argv if args is None else args)
+    node = None
+    code = 0
+    try:
+        node = LocalizeNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except ConfigError as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"bad parameters: {exc}")
+        code = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:
+        from ..localizer.types import DatabaseError
+
+        if isinstance(exc, (DatabaseError, FileNotFoundError, ValueError)):
+            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+            code = 2
+        else:
+            raise
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

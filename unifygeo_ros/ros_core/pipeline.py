@@ -1,0 +1,199 @@
+"""The localization path of the node and of ``unifygeo replay``: one frame -> base_link's pose.
+
+:class:`FrameProcessor` ``.process(image_msg, stamp_ns, priors)``:
+
+1. decode the ``Image`` / ``CompressedImage`` (:mod:`.images`) -> RGB;
+2. ``Localizer.localize`` with the camera model and the priors (:mod:`.priors`), in the
+   database's frame;
+3. database frame -> output map frame (:class:`~.geometry.FrameAdapter`), camera ->
+   base_link (:class:`~.geometry.Extrinsic`), covariance scaled by ``covariance.scale``
+   and laid out 6 x 6 (:func:`~.geometry.covariance6`);
+4. the confidence gate (``min_confidence``).
+
+It returns a :class:`FrameOutcome`: either a :class:`PoseEstimate` (stamped with the
+image's stamp) or a failure kind and message. It never raises for a bad frame; the
+localizer keeps no per-frame state, so one bad frame does not affect the next.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..localizer.types import Camera, LocalizationError
+from .config import NodeConfig
+from .geometry import (Extrinsic, FrameAdapter, covariance6, enu_true_covariance, map_frame_from_config)
+from .images import ImageError, decode_image
+from .priors import PriorInfo, stamp_ns
+
+FAILURE_KINDS = ("image", "localization", "low_confidence")
+
+
+@dataclass
+class PoseEstimate:
+    """base_link's pose in the output map frame (ENU), stamped with the image's stamp."""
+
+    stamp_ns: int
+    frame_id: str
+    child_frame_id: str
+    x: float
+    y: float
+    z: float
+    yaw: float | None                 # rad, ENU from grid east; None: not estimated
+    cov3: np.ndarray                  # 3 x 3 over (x, y, yaw) of base_link
+    covariance: np.ndarray            # 6 x 6 over (x, y, z, roll, pitch, yaw)
+    latitude: float
+    longitude: float
+    altitude: float
+    navsat_covariance: np.ndarray     # 3 x 3 over true east, north, up (m^2)
+    confidence: float
+    heading_mode: str
+    backend: str
+    tile_id: int
+    pixel: tuple[float, float]
+    candidates: list[dict]
+    stage_ms: dict[str, float]
+    latency_ms: float                 # decode + localize + conversions (wall time)
+    camera_xy: tuple[float, float]    # the camera's position (map frame)
+    camera_yaw: float | None
+    position_prior_used: bool = False
+    heading_prior_used: bool = False
+    age_ms: float = float("nan")         # image stamp -> result (set by the node)
+    distribution: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def yaw_observed(self) -> bool:
+        return self.yaw is not None
+
+
+@dataclass
+class FrameOutcome:
+    stamp_ns: int
+    estimate: PoseEstimate | None = None
+    failure: str | None = None        # one of FAILURE_KINDS
+    message: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    priors: PriorInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.estimate is not None
+
+
+class FrameProcessor:
+    """Holds an open :class:`~unifygeo_ros.localizer.Localizer` and the frames of the node."""
+
+    def __init__(self, localizer, cfg: NodeConfig, extrinsic: Extrinsic | None = None, map_frame=None):
+        self.localizer = localizer
+        self.cfg = cfg
+        self.camera = Camera(cfg.camera_model, cfg.camera_hfov_deg if cfg.camera_model == "pinhole" else None,
+                             cfg.camera_pitch_deg if cfg.camera_model == "pinhole" else 0.0)
+        self.extrinsic = extrinsic or Extrinsic(*(float(v) for v in cfg.camera_xyz), math.radians(cfg.camera_yaw_deg))
+        self.map_frame = map_frame or map_frame_from_config(cfg, localizer.frame)
+        self.adapter = FrameAdapter(localizer.frame, self.map_frame)
+        self.backend_name = localizer.backend_name
+        self.startup: dict = {}
+
+    @classmethod
+    def open(cls, cfg: NodeConfig, extrinsic: Extrinsic | None = None, map_frame=None, log=None) -> "FrameProcessor":
+        """Open the database and the backend, warm up (``cfg.warmup``). Raises
+        ``DatabaseError`` / ``ValueError`` with what was expected."""
+        from ..localizer import Localizer
+
+        t0 = time.perf_counter()
+        loc = Localizer.open(cfg.database, backend=cfg.backend, engines=cfg.engines or None, top_k=cfg.top_k,
+                             weights=cfg.weights or None, threads=cfg.threads or None)
+        t1 = time.perf_counter()
+        proc = cls(loc, cfg, extrinsic, map_frame)
+        if cfg.warmup:
+            if log:
+                log("warming up the backend")
+            loc.warmup()
+        t2 = time.perf_counter()
+        proc.startup = {"open_s": round(t1 - t0, 3), "warmup_s": round(t2 - t1, 3),
+                        "tiles": int(getattr(loc.db, "n", 0)), "backend": loc.backend_name}
+        return proc
+
+    def close(self) -> None:
+        self.localizer.close()
+
+    # ---- one frame --------------------------------------------------------------------------
+    def process(self, image_msg, stamp: int | None = None, priors: PriorInfo | None = None,
+                want_distribution: bool = False) -> FrameOutcome:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        st = stamp_ns(image_msg.header) if stamp is None else int(stamp)
+        out = FrameOutcome(stamp_ns=st, priors=priors)
+        try:
+            rgb = decode_image(image_msg)
+        except ImageError as exc:
+            out.failure, out.message = "image", str(exc)
+            return out
+        t1 = time.perf_counter()
+        out.timings_ms["decode"] = (t1 - t0) * 1e3
+        items = tuple(p for p in ((priors.position, priors.heading) if priors else ()) if p is not None)
+        try:
+            res = self.localizer.localize(rgb, self.camera, prior=items or None,
+                                          return_distribution=want_distribution)
+        except LocalizationError as exc:
+            out.failure, out.message = "localization", str(exc)
+            out.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
+            return out
+        t2 = time.perf_counter()
+        for k, v in res.timings_ms.items():
+            if k != "total":
+                out.timings_ms[k] = float(v)
+        out.timings_ms["localize"] = (t2 - t1) * 1e3
+        if not res.confidence >= cfg.min_confidence:
+            out.failure = "low_confidence"
+            out.message = f"confidence {res.confidence:.3f} below min_confidence {cfg.min_confidence:g}"
+            out.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
+            return out
+        out.estimate = self._estimate(res, st, priors)
+        t3 = time.perf_counter()
+        out.timings_ms["convert"] = (t3 - t2) * 1e3
+        out.timings_ms["total"] = (t3 - t0) * 1e3
+        out.estimate.latency_ms = out.timings_ms["total"]
+        out.estimate.stage_ms = dict(out.timings_ms)
+        return out
+
+    def _estimate(self, res, st: int, priors: PriorInfo | None) -> PoseEstimate:
+        cfg = self.cfg
+        cov3 = np.array(res.covariance, dtype=np.float64).reshape(3, 3) * cfg.covariance_scale
+        yaw_c = None if res.yaw_deg is None else math.radians(float(res.yaw_deg))
+        xc, yc, yaw_c, cov_c = self.adapter.pose_to_out(float(res.x), float(res.y), yaw_c, cov3)
+        if yaw_c is None:
+            cov_c[2, :] = 0.0
+            cov_c[:, 2] = 0.0
+        xb, yb, yaw_b, cov_b = self.extrinsic.camera_to_base(xc, yc, yaw_c, cov_c)
+        cov_b = 0.5 * (cov_b + cov_b.T)
+        cov6 = covariance6(cov_b, yaw_b is not None, cfg.z_variance, cfg.roll_pitch_variance)
+        lat, lon = self.map_frame.to_latlon(xb, yb)
+        gamma = self.map_frame.convergence_deg(xb, yb)
+        nav = np.zeros((3, 3))
+        nav[:2, :2] = enu_true_covariance(cov_b[:2, :2], gamma)
+        nav[2, 2] = cfg.z_variance
+        cands = []
+        for c in res.candidates:
+            cx, cy, _ = self.adapter.to_out(float(c.center_xy[0]), float(c.center_xy[1]))
+            cands.append({"tile_id": int(c.tile_id), "retrieval_score": float(c.retrieval_score),
+                          "m0_max": float(c.m0_max), "combined": float(c.combined),
+                          "center_x": float(cx), "center_y": float(cy),
+                          "center_latitude": float(c.center_latlon[0]), "center_longitude": float(c.center_latlon[1])})
+        return PoseEstimate(
+            stamp_ns=st, frame_id=cfg.map_frame, child_frame_id=cfg.base_frame,
+            x=float(xb), y=float(yb), z=0.0, yaw=yaw_b, cov3=cov_b, covariance=cov6,
+            latitude=float(lat), longitude=float(lon), altitude=float(cfg.ground_altitude_m),
+            navsat_covariance=nav, confidence=float(res.confidence), heading_mode=str(res.heading_mode),
+            backend=str(res.backend), tile_id=int(res.tile_id), pixel=(float(res.pixel[0]), float(res.pixel[1])),
+            candidates=cands, stage_ms={}, latency_ms=0.0, camera_xy=(float(xc), float(yc)), camera_yaw=yaw_c,
+            position_prior_used=bool(priors and priors.position is not None),
+            heading_prior_used=bool(priors and priors.heading is not None),
+            distribution=res.distribution)
+
+    def publishes_pose(self, est: PoseEstimate) -> bool:
+        """A pose message goes out when the yaw was estimated (or the user accepts none)."""
+        return est.yaw_observed or self.cfg.publish_pose_without_yaw

@@ -1,0 +1,1 @@
+"""Training: augmentations, batch sampling, the training loop."""

@@ -1,0 +1,59 @@
+"""``unifygeo train``."""
+
+from __future__ import annotations
+
+from ..cli import CommandError, add_json_flag, emit
+
+
+def register(sub, bench_sub) -> None:
+    p = sub.add_parser("train", help="train UnifyGeo on a VIGOR-layout root (real VIGOR or `sim vigor` exports)")
+    p.add_argument("--data", required=True, help="VIGOR root (splits/ or splits__corrected/)")
+    p.add_argument("--out", required=True, help="run folder: last.pt (resume), model.pt, log.csv")
+    p.add_argument("--config", default="small", help="small | paper (default small)")
+    p.add_argument("--protocol", default="same_area", choices=["same_area", "cross_area"],
+                   help="same_area: *_balanced_train lists; cross_area: pano_label_balanced of the train cities")
+    p.add_argument("--cities", help="comma-separated cities (default: the protocol's train cities or all)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=4.5e-4)
+    p.add_argument("--weight-decay", type=float, default=0.04)
+    p.add_argument("--unknown-heading", type=float, default=0.0, metavar="P",
+                   help="probability of a random panorama heading (yaw target rolled with it)")
+    p.add_argument("--fov", type=float, default=0.0, metavar="P",
+                   help="probability of a limited field of view (random 70-180 deg crop)")
+    p.add_argument("--loss-weights", default="1,100,10,1,1", metavar="D,G,M,R,YAW",
+                   help="weights of L_D, L_G, L_M, L_R, L_yaw (paper: 1,100,10,1; yaw: ours)")
+    p.add_argument("--heading-term", type=float, default=1.0,
+                   help="weight of the alignment cross-entropy inside L_yaw")
+    p.add_argument("--hard-fraction", type=float, default=0.5,
+                   help="share of geographic hard-negative batches after the first epoch")
+    p.add_argument("--imagenet", help="local ConvNeXt ImageNet weights for both encoders")
+    p.add_argument("--init", help="start from this unifygeo_ros checkpoint")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--cache", default="auto", choices=["auto", "yes", "no"],
+                   help="keep resized pairs in memory (auto: when under 4 GiB)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    add_json_flag(p)
+    p.set_defaults(handler=train_command)
+
+
+def train_command(args) -> int:
+    from ..data.vigor import VigorFormatError
+    from .trainer import config_from_args, train
+
+    cfg = config_from_args(args)
+    try:
+        summary = train(cfg, progress=True)
+    except (ValueError, FileNotFoundError, VigorFormatError) as exc:
+        raise CommandError(str(exc)) from exc
+
+    def human(r: dict) -> str:
+        loss = ", ".join(f"{k} {v:.3f}" for k, v in r["final_loss"].items())
+        return (f"trained {r['steps']} steps ({r['epochs_done']} epochs, {r['pairs']} pairs) on {r['device']} in "
+                f"{r['train_seconds']:.0f} s\nlast losses: {loss}\nmodel: {r['model']}\nresume state: {r['last']}")
+
+    emit(summary, args.json, human)
+    return 0

@@ -1,0 +1,331 @@
+"""``unifygeo train``: the published recipe on a VIGOR-layout root (real or synthetic).
+
+AdamW (lr 4.5e-4, weight decay 0.04 on weight matrices), one warm-up epoch then cosine
+decay, label smoothing 0.1, synchronised flip and 90-degree rotation, colour jitter, grid
+and coarse dropout (see :mod:`.augment`), batches without false negatives and with
+geographic hard negatives (see :mod:`.sampler`). CPU or CUDA is chosen automatically;
+on CUDA the forward pass runs in mixed precision. A checkpoint (``last.pt``, everything
+needed to resume) is written after every epoch; ``model.pt`` at the end holds the weights
+in the checkpoint format the rest of the package loads. ``log.csv`` records the loss
+terms (and TensorBoard too where it is installed).
+
+Entry point: :func:`train` with a :class:`TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model.config import get_config
+from ..model.heading import teacher_prior, true_alignment
+from ..model.losses import LossConfig, unifygeo_loss
+from ..model.unifygeo import IMAGENET_MEAN, IMAGENET_STD, UnifyGeo, load_checkpoint, save_checkpoint
+from .augment import AugmentConfig, PairAugment
+from .sampler import ConflictFreeBatchSampler
+
+LOSS_TERMS = ("total", "D", "G", "M", "R", "yaw")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    config: str = "small"
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 4.5e-4
+    weight_decay: float = 0.04
+    warmup_epochs: float = 1.0
+    protocol: str = "same_area"
+    split: str = "train"
+    cities: tuple[str, ...] | None = None
+    labels: str = "auto"
+    seed: int = 0
+    workers: int | None = None          # DataLoader workers (default: 0 on CPU with a cache)
+    cache: str = "auto"                 # keep the resized pairs in memory: auto | yes | no
+    hard_fraction: float = 0.5          # share of geographic hard-negative batches after epoch 1
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    imagenet: str | None = None         # ConvNeXt ImageNet weights for both encoders
+    init: str | None = None             # start from a unifygeo_ros checkpoint
+    device: str = "auto"
+    amp: bool = True
+    grad_clip: float = 5.0
+    max_steps: int | None = None        # stop after this many optimizer steps (smoke runs)
+    resume: bool = False
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["augment"] = self.augment.as_dict()
+        d["loss"] = self.loss.as_dict()
+        return d
+
+
+class PairStore(torch.utils.data.Dataset):
+    """Training pairs, optionally cached in memory as uint8, augmented per (epoch, index)."""
+
+    def __init__(self, base, augment: PairAugment, seed: int, cache: bool, progress: bool = True):
+        self.base = base
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.cache = None
+        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        if cache:
+            from tqdm import tqdm
+
+            self.cache = []
+            for i in tqdm(range(len(base)), desc="caching pairs", unit="pair", disable=not progress, file=sys.stderr):
+                s = base[i]
+                s["ground"] = (s["ground"] * 255).round().to(torch.uint8)
+                s["aerial"] = (s["aerial"] * 255).round().to(torch.uint8)
+                self.cache.append(s)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        if self.cache is not None:
+            s = dict(self.cache[i])
+            s["ground"] = s["ground"].float() / 255.0
+            s["aerial"] = s["aerial"].float() / 255.0
+        else:
+            s = self.base[i]
+        s = self.augment(s, np.random.default_rng((self.seed, self.epoch, i)))
+        s["ground"] = (s["ground"] - self.mean) / self.std
+        s["aerial"] = (s["aerial"] - self.mean) / self.std
+        return {k: s[k] for k in ("ground", "aerial", "pixel", "yaw_deg", "column_mask", "mpp")}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _sampler_inputs(index) -> tuple[np.ndarray, list[set], np.ndarray]:
+    """Positive tile, tiles containing the camera, and positions in metres (cities apart)."""
+    positives, tiles, positions = [], [], []
+    cities = {c: i for i, c in enumerate(sorted({r.city for r in index.panoramas}))}
+    for rec in index.panoramas:
+        sats = [int(s) for s in rec.satellites]
+        positives.append(sats[0])
+        tiles.append(set(sats))
+        lat = math.radians(rec.lat)
+        positions.append((cities[rec.city] * 1e7 + rec.lon * 111_320.0 * math.cos(lat), rec.lat * 110_574.0))
+    return np.asarray(positives), tiles, np.asarray(positions)
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def learning_rate(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _truncate_log(log_path: Path, last_step: int) -> None:
+    """Drop the CSV rows after ``last_step`` (written by an epoch that was interrupted
+    before its checkpoint), so that a resumed run's log has each step once."""
+    with log_path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if len(r) > 1 and r[1].isdigit() and int(r[1]) <= last_step]
+    if len(kept) != len(rows):
+        with log_path.open("w", newline="") as f:
+            csv.writer(f).writerows(kept)
+
+
+def build_model(cfg: TrainConfig) -> UnifyGeo:
+    if cfg.init:
+        model, _ = load_checkpoint(cfg.init)
+        if model.cfg.name != get_config(cfg.config).name:
+            raise ValueError(f"--init {cfg.init} holds a {model.cfg.name!r} model, expected {cfg.config!r}")
+        return model
+    model = UnifyGeo(get_config(cfg.config))
+    if cfg.imagenet:
+        from ..model.convnext import load_convnext_weights
+
+        for branch in (model.ground, model.aerial):
+            report = load_convnext_weights(branch.encoder, [branch.f_head, branch.s_head], cfg.imagenet)
+            if report.missing:
+                raise ValueError(f"--imagenet {cfg.imagenet}: {len(report.missing)} tensors missing, e.g. "
+                                 f"{report.missing[:3]}")
+    return model
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Run (or resume) a training; returns a summary dict."""
+    from tqdm import tqdm
+
+    from ..data.vigor import VigorPairDataset
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = pick_device(cfg.device)
+    model_cfg = get_config(cfg.config)
+    base = VigorPairDataset(cfg.data, cfg.protocol, cfg.split, cfg.cities, cfg.labels,
+                            ground_size=model_cfg.ground_size, aerial_size=model_cfg.aerial_size, normalize=False)
+    if len(base) == 0:
+        raise ValueError(f"{cfg.data}: no training pairs for protocol {cfg.protocol!r}, split {cfg.split!r}")
+    pair_bytes = 3 * (model_cfg.ground_size[0] * model_cfg.ground_size[1] + model_cfg.aerial_size ** 2)
+    cache = cfg.cache == "yes" or (cfg.cache == "auto" and len(base) * pair_bytes < 4 * 2 ** 30)
+    store = PairStore(base, PairAugment(cfg.augment), cfg.seed, cache, progress)
+    positives, tiles, positions = _sampler_inputs(base.index)
+    sampler = ConflictFreeBatchSampler(positives, tiles, positions, cfg.batch_size, cfg.hard_fraction, cfg.seed)
+    workers = cfg.workers if cfg.workers is not None else (0 if cache or device.type == "cpu" else min(8, os.cpu_count() or 1))
+
+    model = build_model(cfg).to(device)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    steps_per_epoch = len(sampler)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = max(1, int(round(cfg.warmup_epochs * steps_per_epoch)))
+    start_epoch, step, elapsed = 0, 0, 0.0
+    last_path = out / "last.pt"
+    if cfg.resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(f"--resume: no {last_path} to resume from")
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        if state["model_config"] != model_cfg.as_dict():
+            raise ValueError(f"--resume: {last_path} was trained with another model configuration")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, step, elapsed = state["epoch"] + 1, state["step"], state["elapsed_s"]
+    log_path = out / "log.csv"
+    new_log = not (cfg.resume and log_path.is_file())
+    if not new_log:
+        _truncate_log(log_path, step)        # rows an interrupted epoch wrote after last.pt
+    log_file = log_path.open("w" if new_log else "a", newline="")
+    log = csv.writer(log_file)
+    if new_log:
+        log.writerow(["epoch", "step", "lr", *LOSS_TERMS, "pairs_per_s", "elapsed_s"])
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # optional
+        tb = SummaryWriter(str(out / "tensorboard"))
+    except Exception:  # tensorboard not installed
+        tb = None
+
+    bin_stride = model_cfg.heading_subdivisions
+    last_terms: dict[str, float] = {}
+    stop = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        sampler.set_epoch(epoch)
+        store.epoch = epoch
+        loader = torch.utils.data.DataLoader(store, batch_sampler=sampler, num_workers=workers,
+                                             pin_memory=device.type == "cuda")
+        sums = {k: 0.0 for k in LOSS_TERMS}
+        count = 0
+        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not progress, file=sys.stderr)
+        for batch in bar:
+            t0 = time.perf_counter()
+            lr = learning_rate(step, total_steps, warmup, cfg.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            k_true, field_yaw = true_alignment(batch["yaw_deg"].numpy(), model_cfg, whole_columns=True)
+            k_true = torch.from_numpy(np.asarray(k_true)).to(device)
+            field_yaw = torch.from_numpy(np.asarray(field_yaw, dtype=np.float32)).to(device)
+            ground = batch["ground"].to(device, non_blocking=True)
+            aerial = batch["aerial"].to(device, non_blocking=True)
+            mask = batch["column_mask"].to(device)
+            rows, cols = batch["pixel"][:, 0].to(device), batch["pixel"][:, 1].to(device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                outputs = model(ground, aerial, mask, teacher_prior(k_true, model_cfg))
+            outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else
+                           [t.float() for t in v] if isinstance(v, list) else v) for k, v in outputs.items()}
+            terms = unifygeo_loss(outputs, model, rows, cols, field_yaw, k_true, cfg.loss, bin_stride)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms["total"]).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            with torch.no_grad():
+                for s in (model.logit_scale, model.logit_scale_match, model.logit_scale_rerank,
+                          model.logit_scale_heading):
+                    s.clamp_(0.0, math.log(100.0))      # temperature at most 100, as in CLIP
+            dt = time.perf_counter() - t0
+            elapsed += dt
+            step += 1
+            last_terms = {k: float(v.detach()) for k, v in terms.items()}
+            for k in LOSS_TERMS:
+                sums[k] += last_terms.get(k, 0.0)
+            count += 1
+            log.writerow([epoch + 1, step, f"{lr:.6g}", *(f"{last_terms.get(k, 0.0):.5f}" for k in LOSS_TERMS),
+                          f"{len(ground) / dt:.2f}", f"{elapsed:.1f}"])
+            if tb is not None:
+                for k, v in last_terms.items():
+                    tb.add_scalar(f"loss/{k}", v, step)
+                tb.add_scalar("lr", lr, step)
+            bar.set_postfix({k: f"{last_terms.get(k, 0.0):.3g}" for k in LOSS_TERMS}, refresh=False)
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                stop = True
+                break
+        log_file.flush()
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                    "epoch": epoch, "step": step, "elapsed_s": elapsed, "model_config": model_cfg.as_dict(),
+                    "train_config": cfg.as_dict(), "epoch_mean_loss": {k: v / max(count, 1) for k, v in sums.items()}},
+                   last_path.with_suffix(".tmp"))
+        last_path.with_suffix(".tmp").replace(last_path)
+        if stop:
+            break
+    log_file.close()
+    if tb is not None:
+        tb.close()
+    model_path = out / "model.pt"
+    training = {
+        "data": str(cfg.data), "config": cfg.as_dict(), "steps": step, "epochs_done": epoch + 1,
+        "train_seconds": round(elapsed, 1), "device": str(device),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
+        "command": " ".join(sys.argv), "pairs": len(store), "cached": cache,
+        # Ground metres per pixel of the aerial input the model learned on: a database must
+        # resample its orthophotos to this (median over the training tiles).
+        "aerial_mpp": float(np.median([base.tile_mpp(int(r.satellites[0])) for r in base.index.panoramas])),
+    }
+    save_checkpoint(model.cpu().eval(), model_path, training=training)
+    return {"model": str(model_path), "last": str(last_path), "log": str(log_path), "steps": step,
+            "epochs_done": epoch + 1, "pairs": len(store), "train_seconds": round(elapsed, 1),
+            "device": str(device), "final_loss": last_terms}
+
+
+def config_from_args(args) -> TrainConfig:
+    """Build a :class:`TrainConfig` from ``unifygeo train`` arguments."""
+    aug = AugmentConfig(unknown_heading=args.unknown_heading, fov=args.fov)
+    try:
+        wd, wg, wm, wr, wy = (float(v) for v in args.loss_weights.split(","))
+    except ValueError:
+        raise ValueError(f"--loss-weights: expected five numbers D,G,M,R,YAW, got {args.loss_weights!r}") from None
+    loss = LossConfig(weight_d=wd, weight_g=wg, weight_m=wm, weight_r=wr, weight_yaw=wy, heading_term=args.heading_term)
+    cfg = TrainConfig(data=args.data, out=args.out, config=args.config, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                      protocol=args.protocol, cities=tuple(args.cities.split(",")) if args.cities else None,
+                      seed=args.seed, workers=args.workers, cache=args.cache, hard_fraction=args.hard_fraction,
+                      augment=aug, loss=loss, imagenet=args.imagenet, init=args.init, device=args.device,
+                      max_steps=args.max_steps, resume=args.resume)
+    return cfg
