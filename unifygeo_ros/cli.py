@@ -36,6 +36,18 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line (or one JSON object), exit status 2."""
 
 
+def weights_or_shipped(weights: str | None) -> str:
+    """``--weights`` as given, else the model shipped in the package (a CommandError if absent)."""
+    if weights:
+        return weights
+    from .model.unifygeo import shipped_model_path
+
+    try:
+        return str(shipped_model_path())
+    except FileNotFoundError as exc:
+        raise CommandError(f"{exc}; pass --weights CKPT") from exc
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 

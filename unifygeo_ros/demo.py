@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .cli import CommandError, add_json_flag, emit
+from .cli import CommandError, add_json_flag, emit, weights_or_shipped
 
 DEMO_SEED = 2026
 DEMO_ORIGIN = (52.52, 13.40)
@@ -76,14 +76,7 @@ def demo_command(args) -> int:
     if args.views < 1 or not args.size_m >= 100.0:
         raise CommandError(f"--views: expected at least 1 (got {args.views}); --size-m: expected >= 100 m "
                            f"(got {args.size_m:g})")
-    weights = args.weights
-    if weights is None:
-        from .model.unifygeo import shipped_model_path
-
-        try:
-            weights = str(shipped_model_path())
-        except FileNotFoundError as exc:
-            raise CommandError(f"{exc}; pass --weights CKPT") from exc
+    weights = weights_or_shipped(args.weights)
     from .localizer.calibration import lookup_calibration
     from .model.unifygeo import load_checkpoint
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import CommandError, add_json_flag, emit
+from ..cli import CommandError, add_json_flag, emit, weights_or_shipped
 
 
 def register(sub, bench_sub) -> None:
@@ -47,14 +47,7 @@ def build_db_command(args: argparse.Namespace) -> int:
     from .build import BuildConfig, build_database
 
     setup_logging()
-    weights = args.weights
-    if weights is None:
-        from ..model.unifygeo import shipped_model_path
-
-        try:
-            weights = str(shipped_model_path())
-        except FileNotFoundError as exc:
-            raise CommandError(f"{exc}; pass --weights CKPT") from exc
+    weights = weights_or_shipped(args.weights)
     cfg = BuildConfig(orthos=args.ortho, weights=weights, out=args.out, overlap=args.overlap, features=args.features,
                       batch_size=args.batch_size, backend=args.backend, index=args.index,
                       max_upsample=args.max_upsample, overwrite=args.overwrite)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import CommandError, add_json_flag, emit
+from ..cli import CommandError, add_json_flag, emit, weights_or_shipped
 
 
 def register(sub, bench_sub) -> None:
@@ -123,17 +123,6 @@ def localize_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights(arg: str | None) -> str:
-    if arg:
-        return arg
-    from ..model.unifygeo import shipped_model_path
-
-    try:
-        return str(shipped_model_path())
-    except FileNotFoundError as exc:
-        raise CommandError(f"{exc}; pass --weights CKPT") from exc
-
-
 def calibrate_command(args: argparse.Namespace) -> int:
     from ..backends.cli import setup_logging
     from .calibrate import calibrate
@@ -150,7 +139,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
         raise CommandError(f"--views: expected >= 1 (got {args.views}); --size-m: expected >= 100 m "
                            f"(got {args.size_m:g})")
     try:
-        report = calibrate(_weights(args.weights), seeds, styles, args.size_m, args.views, args.out, write=args.write)
+        report = calibrate(weights_or_shipped(args.weights), seeds, styles, args.size_m, args.views, args.out, write=args.write)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     emit(report, args.json)
@@ -163,7 +152,7 @@ def bench_localize_command(args: argparse.Namespace) -> int:
 
     setup_logging()
     try:
-        report = bench_localize(args.db, None if args.db else _weights(args.weights), args.backends, args.repeats,
+        report = bench_localize(args.db, None if args.db else weights_or_shipped(args.weights), args.backends, args.repeats,
                                 args.warmup, args.threads)
     except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from exc

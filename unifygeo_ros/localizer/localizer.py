@@ -151,7 +151,7 @@ class Localizer:
         return pos, head
 
     def _localize(self, image, camera, heading, prior, return_distribution) -> LocalizationResult:
-        from ..model.heading import heading_window_prior, known_heading_prior, unknown_heading_prior, yaw_from_alignment
+        from ..model.heading import heading_window_prior, known_heading_prior, unknown_heading_prior
 
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
