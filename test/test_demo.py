@@ -152,8 +152,10 @@ def test_bench_retrieval_json_shape(cli):
 def test_calibrate_fits_and_writes_a_table_entry(weights, tmp_path):
     from unifygeo_ros.localizer.calibrate import calibrate, write_calibration
 
+    from unifygeo_ros.localizer.synthetic import MODES
+
     report = calibrate(str(weights), [3003], ["suburb"], 200.0, 4, str(tmp_path / "cal"), progress=False)
-    assert report["c_pos"] > 0 and report["c_yaw"] > 0 and report["measured_on"]["records"] == 16
+    assert report["c_pos"] > 0 and report["c_yaw"] > 0 and report["measured_on"]["records"] == 4 * len(MODES)
     assert (tmp_path / "cal" / "records.json").is_file()
     table = tmp_path / "calibration_data.py"
     table.write_text('"""copy"""\n\nCALIBRATIONS: dict[str, dict] = {}\n')

@@ -4,10 +4,13 @@ Order of preference for ``auto`` (fastest first)::
 
     tensorrt > onnxruntime-tensorrt > onnxruntime-cuda > torch-cuda > onnxruntime-cpu > torch-cpu
 
-On a CPU the order ONNX Runtime before PyTorch was measured, not assumed: for the small
-model with one thread each, ONNX Runtime localizes a panorama in ~55 ms (known heading) /
-~95 ms (unknown) against PyTorch's ~76 / ~117 ms (``unifygeo bench localize --threads 1``,
-2-core CPU shared with a training job; the ground branch and the decoder are both faster).
+On a CPU, ONNX Runtime before PyTorch was measured, not assumed (``unifygeo bench
+localize``, small model, the project's 2-core CPU): idle with 2 threads, a panorama takes
+26 ms (known heading) / 53 ms (unknown) with ONNX Runtime against 28 / 46 ms with PyTorch,
+with 1 thread each on a busy CPU 55 / 95 ms against 76 / 117 ms, and ONNX Runtime's peak
+memory is half PyTorch's (``unifygeo bench model``). With both threads free PyTorch's
+unknown-heading ground stage is faster in ``bench localize`` (19 against 30 ms);
+``backend: torch`` picks PyTorch.
 ONNX Runtime follows ``OMP_NUM_THREADS`` when it is set (:func:`.ort_backend.default_threads`).
 The choice is logged ("backend: ... (auto: ...)").
 """

@@ -82,7 +82,7 @@ def bench_retrieval(sizes, kinds, dim: int | None = None, queries: int = 200, th
     hnsw_m = hnsw_m or HNSW_M
     ef_search = ef_search or [32, 64, HNSW_EF_SEARCH, 256, 512]
     nprobe = nprobe or [16, 32, IVF_NPROBE, 128, 256]
-    k_factor = k_factor or [4, 16, REFINE_K_FACTOR, 128]
+    k_factor = k_factor or sorted({4, 16, 64, REFINE_K_FACTOR})
     report: dict = {"dim": dim, "queries": queries, "top_k": TOP_K, "search_threads": threads,
                     "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                                 "processor": platform.processor()},

@@ -8,12 +8,13 @@
   :data:`HNSW_EF_CONSTRUCTION`, search depth :data:`HNSW_EF_SEARCH`.
 * ``ivf``: ``IndexIVFFlat`` with ``nlist ~ 4 sqrt(N)`` lists, ``nprobe`` :data:`IVF_NPROBE`.
 
-Why ``pqfs`` above the threshold: on this project's 2-core CPU with 1 M random unit
-descriptors (the worst case: real descriptors cluster), neither HNSW nor IVF reached a
-recall@5 of 0.99 against exact search within 10 ms per query, exact search took ~80 ms,
-and the refined fast scan took ~2 ms at recall@5 >= 0.99 (``unifygeo bench retrieval``; the
-README has the table). On a machine with GPU FAISS the flat and IVF indexes are moved to
-the GPU for search.
+Why ``pqfs`` above the threshold (``unifygeo bench retrieval``, random 192-d unit
+descriptors, the worst case since real descriptors cluster; one thread on this project's
+2-core CPU; the README has the table): at 1 M tiles exact search takes 61 ms per query and
+the refined fast scan 2.8 ms at recall@5 0.995-0.998 against it (refine factor 128; 64
+gives 0.987-0.994); at 100k tiles neither HNSW nor IVF reached recall@5 0.99 at the
+settings swept (best 0.89 and 0.75). On a machine with GPU FAISS the flat and IVF indexes
+are moved to the GPU for search.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 log = logging.getLogger("unifygeo_ros.database")
 
 FLAT_MAX = 100_000
-REFINE_K_FACTOR = 64
+REFINE_K_FACTOR = 128
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
