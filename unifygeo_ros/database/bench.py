@@ -24,20 +24,12 @@ import time
 
 import numpy as np
 
+from ..model.bench import rss_mb
 from .index import HNSW_EF_SEARCH, HNSW_M, IVF_NPROBE, REFINE_K_FACTOR, build_index, ivf_nlist
 
 TOP_K = 5
 
 
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
 
 
 def random_unit(n: int, d: int, rng: np.random.Generator, chunk: int = 200_000) -> np.ndarray:
@@ -103,11 +95,11 @@ def bench_retrieval(sizes, kinds, dim: int | None = None, queries: int = 200, th
         per: dict = {}
         for kind in kinds:
             faiss.omp_set_num_threads(threads)
-            rss0 = _rss_mb()
+            rss0 = rss_mb()
             t = time.perf_counter()
             index = build_index(db, kind, hnsw_m=hnsw_m)
             build_s = time.perf_counter() - t
-            rss1 = _rss_mb()
+            rss1 = rss_mb()
             entry = {"build_s": round(build_s, 2), "index_mb": round(len(faiss.serialize_index(index)) / 1e6, 1),
                      "rss_growth_mb": round(rss1 - rss0, 1), "settings": []}
             if kind == "hnsw":

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from ..model.bench import rss_mb
 from .types import Camera
 
 BENCH_SEED = 2027
@@ -43,10 +44,6 @@ def _frames(city, rng) -> dict:
 TEN_KM2_TILES = int(np.ceil(10e6 / 32.0 ** 2))     # 10 km^2 at the default 32 m tile stride
 
 
-def _rss_mb() -> float:
-    from ..database.bench import _rss_mb as rss
-
-    return rss()
 
 
 def _run_backends(db: str, names, frames, repeats: int, warmup: int, threads) -> dict:
@@ -54,7 +51,7 @@ def _run_backends(db: str, names, frames, repeats: int, warmup: int, threads) ->
 
     out = {}
     for name in names:
-        rss0 = _rss_mb()
+        rss0 = rss_mb()
         t = time.perf_counter()
         loc = Localizer.open(db, backend=name, threads=threads)
         open_s = time.perf_counter() - t
@@ -65,7 +62,7 @@ def _run_backends(db: str, names, frames, repeats: int, warmup: int, threads) ->
                 loc.localize(img, camera=cam, heading=heading)
             runs = [loc.localize(img, camera=cam, heading=heading).timings_ms for _ in range(repeats)]
             entry["modes"][mode] = {s: round(float(np.median([r[s] for r in runs])), 2) for s in runs[0]}
-        entry["rss_growth_mb"] = round(_rss_mb() - rss0, 1)
+        entry["rss_growth_mb"] = round(rss_mb() - rss0, 1)
         out[name] = entry
         loc.close()
     return out

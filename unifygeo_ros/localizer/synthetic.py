@@ -136,6 +136,7 @@ def run_mode(loc, city, xy: np.ndarray, yaw: np.ndarray, mode: str, progress: bo
 
 def summarize(records: list[dict]) -> dict:
     """The demo table's row for one mode's records."""
+    from ..evaluation.metrics import recall_at_distances
     from .calibration import CHI2_2_95, Z_95
 
     ok = [r for r in records if "error_m" in r]
@@ -148,7 +149,7 @@ def summarize(records: list[dict]) -> dict:
         "queries": len(records), "failed": n_fail,
         "R@1_tile": float(np.mean([r["tile_correct"] for r in ok])),
         "mean_m": float(e.mean()), "median_m": float(np.median(e)),
-        "R@1m": float(np.mean(e <= 1.0)), "R@5m": float(np.mean(e <= 5.0)), "R@10m": float(np.mean(e <= 10.0)),
+        **recall_at_distances(e),
         "in_95_ellipse": float(np.mean(d2 <= CHI2_2_95)),
         "confidence_mean": float(np.mean([r["confidence"] for r in ok])),
     }

@@ -55,8 +55,12 @@ def _proc_status_mb(field: str) -> float:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
-def _rss_mb() -> float:
-    return _proc_status_mb("VmRSS")
+def rss_mb() -> float:
+    """Resident memory of this process now, MiB (NaN where /proc is not available)."""
+    try:
+        return _proc_status_mb("VmRSS")
+    except OSError:
+        return float("nan")
 
 
 def _time(fn, repeats: int, warmup: int) -> dict:
@@ -105,7 +109,7 @@ def _worker(backend: str, config: str, onnx_dir: str, inputs_path: str, repeats:
 
         with open(inputs_path, "rb") as f:
             cases = pickle.load(f)
-        baseline = _rss_mb()
+        baseline = rss_mb()
         results: dict = {}
         if backend == "torch":
             import torch
@@ -114,7 +118,7 @@ def _worker(backend: str, config: str, onnx_dir: str, inputs_path: str, repeats:
             from .unifygeo import UnifyGeo
 
             torch.set_num_threads(threads)
-            baseline = _rss_mb()
+            baseline = rss_mb()
             torch.manual_seed(0)
             model = UnifyGeo(config).eval()
             modules = {"ground": model.ground, "aerial": model.aerial, "decoder": DecoderModule(model)}

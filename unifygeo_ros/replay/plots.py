@@ -16,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-CHI2_2_95 = 5.991464547107979
+from ..localizer.plots import ellipse_axes
+
 BG = (250, 250, 250)          # RGB
 INK = (30, 30, 30)
 GRID = (215, 215, 215)
@@ -126,12 +127,10 @@ def trajectory_png(run, rows: list[dict], path: Path, ortho_path: Path | None, m
             continue
         colour = error_colour(r["error_m"]) if r["error_m"] is not None else BLUE
         if r.get("cov_xy") is not None:
-            vals, vecs = np.linalg.eigh(np.asarray(r["cov_xy"]))
-            axes = np.sqrt(np.maximum(vals, 0.0) * CHI2_2_95) * s
-            angle = -math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))        # major axis, image y down
+            major, minor, angle = ellipse_axes(r["cov_xy"])              # metres; angle CCW from +x
             centre = px(r["x"], r["y"])
-            if max(axes) < 4 * max_side:
-                cv2.ellipse(img, centre, (int(round(axes[1])), int(round(axes[0]))), angle, 0, 360, colour, 1,
+            if major * s < 4 * max_side:                                   # image y down: angle flips
+                cv2.ellipse(img, centre, (int(round(major * s)), int(round(minor * s))), -angle, 0, 360, colour, 1,
                             cv2.LINE_AA)
         e = np.clip([r["x"], r["y"]], clip_lo, clip_hi)
         cv2.circle(img, px(*e), 5, (0, 0, 0), -1, cv2.LINE_AA)

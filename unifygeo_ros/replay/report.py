@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHI2_2_95 = 5.991464547107979
-Z_95 = 1.959963984540054
+from ..localizer.calibration import CHI2_2_95, Z_95
 
 
 def _stats(values) -> dict:

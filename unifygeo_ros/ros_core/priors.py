@@ -131,24 +131,30 @@ class PriorTracker:
 
     # ---- per frame -------------------------------------------------------------------------
     def priors_for(self, image_stamp_ns: int) -> PriorInfo:
-        info = PriorInfo()
         with self._lock:
             fix, fix_note = self._fix, self._fix_note
             odom, odom_note = self._odom, self._odom_note
-        if fix is None:
-            info.position_note = fix_note
-        elif abs(fix[0] - image_stamp_ns) > self.max_age_ns:
-            info.position_note = f"latest NavSatFix is {abs(fix[0] - image_stamp_ns) / 1e9:.2f} s from the image stamp"
-        elif fix[1] is None:
-            info.position_note = fix_note
+        position, position_note = self._usable(fix, fix_note, "NavSatFix", image_stamp_ns)
+        heading, heading_note = self._usable(odom, odom_note, "Odometry", image_stamp_ns)
+        info = PriorInfo()
+        if position is not None:
+            info.position = position
         else:
-            info.position = fix[1]
-        if odom is None:
-            info.heading_note = odom_note
-        elif abs(odom[0] - image_stamp_ns) > self.max_age_ns:
-            info.heading_note = f"latest Odometry is {abs(odom[0] - image_stamp_ns) / 1e9:.2f} s from the image stamp"
-        elif odom[1] is None:
-            info.heading_note = odom_note
+            info.position_note = position_note
+        if heading is not None:
+            info.heading = heading
         else:
-            info.heading = odom[1]
+            info.heading_note = heading_note
         return info
+
+    def _usable(self, latest, note, what: str, image_stamp_ns: int):
+        """(prior, None) when the latest (stamp, prior) message is usable for this image, else
+        (None, why not)."""
+        if latest is None:
+            return None, note
+        age_ns = abs(latest[0] - image_stamp_ns)
+        if age_ns > self.max_age_ns:
+            return None, f"latest {what} is {age_ns / 1e9:.2f} s from the image stamp"
+        if latest[1] is None:
+            return None, note
+        return latest[1], None
