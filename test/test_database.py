@@ -296,6 +296,26 @@ def test_recompute_mode_stores_pixels(tmp_path, weights, atlanta_db):
     np.testing.assert_array_equal(np.load(out / "descriptors.npy"), np.load(atlanta_db[0] / "descriptors.npy"))
     assert s["disk_bytes"] < atlanta_db[1]["disk_bytes"]
 
+    # A stored-features database shows a tile (for pictures) by reading the orthophoto
+    # again: the same pixels the recompute database stored, for every tile.
+    stored = Database(atlanta_db[0])
+    for t in (0, 57, 195):
+        img, why = stored.tile_image(t)
+        assert why == "" and img is not None
+        np.testing.assert_array_equal(img, db.pixels[t])
+
+
+def test_tile_image_says_why_when_the_orthophoto_is_gone(tmp_path, weights):
+    ortho = tmp_path / "ortho.tif"
+    shutil.copy(ATLANTA, ortho)
+    build_database(BuildConfig([str(ortho)], str(weights), str(tmp_path / "db"), backend="torch-cpu",
+                               batch_size=64), progress=False)
+    db = Database(tmp_path / "db")
+    assert db.tile_image(0)[1] == ""
+    ortho.unlink()
+    img, why = db.tile_image(0)
+    assert img is None and "orthophoto not found" in why
+
 
 def test_build_db_cli_prints_one_json_object(tmp_path, weights):
     small = tmp_path / "crop.tif"

@@ -144,6 +144,28 @@ class Database:
         assert self.pixels is not None
         return np.asarray(self.pixels[np.asarray(ids, dtype=np.int64)])
 
+    def tile_image(self, tile: int) -> tuple[np.ndarray | None, str]:
+        """(RGB pixels of ``tile``, "") as the model saw them: the stored pixels in
+        ``recompute`` mode, else read again from the source orthophotos on the same grid
+        (:mod:`.raster`); (None, why not) when those are gone or no longer match the build."""
+        if self.pixels is not None:
+            return np.asarray(self.pixels[int(tile)]), ""
+        from . import raster
+
+        plan = self.manifest["plan"]
+        try:
+            sources = [raster.inspect(p) for p in plan["orthos"]]
+            grid, _ = raster.plan_grid(sources, float(plan["aerial_mpp"]), float(plan["max_upsample"]))
+        except DatabaseError as exc:
+            return None, str(exc)
+        built = self.manifest["grid"]
+        if (grid.width, grid.height) != (built["width"], built["height"]) or not np.allclose(
+                [grid.x0, grid.y0, grid.mpp], [built["x0"], built["y0"], built["mpp"]], rtol=0, atol=1e-6):
+            return None, "the orthophotos changed since the database was built"
+        with raster.TileReader(sources, grid) as reader:
+            img, _ = reader.read(int(self.tiles["row0"][tile]), int(self.tiles["col0"][tile]), self.tile_size)
+        return img, ""
+
     def candidate_info(self, tile: int) -> tuple[tuple[float, float], tuple[float, float]]:
         t = self.tiles
         return (float(t["x"][tile]), float(t["y"][tile])), (float(t["lat"][tile]), float(t["lon"][tile]))

@@ -26,12 +26,15 @@ def write_distribution_png(result, loc, path: str | Path, scale: int = 3) -> Pat
     if d is None:
         raise ValueError("the result carries no distribution (localize with return_distribution=True)")
     db = loc.db
-    if db.pixels is not None:
-        tile = db.tile_pixels([result.tile_id])[0]
-    else:
-        tile = np.full((db.tile_size, db.tile_size, 3), 128, np.uint8)
+    tile, why = db.tile_image(result.tile_id)
     side = db.tile_size * scale
-    tile_big = cv2.resize(tile, (side, side), interpolation=cv2.INTER_NEAREST)
+    if tile is None:                    # grey, saying why: the picture still shows D
+        tile_big = np.full((side, side, 3), 128, np.uint8)
+        cv2.putText(tile_big, "tile pixels unavailable:", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        cv2.putText(tile_big, why[:60], (8, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    else:
+        tile_big = cv2.resize(tile, (side, side), interpolation=cv2.INTER_NEAREST)
     heat = cv2.resize(heatmap(d), (side, side), interpolation=cv2.INTER_NEAREST)
     over = (0.5 * tile_big + 0.5 * heat).astype(np.uint8)
     r, c = result.pixel
