@@ -71,7 +71,7 @@ def test_result_contract(loc, pano):
     combined = [c.combined for c in res.candidates]
     assert combined == sorted(combined, reverse=True)
     for c in res.candidates:
-        assert c.combined == pytest.approx(c.retrieval_score + c.m0_max)
+        assert c.combined == pytest.approx(c.retrieval_score + c.matching_score)   # rerank_score "matching"
     # x, y is the MAP pixel's centre in the chosen tile; lat / lon is the same point.
     d = res.distribution
     assert d.shape == (128, 128) and d.sum() == pytest.approx(1.0, abs=1e-4)
@@ -273,15 +273,19 @@ class FakeBackend:
         field[:, 0], field[:, 1] = math.cos(a), math.sin(a)
         scores = np.full((b, 32), -0.5, np.float32)
         scores[:, self.k] = 0.9
+        chosen = np.argmax(scores + inputs["heading_logprior"], axis=1)   # a one-hot prior forces its alignment
+        # Matching score: a parabola in the alignment whose vertex lies a quarter bin past k.
+        dist = (chosen - (self.k + 0.25) + 16) % 32 - 16
+        match = (2.0 - 0.01 * dist ** 2).astype(np.float32)
         return {"D": d, "yaw_field": field, "m0_max": np.linspace(0.9, 0.5, b).astype(np.float32),
-                "alignment_scores": scores, "alignment": np.full(b, self.k, np.int64)}
+                "match_score": match, "alignment_scores": scores, "alignment": chosen.astype(np.int64)}
 
     def close(self):
         pass
 
 
-def _with_backend(loc, backend):
-    return Localizer(loc.db, backend, 5, Calibration(1.0, 1.0, "explicit"))
+def _with_backend(loc, backend, **kw):
+    return Localizer(loc.db, backend, 5, Calibration(1.0, 1.0, "explicit"), **kw)
 
 
 def test_pose_arithmetic_with_canned_network_outputs(loc, pano):
@@ -289,7 +293,13 @@ def test_pose_arithmetic_with_canned_network_outputs(loc, pano):
     res = fake.localize(pano)                                   # unknown heading: alignment 3 of 32
     assert res.pixel == (30.5, 90.5)
     assert (res.x, res.y) == pytest.approx(fake.db.pixel_to_xy(res.tile_id, 30.5, 90.5))
-    assert res.yaw_deg == pytest.approx(100.0 + 3 * 11.25)
+    # The alignment search keeps alignment 3 and moves it a quarter bin (the matching
+    # score's vertex); the yaw field's reading is added.
+    assert res.diagnostics["alignment"] == 3
+    assert res.diagnostics["alignment_offset_bins"] == pytest.approx(0.25)
+    assert res.yaw_deg == pytest.approx(100.0 + 3.25 * 11.25)
+    plain = _with_backend(loc, FakeBackend(loc.backend, (30.5, 90.5), 100.0, 3), alignment_candidates=0)
+    assert plain.localize(pano).yaw_deg == pytest.approx(100.0 + 3 * 11.25)   # no search: the decoder's bin
     known = _with_backend(loc, FakeBackend(loc.backend, (30.5, 90.5), 100.0, 0)).localize(pano, heading=-20.0)
     assert known.yaw_deg == pytest.approx(-20.0 + 10.0)         # field 10 deg left of tile-up refines the heading
     # sigma_x of a 2 px Gaussian over 0.5 m pixels, truncated at 5 % of its peak, plus quantisation

@@ -12,7 +12,7 @@ from unifygeo_ros.model.fov import pinhole_to_panorama
 from unifygeo_ros.model.heading import (heading_window_prior, known_heading_prior, teacher_prior,
                                         true_alignment, unknown_heading_prior, yaw_from_alignment)
 from unifygeo_ros.model.losses import unifygeo_loss
-from unifygeo_ros.model.rerank import rerank
+from unifygeo_ros.model.rerank import rerank, rerank_output
 from unifygeo_ros.model.unifygeo import UnifyGeo, load_checkpoint, save_checkpoint
 
 PAPER_REFERENCE = 57_700_330
@@ -90,6 +90,10 @@ def test_m0_max_is_the_decoders_own_level0_maximum(models):
     assert torch.allclose(out["m0_max"], out["matching"][0].flatten(1).max(dim=1).values)
     chosen = out["shift_scores"].gather(1, out["shift"][:, None]).squeeze(1)
     assert torch.allclose(out["m0_max"], chosen)
+    # The default re-ranking term: the maxima of the four matching levels, averaged.
+    levels = torch.stack([m.flatten(1).max(dim=1).values for m in out["matching"]], dim=1)
+    assert len(out["matching"]) == 4
+    assert torch.allclose(out["match_score"], levels.mean(dim=1))
 
 
 def test_rerank_picks_highest_combined_score():
@@ -101,8 +105,11 @@ def test_rerank_picks_highest_combined_score():
     assert list(order) == list(np.argsort(-np.add(retrieval, m0), kind="stable"))
     order, _ = rerank([0.5, 0.4], [0.1, 0.1])         # a tie on M^0 keeps the retrieval order
     assert list(order) == [0, 1]
-    with pytest.raises(ValueError, match="one M\\^0 maximum per candidate"):
+    with pytest.raises(ValueError, match="one matching score per candidate"):
         rerank([0.5, 0.4], [0.1])
+    assert rerank_output("matching") == "match_score" and rerank_output("m0") == "m0_max"
+    with pytest.raises(ValueError, match="expected one of"):
+        rerank_output("m1")
 
 
 def test_rerank_with_the_decoder_finds_the_matching_tile():

@@ -248,7 +248,7 @@ class _TruthLocalizer:
         lat, lon = self.frame.to_latlon(x, y)
         return LocalizationResult(latitude=float(lat), longitude=float(lon), x=x, y=y, yaw_deg=yaw_deg,
                                   covariance=cov, confidence=conf,
-                                  candidates=[Candidate(3, 0.5, 0.6, 1.1, (x + 1.0, y), (float(lat), float(lon)))],
+                                  candidates=[Candidate(3, 0.5, 0.6, 0.6, 1.1, (x + 1.0, y), (float(lat), float(lon)))],
                                   tile_id=3, pixel=(10.0, 20.0), heading_mode="unknown", backend="truth",
                                   timings_ms={"ground": 1.0, "total": 2.0})
 

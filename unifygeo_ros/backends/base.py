@@ -8,7 +8,7 @@ tensor names of :mod:`unifygeo_ros.model.export_names`:
 * ``encode_aerial(image (N,3,L,L))`` -> ``global_descriptor, aerial_feat0..3``
 * ``decode(inputs)`` with ``ground_desc0..3 (B,R,c,W'), column_valid (B,R,W'),
   aerial_feat0..3, heading_logprior (B,K)`` -> ``D, yaw_field, m0_max,
-  alignment_scores, alignment``
+  match_score, alignment_scores, alignment``
 
 Inputs may be numpy arrays or torch tensors; outputs are numpy arrays (the localizer's
 post-processing runs on the CPU), keyed by their names.
@@ -44,17 +44,28 @@ class Backend(ABC):
     def _run(self, module: str, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
         """Run ``module`` (``ground`` | ``aerial`` | ``decoder``) on named inputs."""
 
+    #: largest batch each module accepts (absent: any); larger batches are run in parts
+    max_batch: dict[str, int] = {}
+
+    def _run_batched(self, module: str, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        limit = self.max_batch.get(module)
+        n = len(next(iter(feeds.values())))
+        if not limit or n <= limit:
+            return self._run(module, feeds)
+        parts = [self._run(module, {k: v[i:i + limit] for k, v in feeds.items()}) for i in range(0, n, limit)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
     def encode_ground(self, image, column_mask) -> dict[str, np.ndarray]:
-        return self._run("ground", dict(zip(GROUND_INPUTS, (image, column_mask))))
+        return self._run_batched("ground", dict(zip(GROUND_INPUTS, (image, column_mask))))
 
     def encode_aerial(self, image) -> dict[str, np.ndarray]:
-        return self._run("aerial", dict(zip(AERIAL_INPUTS, (image,))))
+        return self._run_batched("aerial", dict(zip(AERIAL_INPUTS, (image,))))
 
     def decode(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         missing = [n for n in DECODER_INPUTS if n not in inputs]
         if missing:
             raise ValueError(f"decoder: missing inputs {missing}; expected {DECODER_INPUTS}")
-        return self._run("decoder", {n: inputs[n] for n in DECODER_INPUTS})
+        return self._run_batched("decoder", {n: inputs[n] for n in DECODER_INPUTS})
 
     def close(self) -> None:
         """Release sessions / engines (optional)."""

@@ -16,7 +16,7 @@ from ..model.export_names import FILES
 
 log = logging.getLogger("unifygeo_ros.backends")
 
-ONNX_FORMAT = "unifygeo_ros/onnx/1"
+ONNX_FORMAT = "unifygeo_ros/onnx/2"   # 2: the decoder outputs match_score
 
 
 class EnginesMismatch(ValueError):

@@ -32,7 +32,8 @@ log = logging.getLogger("unifygeo_ros.backends")
 
 #: (min, opt, max) of the batch dimension per module: the ground branch sees 1 or R
 #: copies (unknown heading), the aerial branch database batches or the top-k, the
-#: decoder the top-k candidates.
+#: decoder the top-k candidates (times the alignments searched without a known heading).
+#: Larger batches are split by :class:`Backend` (``max_batch``).
 BATCH_PROFILES: dict[str, tuple[int, int, int]] = {"ground": (1, 4, 16), "aerial": (1, 8, 64),
                                                    "decoder": (1, 5, 32)}
 WORKSPACE_BYTES = 1 << 30
@@ -156,6 +157,7 @@ class TensorRTBackend(Backend):
         self.cfg = get_config(manifest["config"])
         self.model_hash = str(manifest["model_hash"])
         self.name = "tensorrt"
+        self.max_batch = {module: hi for module, (_, _, hi) in BATCH_PROFILES.items()}
         self.fp16 = fp16
         self.engine_paths = ensure_engines(folder, self.model_hash, fp16)
         self._modules = {key: TrtModule(path) for key, path in self.engine_paths.items()}

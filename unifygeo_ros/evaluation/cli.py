@@ -14,6 +14,11 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--cities", help="comma-separated cities (default: the protocol's)")
     p.add_argument("--heading", default="both", choices=["known", "unknown", "both"])
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--rerank-score", default="matching", choices=["matching", "m0"],
+                   help="re-ranking term: the matching score of every level (default) or max M^0 (paper Eq. 4)")
+    p.add_argument("--alignment-candidates", type=int, default=4,   # = alignment_search.DEFAULT_CANDIDATES
+                   help="unknown heading: alignments searched per tile by detailed matching (0: the decoder's "
+                        "max-M^0 choice)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-queries", type=int, default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the unknown-heading rotations")
@@ -38,7 +43,12 @@ def _fmt(r: dict) -> str:
             f"  localization on the positive tile: mean {loc['mean_m']:.2f} m, median {loc['median_m']:.2f} m; "
             f"yaw mean {yaw['mean_deg']:.2f} deg, median {yaw['median_deg']:.2f} deg",
         ]
-        for key, name in (("with_rerank", "with re-ranking"), ("without_rerank", "without re-ranking")):
+        other = "m0" if pipe.get("rerank_score", "matching") == "matching" else "matching"
+        for key, name in (("with_rerank", f"with re-ranking ({pipe.get('rerank_score', 'matching')})"),
+                          (f"with_rerank_{other}", f"with re-ranking ({other})"),
+                          ("without_rerank", "without re-ranking")):
+            if key not in pipe:
+                continue
             p = pipe[key]
             lines.append(f"  pipeline {name}: R@1m {100 * p['R@1m']:.2f}  R@5m {100 * p['R@5m']:.2f}  "
                          f"R@10m {100 * p['R@10m']:.2f}  (median {p['median_m']:.2f} m)")
@@ -53,7 +63,8 @@ def eval_command(args) -> int:
 
     cfg = EvalConfig(data=args.data, weights=args.weights, protocol=args.protocol, split=args.split,
                      cities=tuple(args.cities.split(",")) if args.cities else None, heading=args.heading,
-                     top_k=args.top_k, batch_size=args.batch_size, max_queries=args.max_queries, seed=args.seed,
+                     top_k=args.top_k, rerank_score=args.rerank_score,
+                     alignment_candidates=args.alignment_candidates, batch_size=args.batch_size, max_queries=args.max_queries, seed=args.seed,
                      png=args.png, device=args.device)
     try:
         report = evaluate(cfg)

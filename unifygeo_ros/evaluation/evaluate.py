@@ -11,8 +11,13 @@ For each heading mode:
 Then (1) retrieval over all references of the split's cities (R@1/5/10/1 %, hit rate),
 (2) metric localization of D's MAP pixel on the positive tile (mean / median metres) and
 yaw error, (3) the full pipeline: FAISS top-k, decoder on the k candidates, re-ranking by
-``s_t + max M^0_t`` (Eq. 4), D's MAP pixel on the chosen tile turned into latitude /
-longitude and compared with the panorama's: R@1m, R@5m, R@10m with and without re-ranking.
+``s_t + m_t`` (``m_t``: the matching score of every level by default, ``max M^0_t`` as in
+Eq. 4 with ``rerank_score="m0"``; both are reported), D's MAP pixel on the chosen tile
+turned into latitude / longitude and compared with the panorama's: R@1m, R@5m, R@10m with
+and without re-ranking.
+
+With an unknown heading the alignment search of :mod:`unifygeo_ros.model.alignment_search`
+(the localizer's) runs on every decoded tile, unless ``alignment_candidates`` is 0.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import numpy as np
 import torch
 
 from ..geo import enu_offset_m, latlon_from_enu_offset
+from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
 from ..model.heading import known_heading_prior, unknown_heading_prior, yaw_from_alignment
-from ..model.rerank import rerank
+from ..model.rerank import rerank, rerank_output
 from ..model.unifygeo import load_checkpoint
 from .metrics import distance_stats, map_pixel, recall_at_distances, retrieval_metrics, yaw_stats
 
@@ -41,6 +47,8 @@ class EvalConfig:
     labels: str = "auto"
     heading: str = "both"               # known | unknown | both
     top_k: int = 5
+    rerank_score: str = "matching"      # matching (every level) | m0 (Eq. 4)
+    alignment_candidates: int = DEFAULT_CANDIDATES   # unknown heading; 0: the decoder's max-M^0 choice
     batch_size: int = 32
     max_queries: int | None = None
     seed: int = 0
@@ -111,14 +119,46 @@ def _latlon_to_pixel(refs, tile: int, lat: float, lon: float) -> tuple[float, fl
     return side / 2 - north / mpp, side / 2 + east / mpp
 
 
-def _expand(ground: dict, i: int, n: int) -> dict:
-    return {"descriptors": [d[i:i + 1].expand(n, *d.shape[1:]) for d in ground["descriptors"]],
-            "valid": ground["valid"][i:i + 1].expand(n, *ground["valid"].shape[1:])}
+def _rows(ground: dict, rows) -> dict:
+    """The ground descriptors of queries ``rows`` (one decoder row each)."""
+    idx = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    return {"descriptors": [d[idx] for d in ground["descriptors"]], "valid": ground["valid"][idx]}
 
 
-def _read_yaw(model, out: dict, b: int, row: float, col: float) -> float:
-    field = out["yaw_field"][b, :, int(row), int(col)].float().cpu().numpy()
-    return float(yaw_from_alignment(int(out["shift"][b]), np.degrees(np.arctan2(field[1], field[0])), model.cfg))
+def _decode(model, ground: dict, features: list[torch.Tensor], prior: torch.Tensor) -> dict[str, np.ndarray]:
+    """The decoder through PyTorch, with the outputs named as the exported decoder's."""
+    with torch.inference_mode():
+        out = model.decode(ground, {"features": features}, prior)
+    names = {"D": "D", "yaw_field": "yaw_field", "m0_max": "m0_max", "match_score": "match_score",
+             "shift_scores": "alignment_scores", "shift": "alignment"}
+    return {new: out[old].float().cpu().numpy() if old != "shift" else out[old].cpu().numpy()
+            for old, new in names.items() if old in out}
+
+
+def _decode_searched(model, ground: dict, query_rows, features: list[torch.Tensor], prior: torch.Tensor,
+                     n_align: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Decode row m = (query ``query_rows[m]``, tile ``features[*][m]``); with ``n_align`` > 0
+    (unknown heading), run the alignment search on every row. Returns the outputs and the
+    sub-bin alignment offsets."""
+    out = _decode(model, _rows(ground, query_rows), features, prior)
+    if n_align <= 0:
+        return out, np.zeros(len(query_rows))
+    query_rows = np.asarray(query_rows)
+    k_bins = model.cfg.heading_bins
+
+    def decode_rows(rows: np.ndarray, aligns: np.ndarray) -> dict:
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        return _decode(model, _rows(ground, query_rows[rows]), [f[idx] for f in features],
+                       torch.from_numpy(one_hot_logprior(aligns, k_bins)).to(prior.device))
+
+    search = search_alignments(decode_rows, out["alignment_scores"], prior.cpu().numpy(), n_align)
+    return {**search.per_tile(), "alignment_scores": out["alignment_scores"]}, search.offset
+
+
+def _read_yaw(model, out: dict, b: int, row: float, col: float, offset: float = 0.0) -> float:
+    field = out["yaw_field"][b, :, int(row), int(col)]
+    return float(yaw_from_alignment(int(out["alignment"][b]) + float(offset),
+                                    np.degrees(np.arctan2(field[1], field[0])), model.cfg))
 
 
 def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: EvalConfig, device,
@@ -135,10 +175,11 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
     index = faiss.IndexFlatIP(bank.globals.shape[1])
     index.add(np.ascontiguousarray(bank.globals, dtype=np.float32))
     k = min(cfg.top_k, len(refs))
+    n_align = cfg.alignment_candidates if mode == "unknown" else 0
 
     qglobal = np.zeros((n, bank.globals.shape[1]), dtype=np.float32)
     loc_err, yaw_est, yaw_true = [], [], []
-    pipe_err, pipe_err_norerank, rerank_top1 = [], [], []
+    pipe_err, pipe_err_norerank, pipe_err_other, rerank_top1 = [], [], [], []
     examples = []
     times = {"ground_ms": 0.0, "decoder_positive_ms": 0.0, "search_ms": 0.0, "decoder_topk_ms": 0.0}
     for idx in tqdm(list(_batches(n, cfg.batch_size)), desc=f"queries ({mode} heading)", unit="batch",
@@ -154,15 +195,15 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         prior = (unknown_heading_prior(b, mcfg) if mode == "unknown" else known_heading_prior(b, mcfg)).to(device)
         # (2) metric localization on the positive tile.
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = model.decode(ground, {"features": bank.features_of(positives[idx.start:idx.stop, 0])}, prior)
+        out, offsets = _decode_searched(model, ground, np.arange(b),
+                                        bank.features_of(positives[idx.start:idx.stop, 0]), prior, n_align)
         times["decoder_positive_ms"] += (time.perf_counter() - t0) * 1e3
-        d = out["D"].float().cpu().numpy()
+        d = out["D"]
         for j, (i, it) in enumerate(zip(idx, items)):
             row, col = map_pixel(d[j])
             truth = it["pixel"].numpy()
             loc_err.append(float(np.hypot(row - truth[0], col - truth[1]) * float(it["mpp"])))
-            yaw_est.append(_read_yaw(model, out, j, row, col))
+            yaw_est.append(_read_yaw(model, out, j, row, col, offsets[j]))
             yaw_true.append(float(it["yaw_deg"]) - rolls[i] * 360.0 / width)
         # (3) the full pipeline on the top-k.
         for j, (i, it) in enumerate(zip(idx, items)):
@@ -171,21 +212,23 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
             times["search_ms"] += (time.perf_counter() - t0) * 1e3
             scores, cand = scores[0], cand[0]
             t0 = time.perf_counter()
-            with torch.inference_mode():
-                ck = model.decode(_expand(ground, j, k), {"features": bank.features_of(cand)},
-                                  prior[j:j + 1].expand(k, -1))
+            ck, _ = _decode_searched(model, ground, np.full(k, j), bank.features_of(cand),
+                                     prior[j:j + 1].expand(k, -1), n_align)
             times["decoder_topk_ms"] += (time.perf_counter() - t0) * 1e3
-            order, _ = rerank(scores, ck["m0_max"].float().cpu().numpy())
+            order, _ = rerank(scores, ck[rerank_output(cfg.rerank_score)])
+            other = "m0" if cfg.rerank_score == "matching" else "matching"
+            order_other, _ = rerank(scores, ck[rerank_output(other)])
             lat, lon = (float(v) for v in it["latlon"])
             errs = []
-            dk = ck["D"].float().cpu().numpy()
-            for t in (int(order[0]), 0):
+            dk = ck["D"]
+            for t in (int(order[0]), 0, int(order_other[0])):
                 row, col = map_pixel(dk[t])
                 plat, plon = _pixel_to_latlon(refs, int(cand[t]), row, col)
                 e, nn = enu_offset_m(lat, lon, plat, plon)
                 errs.append(float(np.hypot(e, nn)))
             pipe_err.append(errs[0])
             pipe_err_norerank.append(errs[1])
+            pipe_err_other.append(errs[2])
             rerank_top1.append(int(cand[order[0]]) == int(positives[i, 0]))
             if len(examples) < keep_examples:
                 best = int(order[0])
@@ -203,7 +246,9 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         "yaw": yaw_stats(yaw_est, yaw_true),
         "pipeline": {"with_rerank": {**recall_at_distances(pipe_err), **distance_stats(pipe_err)},
                      "without_rerank": {**recall_at_distances(pipe_err_norerank), **distance_stats(pipe_err_norerank)},
-                     "top_k": k},
+                     f"with_rerank_{'m0' if cfg.rerank_score == 'matching' else 'matching'}": {
+                         **recall_at_distances(pipe_err_other), **distance_stats(pipe_err_other)},
+                     "rerank_score": cfg.rerank_score, "top_k": k},
         "ms_per_query": {k2: round(v / n, 2) for k2, v in times.items()},
     }
     return result, examples

@@ -21,6 +21,10 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--backend", default="auto")
     p.add_argument("--engines", help="folder of ONNX files / TensorRT engines (default DB/engines)")
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--rerank-score", default="matching", choices=["matching", "m0"],
+                   help="re-ranking term: the matching score of every level (default) or max M^0 (paper Eq. 4)")
+    p.add_argument("--alignment-candidates", type=int, default=4,   # = alignment_search.DEFAULT_CANDIDATES
+                   help="without a known heading: alignments re-decoded per tile (0: the decoder's max-M^0 choice)")
     p.add_argument("--distribution", metavar="PNG", help="also write D over the chosen tile as a heat map")
     add_json_flag(p)
     p.set_defaults(handler=localize_command)
@@ -89,7 +93,8 @@ def localize_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     try:
-        loc = Localizer.open(args.db, backend=args.backend, engines=args.engines, top_k=args.top_k)
+        loc = Localizer.open(args.db, backend=args.backend, engines=args.engines, top_k=args.top_k,
+                             rerank_score=args.rerank_score, alignment_candidates=args.alignment_candidates)
         res = loc.localize(image, camera=camera, heading=args.heading, prior=tuple(priors) or None,
                            return_distribution=bool(args.distribution))
     except (DatabaseError, LocalizationError, ValueError, RuntimeError, FileNotFoundError) as exc:

@@ -11,12 +11,15 @@ Per frame (``Localizer.localize``):
    :class:`PositionPrior` when one is given);
 4. **aerial**: the k candidates' aerial features, read from the database (``stored``) or
    re-encoded from its pixels (``recompute``);
-5. **decoder**: the decoder on the k candidates as one batch (M^0 computed once per
-   candidate, reused by the heading search and re-ranking), heading log-prior: known /
-   window (:class:`HeadingPrior`) / none;
-6. **posterior**: re-ranking by Eq. 4 (retrieval score + max M^0), D's MAP pixel on the
-   chosen tile -> map x, y and latitude / longitude, yaw from the alignment and the yaw
-   field, covariance and confidence (:mod:`.posterior`).
+5. **decoder**: the decoder on the k candidates as one batch, heading log-prior: known /
+   window (:class:`HeadingPrior`) / none. Without a known heading, the alignment search
+   (:mod:`unifygeo_ros.model.alignment_search`) then re-decodes each candidate at its
+   ``alignment_candidates`` best alignments and their neighbours and keeps the best
+   matching one (0 turns it off: the decoder's own max-M^0 choice);
+6. **posterior**: re-ranking (retrieval score + the matching score of every level, or
+   max M^0 as in the paper's Eq. 4: ``rerank_score``), D's MAP pixel on the chosen tile
+   -> map x, y and latitude / longitude, yaw from the alignment (refined within the bin by
+   the search) and the yaw field, covariance and confidence (:mod:`.posterior`).
 
 A frame that cannot be localized raises :class:`LocalizationError`; the localizer keeps
 no per-frame state, so the next frame is unaffected.
@@ -32,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import wrap_deg_180
+from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
+from ..model.rerank import rerank_output
 from . import posterior
 from .calibration import Calibration, lookup_calibration
 from .preprocess import check_image, ground_input, normalize_images
@@ -44,7 +49,8 @@ log = logging.getLogger("unifygeo_ros.localizer")
 class Localizer:
     """Open with :meth:`open`; see the module docstring and :mod:`.types` for the contract."""
 
-    def __init__(self, db, backend, top_k: int, calibration: Calibration):
+    def __init__(self, db, backend, top_k: int, calibration: Calibration, rerank_score: str = "matching",
+                 alignment_candidates: int = DEFAULT_CANDIDATES):
         from ..model.config import get_config
 
         self.db = db
@@ -53,6 +59,11 @@ class Localizer:
         self.manifest = db.manifest
         self.frame = db.frame
         self.top_k = int(top_k)
+        self.rerank_score = rerank_score
+        self.rerank_output = rerank_output(rerank_score)
+        if int(alignment_candidates) < 0:
+            raise ValueError(f"alignment_candidates: expected >= 0 (0: no alignment search), got {alignment_candidates}")
+        self.alignment_candidates = int(alignment_candidates)
         self.cfg = get_config(db.manifest["model"]["config"])
         self.calibration = calibration
         self.heading_scale = float(db.manifest["model"].get("heading_scale", 1.0))
@@ -62,14 +73,17 @@ class Localizer:
     @classmethod
     def open(cls, db: str | Path, backend: str = "auto", engines: str | Path | None = None, top_k: int = 5,
              weights: str | Path | None = None, threads: int | None = None, fp16: bool = True,
-             calibration: Calibration | None = None) -> "Localizer":
+             calibration: Calibration | None = None, rerank_score: str = "matching",
+             alignment_candidates: int = DEFAULT_CANDIDATES) -> "Localizer":
         """Open database ``db`` and the backend that will run the model it was built with.
 
         ``backend``: ``auto`` (fastest available, logged), ``torch``, ``onnxruntime`` or an
         exact name (``registry.BACKEND_ORDER``). ``engines``: a folder with the model's ONNX
         export / TensorRT engines (default: ``db/engines``, created on first use).
         ``weights``: a checkpoint to use instead of ``db/model.pt``; it must be the model the
-        database was built with. Raises :class:`DatabaseError` on a bad database or model.
+        database was built with. ``rerank_score``: ``matching`` (every level) or ``m0``
+        (Eq. 4); ``alignment_candidates``: alignments searched per candidate tile when the
+        heading is not known (0: none). Raises :class:`DatabaseError` on a bad database or model.
         """
         from ..backends.onnx_files import EnginesMismatch
         from ..backends.registry import open_backend
@@ -77,6 +91,9 @@ class Localizer:
 
         if top_k < 1:
             raise ValueError(f"top_k: expected >= 1, got {top_k}")
+        rerank_output(rerank_score)
+        if alignment_candidates < 0:
+            raise ValueError(f"alignment_candidates: expected >= 0 (0: no alignment search), got {alignment_candidates}")
         database = Database(db)
         model_hash = database.model_hash
         weights_path = Path(weights) if weights else database.path / database.manifest["model"]["file"]
@@ -105,7 +122,7 @@ class Localizer:
         cal = calibration or lookup_calibration(model_hash)
         if cal.source == "none":
             log.warning("no covariance calibration for model %s: covariances are unscaled", model_hash[:12])
-        return cls(database, be, top_k, cal)
+        return cls(database, be, top_k, cal, rerank_score, alignment_candidates)
 
     def warmup(self) -> None:
         """Run one frame through every stage (first-call allocations, lazy engine set-up)."""
@@ -213,17 +230,38 @@ class Localizer:
         inputs.update({f"aerial_feat{lv}": feats[lv] for lv in range(4)})
         inputs["heading_logprior"] = np.repeat(logprior[None].astype(np.float32), k, axis=0)
         out = self.backend.decode(inputs)
+        offsets = np.zeros(k)
+        if mode != "known" and self.alignment_candidates > 0:
+            search = self._search_alignments(descs, valid, feats, out, logprior)
+            out = {**search.per_tile(), "alignment_scores": out["alignment_scores"]}
+            offsets = search.offset
         t5 = time.perf_counter()
         timings["decoder"] = (t5 - t4) * 1e3
 
-        result = self._posterior(out, scores, ids, mode, logprior, heading, return_distribution)
+        result = self._posterior(out, scores, ids, mode, logprior, heading, return_distribution, offsets)
         t6 = time.perf_counter()
         timings["posterior"] = (t6 - t5) * 1e3
         timings["total"] = (t6 - t0) * 1e3
         result.timings_ms = {key: round(v, 3) for key, v in timings.items()}
         return result
 
-    def _posterior(self, out, scores, ids, mode, logprior, heading, return_distribution) -> LocalizationResult:
+    def _search_alignments(self, descs, valid, feats, first: dict, logprior: np.ndarray):
+        """The alignment search on every candidate tile, decoding through the backend."""
+        k_bins = self.cfg.heading_bins
+
+        def decode_rows(tiles: np.ndarray, aligns: np.ndarray) -> dict:
+            m = len(tiles)
+            rows = {f"ground_desc{lv}": np.repeat(descs[lv], m, axis=0) for lv in range(4)}
+            rows["column_valid"] = np.repeat(valid, m, axis=0)
+            rows.update({f"aerial_feat{lv}": np.asarray(feats[lv])[tiles] for lv in range(4)})
+            rows["heading_logprior"] = one_hot_logprior(aligns, k_bins)
+            return self.backend.decode(rows)
+
+        return search_alignments(decode_rows, np.asarray(first["alignment_scores"]), logprior,
+                                 self.alignment_candidates)
+
+    def _posterior(self, out, scores, ids, mode, logprior, heading, return_distribution,
+                   offsets) -> LocalizationResult:
         from ..model.heading import yaw_from_alignment
         from ..model.rerank import rerank
 
@@ -232,7 +270,8 @@ class Localizer:
         if not np.all(np.isfinite(d_all)):
             raise LocalizationError("the decoder produced a non-finite distribution D for this image")
         m0 = np.asarray(out["m0_max"], dtype=np.float64)
-        order, combined = rerank(scores, m0)
+        matching = np.asarray(out["match_score"], dtype=np.float64)
+        order, combined = rerank(scores, np.asarray(out[self.rerank_output], dtype=np.float64))
         best = int(order[0])
         tile = int(ids[best])
         d = d_all[best]
@@ -259,7 +298,8 @@ class Localizer:
         if "yaw_field" in out:
             field = np.asarray(out["yaw_field"][best], dtype=np.float64)
             phi = float(np.degrees(np.arctan2(field[1, row_i, col_i], field[0, row_i, col_i])))
-            yaw = float(yaw_from_alignment(k_align, phi, cfg))
+            # The search's sub-bin refinement moves the alignment by a fraction of a bin.
+            yaw = float(yaw_from_alignment(k_align + float(offsets[best]), phi, cfg))
             if heading is not None:
                 # The panorama was turned to face tile-up (ENU 90): undo that turn.
                 yaw = float(wrap_deg_180(phi - 90.0 + float(heading)))
@@ -277,7 +317,7 @@ class Localizer:
         for t in order:
             cxy, cll = self.db.candidate_info(int(ids[t]))
             cands.append(Candidate(tile_id=int(ids[t]), retrieval_score=float(scores[t]), m0_max=float(m0[t]),
-                                   combined=float(combined[t]), center_xy=cxy, center_latlon=cll))
+                                   matching_score=float(matching[t]), combined=float(combined[t]), center_xy=cxy, center_latlon=cll))
         res = LocalizationResult(
             latitude=float(lat), longitude=float(lon), x=float(estimate[0]), y=float(estimate[1]), yaw_deg=yaw_deg,
             covariance=cov, confidence=confidence, candidates=cands, tile_id=tile,
@@ -286,5 +326,6 @@ class Localizer:
         res.diagnostics = {"mode_mass": stats.mode_mass, "support_mass": stats.support_mass,
                            "components": stats.components, "agree_weight": agree,
                            "cov_d": cov_d, "cov_candidates": cov_c, "alignment": k_align,
+                           "alignment_offset_bins": float(offsets[best]), "rerank_score": self.rerank_score,
                            "candidate_xy": cand_xy[order], **yaw_info}
         return res

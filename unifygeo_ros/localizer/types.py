@@ -77,8 +77,9 @@ class Candidate:
 
     tile_id: int
     retrieval_score: float          # cosine of the global descriptors
-    m0_max: float                   # max of the level-0 matching map M^0 (Eq. 4)
-    combined: float                 # retrieval_score + m0_max: the re-ranking score
+    m0_max: float                   # max of the level-0 matching map M^0 (the paper's Eq. 4 term)
+    matching_score: float           # mean over levels of max M^l (the default re-ranking term)
+    combined: float                 # retrieval_score + the re-ranking term: the re-ranking score
     center_xy: tuple                # tile centre, map frame (m)
     center_latlon: tuple            # tile centre, WGS 84 degrees
 
@@ -108,6 +109,7 @@ class LocalizationResult:
             "yaw_deg": self.yaw_deg, "covariance": np.asarray(self.covariance).tolist(),
             "confidence": self.confidence,
             "candidates": [{"tile_id": c.tile_id, "retrieval_score": c.retrieval_score, "m0_max": c.m0_max,
+                            "matching_score": c.matching_score,
                             "combined": c.combined, "center_xy": list(c.center_xy),
                             "center_latlon": list(c.center_latlon)} for c in self.candidates],
             "tile_id": self.tile_id, "pixel": list(self.pixel), "heading_mode": self.heading_mode,

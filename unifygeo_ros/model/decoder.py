@@ -20,6 +20,16 @@ heading; ``-inf`` outside a window for a heading prior; one-hot for a known head
 teacher forcing), takes the best ``k``, and decodes with the descriptors aligned by it.
 M^0 is computed once for all alignments and reused.
 
+Matching score (beyond the paper)
+---------------------------------
+``match_score = mean_l max_ij M^l`` at the chosen alignment: how well the aligned ground
+descriptors match their best cell at every level, coarse to fine (a mean, so that it is a
+cosine like ``max M^0`` and the re-ranking and covariance scales stay those of Eq. 4). The fine levels see the
+tile at 4-8 times M^0's resolution, so this score tells the right tile and the right
+alignment apart much better than ``max M^0`` alone (see :mod:`.rerank` and
+:mod:`.alignment_search`, which measure it). It is what re-ranking and the alignment
+search use.
+
 Yaw head
 --------
 From level 3 (M^3 and the normalised map), a small convolutional head predicts a 2-vector
@@ -150,6 +160,7 @@ class LocalizationDecoder(nn.Module):
             matching.append(self._match(level, g, gmask, x))
             x = torch.cat([matching[level][:, None], F.normalize(x, dim=1)], dim=1)
         logits = self.to_logits(self.final_upsample(x)).flatten(1)                            # (B, L*L)
+        match_score = sum(m.flatten(1).max(dim=1).values for m in matching) / len(matching)   # (B,)
         side = self.cfg.aerial_size
         out = {
             "logits": logits,
@@ -158,6 +169,7 @@ class LocalizationDecoder(nn.Module):
             "shift_scores": shift_scores,
             "shift": k,
             "m0_max": m0_max,
+            "match_score": match_score,
             "ground_desc0": ground_desc0,
             "aerial_desc0": ad0,
         }

@@ -6,7 +6,8 @@
                   -> global_descriptor (B,D), aerial_feat0..3 (B,C_l,h_l,h_l)
 * decoder:        ground_desc0..3 (B,R,c_l,W'), column_valid (B,R,W'), aerial_feat0..3,
                   heading_logprior (B,K)
-                  -> D (B,L,L), yaw_field (B,2,L,L) (unnormalised: its angle is the yaw), m0_max (B,), alignment_scores (B,K),
+                  -> D (B,L,L), yaw_field (B,2,L,L) (unnormalised: its angle is the yaw), m0_max (B,), match_score (B,),
+                     alignment_scores (B,K),
                      alignment (B,) int64
 
 Every batch dimension is dynamic. The ground branch runs on the ``R`` sub-stride copies
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..backends.onnx_files import ONNX_FORMAT
 from ..backends.ort_session import make_session
 from .export_names import (AERIAL_INPUTS, AERIAL_OUTPUTS, DECODER_INPUTS, DECODER_OUTPUTS, FILES,
                            GROUND_INPUTS, GROUND_OUTPUTS)
@@ -63,7 +65,7 @@ class DecoderModule(nn.Module):
         result = [out["D"]]
         if "yaw_field" in out:
             result.append(out["yaw_field"])
-        return (*result, out["m0_max"], out["shift_scores"], out["shift"])
+        return (*result, out["m0_max"], out["match_score"], out["shift_scores"], out["shift"])
 
 
 def example_inputs(model: UnifyGeo, batch: int = 1, seed: int = 0) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -109,7 +111,7 @@ def export_onnx(model: UnifyGeo, out_dir: str | Path, opset: int = ONNX_OPSET) -
                               do_constant_folding=True)
         paths[key] = path
     manifest = {
-        "format": "unifygeo_ros/onnx/1",
+        "format": ONNX_FORMAT,
         "model_hash": model.state_hash(),
         "config": model.cfg.as_dict(),
         "opset": opset,

@@ -8,4 +8,4 @@ AERIAL_INPUTS = ["image"]
 AERIAL_OUTPUTS = ["global_descriptor", "aerial_feat0", "aerial_feat1", "aerial_feat2", "aerial_feat3"]
 DECODER_INPUTS = ["ground_desc0", "ground_desc1", "ground_desc2", "ground_desc3", "column_valid",
                   "aerial_feat0", "aerial_feat1", "aerial_feat2", "aerial_feat3", "heading_logprior"]
-DECODER_OUTPUTS = ["D", "yaw_field", "m0_max", "alignment_scores", "alignment"]
+DECODER_OUTPUTS = ["D", "yaw_field", "m0_max", "match_score", "alignment_scores", "alignment"]

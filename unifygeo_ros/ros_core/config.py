@@ -52,6 +52,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "database was built with); empty: the database's"),
     ParamSpec("threads", "threads", 0, "CPU threads of the backend; 0: its default", low=0, high=256),
     ParamSpec("top_k", "top_k", 5, "retrieval candidates re-ranked per frame", low=1, high=100),
+    ParamSpec("rerank_score", "rerank_score", "matching", "re-ranking term added to the retrieval score: matching "
+              "(max of every matching level, averaged) or m0 (max M^0, the paper's Eq. 4)", choices=("matching", "m0")),
+    ParamSpec("alignment_candidates", "alignment_candidates", 4, "without a known heading: alignments re-decoded "
+              "per candidate tile by the alignment search (0: the decoder's max-M^0 choice)", low=0, high=32),
     ParamSpec("warmup", "warmup", True, "run one frame through every stage before reporting ready"),
     # camera
     ParamSpec("camera.model", "camera_model", "panorama", "panorama (equirectangular 360 x 180, forward at the "
@@ -141,6 +145,8 @@ class NodeConfig:
     weights: str = ""
     threads: int = 0
     top_k: int = 5
+    rerank_score: str = "matching"
+    alignment_candidates: int = 4
     warmup: bool = True
     camera_model: str = "panorama"
     camera_hfov_deg: float = 90.0

@@ -90,7 +90,7 @@ def result_msg(T: MsgTypes, est) -> Any:
         raise RuntimeError("the unifygeo_msgs message classes are not available")
     cands = [T.LocalizationCandidate(
         tile_id=int(c["tile_id"]), retrieval_score=float(c["retrieval_score"]), m0_max=float(c["m0_max"]),
-        combined=float(c["combined"]), center_x=float(c["center_x"]), center_y=float(c["center_y"]),
+        matching_score=float(c["matching_score"]), combined=float(c["combined"]), center_x=float(c["center_x"]), center_y=float(c["center_y"]),
         center_latitude=float(c["center_latitude"]), center_longitude=float(c["center_longitude"]))
         for c in est.candidates]
     stages = [(k, v) for k, v in est.stage_ms.items() if k != "total"]

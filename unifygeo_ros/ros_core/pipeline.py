@@ -105,6 +105,7 @@ class FrameProcessor:
 
         t0 = time.perf_counter()
         loc = Localizer.open(cfg.database, backend=cfg.backend, engines=cfg.engines or None, top_k=cfg.top_k,
+                             rerank_score=cfg.rerank_score, alignment_candidates=cfg.alignment_candidates,
                              weights=cfg.weights or None, threads=cfg.threads or None)
         t1 = time.perf_counter()
         proc = cls(loc, cfg, extrinsic, map_frame)
@@ -180,7 +181,8 @@ class FrameProcessor:
         for c in res.candidates:
             cx, cy, _ = self.adapter.to_out(float(c.center_xy[0]), float(c.center_xy[1]))
             cands.append({"tile_id": int(c.tile_id), "retrieval_score": float(c.retrieval_score),
-                          "m0_max": float(c.m0_max), "combined": float(c.combined),
+                          "m0_max": float(c.m0_max), "matching_score": float(c.matching_score),
+                          "combined": float(c.combined),
                           "center_x": float(cx), "center_y": float(cy),
                           "center_latitude": float(c.center_latlon[0]), "center_longitude": float(c.center_latlon[1])})
         return PoseEstimate(
