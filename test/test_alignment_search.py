@@ -139,3 +139,24 @@ def test_backend_splits_batches_larger_than_its_limit():
     be.batches.clear()
     be.decode({k: v[:3] for k, v in feeds.items()})
     assert be.batches == [3]
+
+
+def test_every_default_of_the_alignment_search_is_the_same():
+    """The torch-free CLI parsers and node parameters repeat the default as a literal (so
+    that `unifygeo --help` does not import torch): they must agree with the module's."""
+    import argparse
+
+    from unifygeo_ros.evaluation.cli import register as register_eval
+    from unifygeo_ros.localizer.cli import register as register_localize
+    from unifygeo_ros.model.alignment_search import DEFAULT_CANDIDATES
+    from unifygeo_ros.ros_core.config import PARAMETERS, NodeConfig
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    bench_sub = argparse.ArgumentParser().add_subparsers()      # the `bench` commands are not needed here
+    register_eval(sub, bench_sub)
+    register_localize(sub, bench_sub)
+    for cmd in (["eval", "--data", "d", "--weights", "w"], ["localize", "image.png", "--db", "d"]):
+        assert parser.parse_args(cmd).alignment_candidates == DEFAULT_CANDIDATES, cmd
+    assert NodeConfig().alignment_candidates == DEFAULT_CANDIDATES
+    assert {p.name: p.default for p in PARAMETERS}["alignment_candidates"] == DEFAULT_CANDIDATES

@@ -32,6 +32,7 @@ import torch
 from ..geo import enu_offset_m, latlon_from_enu_offset
 from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
 from ..model.heading import known_heading_prior, unknown_heading_prior, yaw_from_alignment
+from ..model.export_names import DECODER_OUTPUTS
 from ..model.rerank import rerank, rerank_output
 from ..model.unifygeo import load_checkpoint
 from .metrics import distance_stats, map_pixel, recall_at_distances, retrieval_metrics, yaw_stats
@@ -125,14 +126,16 @@ def _rows(ground: dict, rows) -> dict:
     return {"descriptors": [d[idx] for d in ground["descriptors"]], "valid": ground["valid"][idx]}
 
 
+_TORCH_NAMES = {"alignment_scores": "shift_scores", "alignment": "shift"}   # exported name -> model.decode's
+
+
 def _decode(model, ground: dict, features: list[torch.Tensor], prior: torch.Tensor) -> dict[str, np.ndarray]:
     """The decoder through PyTorch, with the outputs named as the exported decoder's."""
     with torch.inference_mode():
         out = model.decode(ground, {"features": features}, prior)
-    names = {"D": "D", "yaw_field": "yaw_field", "m0_max": "m0_max", "match_score": "match_score",
-             "shift_scores": "alignment_scores", "shift": "alignment"}
-    return {new: out[old].float().cpu().numpy() if old != "shift" else out[old].cpu().numpy()
-            for old, new in names.items() if old in out}
+    tensors = {name: out[_TORCH_NAMES.get(name, name)] for name in DECODER_OUTPUTS
+               if _TORCH_NAMES.get(name, name) in out}                  # no yaw_field without a yaw head
+    return {name: (t.float() if t.is_floating_point() else t).cpu().numpy() for name, t in tensors.items()}
 
 
 def _decode_searched(model, ground: dict, query_rows, features: list[torch.Tensor], prior: torch.Tensor,
@@ -176,6 +179,7 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
     index.add(np.ascontiguousarray(bank.globals, dtype=np.float32))
     k = min(cfg.top_k, len(refs))
     n_align = cfg.alignment_candidates if mode == "unknown" else 0
+    other = "m0" if cfg.rerank_score == "matching" else "matching"    # the re-ranking reported beside it
 
     qglobal = np.zeros((n, bank.globals.shape[1]), dtype=np.float32)
     loc_err, yaw_est, yaw_true = [], [], []
@@ -216,7 +220,6 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
                                      prior[j:j + 1].expand(k, -1), n_align)
             times["decoder_topk_ms"] += (time.perf_counter() - t0) * 1e3
             order, _ = rerank(scores, ck[rerank_output(cfg.rerank_score)])
-            other = "m0" if cfg.rerank_score == "matching" else "matching"
             order_other, _ = rerank(scores, ck[rerank_output(other)])
             lat, lon = (float(v) for v in it["latlon"])
             errs = []
@@ -246,7 +249,7 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         "yaw": yaw_stats(yaw_est, yaw_true),
         "pipeline": {"with_rerank": {**recall_at_distances(pipe_err), **distance_stats(pipe_err)},
                      "without_rerank": {**recall_at_distances(pipe_err_norerank), **distance_stats(pipe_err_norerank)},
-                     f"with_rerank_{'m0' if cfg.rerank_score == 'matching' else 'matching'}": {
+                     f"with_rerank_{other}": {
                          **recall_at_distances(pipe_err_other), **distance_stats(pipe_err_other)},
                      "rerank_score": cfg.rerank_score, "top_k": k},
         "ms_per_query": {k2: round(v / n, 2) for k2, v in times.items()},

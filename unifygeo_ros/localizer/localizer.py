@@ -46,6 +46,14 @@ from .types import (Camera, Candidate, DatabaseError, HeadingPrior, Localization
 log = logging.getLogger("unifygeo_ros.localizer")
 
 
+def _search_options(rerank_score: str, alignment_candidates: int) -> tuple[str, int]:
+    """Check the re-ranking and alignment-search options; return the decoder output the
+    re-ranking uses and the number of alignment candidates."""
+    if int(alignment_candidates) < 0:
+        raise ValueError(f"alignment_candidates: expected >= 0 (0: no alignment search), got {alignment_candidates}")
+    return rerank_output(rerank_score), int(alignment_candidates)
+
+
 class Localizer:
     """Open with :meth:`open`; see the module docstring and :mod:`.types` for the contract."""
 
@@ -60,10 +68,7 @@ class Localizer:
         self.frame = db.frame
         self.top_k = int(top_k)
         self.rerank_score = rerank_score
-        self.rerank_output = rerank_output(rerank_score)
-        if int(alignment_candidates) < 0:
-            raise ValueError(f"alignment_candidates: expected >= 0 (0: no alignment search), got {alignment_candidates}")
-        self.alignment_candidates = int(alignment_candidates)
+        self.rerank_output, self.alignment_candidates = _search_options(rerank_score, alignment_candidates)
         self.cfg = get_config(db.manifest["model"]["config"])
         self.calibration = calibration
         self.heading_scale = float(db.manifest["model"].get("heading_scale", 1.0))
@@ -91,9 +96,7 @@ class Localizer:
 
         if top_k < 1:
             raise ValueError(f"top_k: expected >= 1, got {top_k}")
-        rerank_output(rerank_score)
-        if alignment_candidates < 0:
-            raise ValueError(f"alignment_candidates: expected >= 0 (0: no alignment search), got {alignment_candidates}")
+        _search_options(rerank_score, alignment_candidates)     # refuse bad options before opening anything
         database = Database(db)
         model_hash = database.model_hash
         weights_path = Path(weights) if weights else database.path / database.manifest["model"]["file"]
