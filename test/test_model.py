@@ -159,15 +159,28 @@ def test_total_loss_halves_in_50_steps():
 
 # ---- unknown heading -------------------------------------------------------------------------
 
-def test_ground_encoder_is_equivariant_to_whole_stride_rolls(models):
-    model = models["small"]
+def test_ground_encoder_is_equivariant_to_whole_stride_rolls():
+    torch.manual_seed(3)
+    model = UnifyGeo("small").eval()
+    torch.nn.init.normal_(model.ground.aggregator.layout_proj.weight, std=0.05)   # a trained layout term
     pano = torch.randn(1, 3, *model.cfg.ground_size)
     with torch.no_grad():
         ref = model.ground(pano)
         rolled = model.ground(torch.roll(pano, shifts=-3 * 32, dims=-1))   # turn clockwise by 3 columns
     for a, b in zip(ref[1:5], rolled[1:5]):
         assert torch.allclose(torch.roll(a, shifts=-3, dims=-1), b, atol=1e-5)
-    assert torch.allclose(ref[0], rolled[0], atol=1e-5)                  # global descriptor: invariant
+    # The global descriptor keeps the layout: the turned panorama's is the reference's rolled
+    # by 3 columns (global_rolls row 3), and no longer the reference's own.
+    assert torch.allclose(ref[-1][:, 3], rolled[0], atol=1e-5)
+    assert torch.allclose(ref[-1][:, 0], ref[0])
+    assert not torch.allclose(ref[0], rolled[0], atol=1e-3)
+    # encode_ground arranges them by alignment k = s * R + r, the decoder's order.
+    with torch.no_grad():
+        g = model.encode_ground(pano, subdivisions=True)
+        r = model.cfg.heading_subdivisions
+        turned = model.encode_ground(torch.roll(pano, shifts=-(3 * 32 + 2 * 32 // r), dims=-1), subdivisions=False)
+    assert g["global_alignments"].shape == (1, model.cfg.heading_bins, model.cfg.descriptor_dim)
+    assert torch.allclose(g["global_alignments"][0, 3 * r + 2], turned["global"][0], atol=1e-4)
 
 
 @pytest.mark.parametrize("s,r0", [(0, 0), (3, 0), (5, 2), (7, 3), (1, 1)])
@@ -258,7 +271,7 @@ def test_column_mask_removes_what_the_camera_does_not_see(models):
         a = model.ground(pano, mask)
         b = model.ground(other, mask)
         full = model.ground(pano, None)
-    valid = a[-1]
+    valid = a[-2]
     assert valid[0].tolist() == [0, 0, 0, 1, 1, 0, 0, 0]
     for x, y in zip(a[:5], b[:5]):
         assert torch.allclose(x, y, atol=1e-6)

@@ -15,15 +15,17 @@ from unifygeo_ros.sim.vigor_export import VigorExportConfig, export_vigor
 from unifygeo_ros.sim.world import generate_city
 
 MAX_BYTES = 10_000_000
-# Bounds at 2-3 times what the shipped model measures on this set (60 queries, 153 tiles):
-# known heading median 0.77 m, retrieval R@10 0.55 (chance 0.07), pipeline R@10m 0.40;
-# unknown heading median 1.18 m, yaw median 9.7 deg (chance 90 deg).
+# Bounds at about half of (or 2-3 times) what the shipped model measures on this set
+# (60 queries, 153 tiles): known heading median 0.77 m, retrieval R@10 0.78 (chance 0.07),
+# pipeline R@10m 0.65; unknown heading median 0.85 m, retrieval R@10 0.67 (best over the
+# alignments), pipeline R@10m 0.42, yaw median 4.6 deg (chance 90 deg).
 KNOWN_MEDIAN_M = 2.0
-KNOWN_R10 = 0.25
-KNOWN_PIPELINE_R10M = 0.15
+KNOWN_R10 = 0.40
+KNOWN_PIPELINE_R10M = 0.30
 UNKNOWN_MEDIAN_M = 3.0
-UNKNOWN_YAW_MEDIAN_DEG = 25.0
-
+UNKNOWN_R10 = 0.30
+UNKNOWN_PIPELINE_R10M = 0.20
+UNKNOWN_YAW_MEDIAN_DEG = 15.0
 
 @pytest.fixture(scope="module")
 def heldout_root(tmp_path_factory):
@@ -59,6 +61,9 @@ def test_known_heading_metrics_on_a_heldout_city(report):
 
 def test_unknown_heading_metrics_on_a_heldout_city(report):
     unknown = report["unknown_heading"]
-    print("unknown heading:", unknown["localization_on_positive"], unknown["yaw"])
+    print("unknown heading:", unknown["retrieval"], unknown["localization_on_positive"], unknown["yaw"],
+          unknown["pipeline"])
     assert unknown["localization_on_positive"]["median_m"] <= UNKNOWN_MEDIAN_M
+    assert unknown["retrieval"]["R@10"] >= UNKNOWN_R10
+    assert unknown["pipeline"]["with_rerank"]["R@10m"] >= UNKNOWN_PIPELINE_R10M
     assert unknown["yaw"]["median_deg"] <= UNKNOWN_YAW_MEDIAN_DEG

@@ -79,3 +79,61 @@ def test_short_training_run_learns_saves_and_resumes(tiny_root, tmp_path):
 def test_training_refuses_missing_data(tmp_path):
     with pytest.raises(Exception, match="splits|VIGOR|not found|expected"):
         train(TrainConfig(data=str(tmp_path / "nothing"), out=str(tmp_path / "run")), progress=False)
+
+
+def test_retrieval_stage_trains_only_the_descriptors(tiny_root, tmp_path):
+    from unifygeo_ros.model.config import get_config
+    from unifygeo_ros.model.unifygeo import save_checkpoint
+    from unifygeo_ros.training.retrieval_stage import TRAINED_PREFIXES, RetrievalStageConfig, train_retrieval
+
+    torch.manual_seed(0)
+    init = UnifyGeo(get_config("small").with_(layout_channels=0)).eval()     # a model without the layout term
+    save_checkpoint(init, tmp_path / "init.pt", training={"aerial_mpp": 0.5, "steps": 7})
+    out = tmp_path / "stage"
+    cfg = RetrievalStageConfig(data=str(tiny_root), out=str(out), init=str(tmp_path / "init.pt"), config="small",
+                               protocol="cross_area", cities=("Tiny",), epochs=6, batch_size=8, lr=2e-3,
+                               fov=0.3, feature_dropout=0.0, seed=0)
+    summary = train_retrieval(cfg, progress=False)
+    assert summary["layout_channels"] == 32
+    rows = _read_log(out / "log.csv")
+    assert len(rows) == summary["steps"] > 10
+    g = np.array([float(r["G"]) for r in rows])
+    assert g[-6:].mean() < 0.8 * g[:6].mean(), (g[:6], g[-6:])
+
+    model, payload = load_checkpoint(out / "model.pt")
+    assert model.cfg.layout_channels == 32
+    stage = payload["training"]["retrieval_stage"]
+    assert stage["init_model_hash"] == init.state_hash() and stage["steps"] == summary["steps"]
+    assert payload["training"]["aerial_mpp"] == 0.5                          # the first training's record is kept
+    before = init.state_dict()
+    changed = set()
+    for name, value in model.state_dict().items():
+        if name not in before:
+            assert ".layout_" in name
+            continue
+        if not torch.equal(value, before[name]):
+            changed.add(name)
+    assert changed and all(n.startswith(TRAINED_PREFIXES) or n == "logit_scale" for n in changed), sorted(changed)[:5]
+    assert any(n.startswith("ground.s_head.") for n in changed) and any(n.startswith("aerial.aggregator.") for n in changed)
+    assert model.ground.aggregator.layout_proj.weight.abs().max() > 0        # the layout term was trained
+
+    # --resume continues with one more epoch.
+    cfg.epochs, cfg.resume = 7, True
+    more = train_retrieval(cfg, progress=False)
+    assert more["epochs_done"] == 7 and more["steps"] > summary["steps"]
+    assert [int(r["step"]) for r in _read_log(out / "log.csv")] == list(range(1, more["steps"] + 1))
+
+
+def test_retrieval_stage_refuses_what_it_cannot_do(tiny_root, tmp_path):
+    from unifygeo_ros.model.unifygeo import save_checkpoint
+    from unifygeo_ros.training.retrieval_stage import RetrievalStageConfig, train_retrieval
+
+    save_checkpoint(UnifyGeo("small"), tmp_path / "init.pt")
+    base = dict(data=str(tiny_root), out=str(tmp_path / "o"), init=str(tmp_path / "init.pt"), protocol="cross_area",
+                cities=("Tiny",))
+    with pytest.raises(ValueError, match="batches can be filled"):
+        train_retrieval(RetrievalStageConfig(**base, batch_size=64), progress=False)
+    with pytest.raises(ValueError, match="holds a 'small' model, expected 'paper'"):
+        train_retrieval(RetrievalStageConfig(**base, config="paper"), progress=False)
+    with pytest.raises(ValueError, match="already has a layout term"):
+        train_retrieval(RetrievalStageConfig(**base, layout_channels=16), progress=False)

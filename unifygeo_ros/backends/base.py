@@ -4,7 +4,7 @@ A backend runs the three deployable modules of :mod:`unifygeo_ros.model.export` 
 tensor names of :mod:`unifygeo_ros.model.export_names`:
 
 * ``encode_ground(image (N,3,H,W) float32 normalised, column_mask (N,W) float32)``
-  -> ``global_descriptor, ground_desc0..3, column_valid``
+  -> ``global_descriptor, ground_desc0..3, column_valid, global_rolls``
 * ``encode_aerial(image (N,3,L,L))`` -> ``global_descriptor, aerial_feat0..3``
 * ``decode(inputs)`` with ``ground_desc0..3 (B,R,c,W'), column_valid (B,R,W'),
   aerial_feat0..3, heading_logprior (B,K)`` -> ``D, yaw_field, m0_max,

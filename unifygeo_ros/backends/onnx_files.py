@@ -16,7 +16,7 @@ from ..model.export_names import FILES
 
 log = logging.getLogger("unifygeo_ros.backends")
 
-ONNX_FORMAT = "unifygeo_ros/onnx/2"   # 2: the decoder outputs match_score
+ONNX_FORMAT = "unifygeo_ros/onnx/3"   # 2: the decoder outputs match_score; 3: the ground branch global_rolls
 
 
 class EnginesMismatch(ValueError):

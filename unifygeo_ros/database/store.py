@@ -111,29 +111,32 @@ class Database:
 
     # ---- queries ----------------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int, prior: PositionPrior | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` tiles by cosine with ``query`` (D,): (scores, tile ids), best first.
+        """Top-``k`` tiles by cosine with ``query``: (scores, tile ids), best first.
 
+        ``query`` is one descriptor (D,) or one per allowed heading alignment (A, D); a
+        tile then scores its best cosine over them (see :mod:`unifygeo_ros.model.retrieval`).
         With a position prior only tiles near it are candidates (exact search over them)."""
-        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        from ..model.retrieval import merge_alignment_hits
+
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        q = q.reshape(-1, q.shape[-1])
         if prior is None:
             k = min(k, self.n)
             scores, ids = self.index.search(q, k)
-            keep = ids[0] >= 0
-            return scores[0][keep], ids[0][keep]
+            return merge_alignment_hits(scores, ids, k)
         subset = self.tiles_near(prior.x, prior.y, prior.radius_m)
         if subset.size == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         k = min(k, subset.size)
         if subset.size <= SUBSET_EXACT_MAX:
-            s = np.asarray(self.descriptors[subset], dtype=np.float32) @ q[0]
+            s = (np.asarray(self.descriptors[subset], dtype=np.float32) @ q.T).max(axis=1)
             top = np.argsort(-s, kind="stable")[:k]
             return s[top], subset[top].astype(np.int64)
         import faiss
 
         params = faiss.SearchParameters(sel=faiss.IDSelectorArray(subset.astype(np.int64)))
         scores, ids = self.index.search(q, k, params=params)
-        keep = ids[0] >= 0
-        return scores[0][keep], ids[0][keep]
+        return merge_alignment_hits(scores, ids, k)
 
     def stored_features(self, ids) -> list[np.ndarray]:
         assert self.features is not None

@@ -8,7 +8,9 @@ For each heading mode:
   (the truth yaw turns with it); the decoder searches all alignments and the yaw head
   refines the winner.
 
-Then (1) retrieval over all references of the split's cities (R@1/5/10/1 %, hit rate),
+Then (1) retrieval over all references of the split's cities (R@1/5/10/1 %, hit rate; with
+an unknown heading a tile scores its best cosine over the panorama's alignments, see
+:mod:`unifygeo_ros.model.retrieval`),
 (2) metric localization of D's MAP pixel on the positive tile (mean / median metres) and
 yaw error, (3) the full pipeline: FAISS top-k, decoder on the k candidates, re-ranking by
 ``s_t + m_t`` (``m_t``: the matching score of every level by default, ``max M^0_t`` as in
@@ -34,6 +36,7 @@ from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, searc
 from ..model.heading import known_heading_prior, unknown_heading_prior, yaw_from_alignment
 from ..model.export_names import DECODER_OUTPUTS
 from ..model.rerank import rerank, rerank_output
+from ..model.retrieval import merge_alignment_hits
 from ..model.unifygeo import load_checkpoint
 from .metrics import distance_stats, map_pixel, recall_at_distances, retrieval_metrics, yaw_stats
 
@@ -181,7 +184,9 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
     n_align = cfg.alignment_candidates if mode == "unknown" else 0
     other = "m0" if cfg.rerank_score == "matching" else "matching"    # the re-ranking reported beside it
 
-    qglobal = np.zeros((n, bank.globals.shape[1]), dtype=np.float32)
+    # Retrieval queries: the descriptor as given (known heading), or one per alignment (unknown).
+    n_queries = mcfg.heading_bins if mode == "unknown" else 1
+    qglobal = np.zeros((n, n_queries, bank.globals.shape[1]), dtype=np.float32)
     loc_err, yaw_est, yaw_true = [], [], []
     pipe_err, pipe_err_norerank, pipe_err_other, rerank_top1 = [], [], [], []
     examples = []
@@ -194,7 +199,8 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         with torch.inference_mode():
             ground = model.encode_ground(images.to(device), subdivisions=mode == "unknown")
         times["ground_ms"] += (time.perf_counter() - t0) * 1e3
-        qglobal[idx.start:idx.stop] = ground["global"].float().cpu().numpy()
+        qglobal[idx.start:idx.stop] = (ground["global_alignments"] if mode == "unknown"
+                                       else ground["global"][:, None]).float().cpu().numpy()
         b = len(idx)
         prior = (unknown_heading_prior(b, mcfg) if mode == "unknown" else known_heading_prior(b, mcfg)).to(device)
         # (2) metric localization on the positive tile.
@@ -212,9 +218,8 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         # (3) the full pipeline on the top-k.
         for j, (i, it) in enumerate(zip(idx, items)):
             t0 = time.perf_counter()
-            scores, cand = index.search(qglobal[i:i + 1], k)
+            scores, cand = merge_alignment_hits(*index.search(qglobal[i], k), k)
             times["search_ms"] += (time.perf_counter() - t0) * 1e3
-            scores, cand = scores[0], cand[0]
             t0 = time.perf_counter()
             ck, _ = _decode_searched(model, ground, np.full(k, j), bank.features_of(cand),
                                      prior[j:j + 1].expand(k, -1), n_align)
@@ -241,7 +246,8 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
                     "positives": positives[i].tolist(), "D": dk[best], "estimate": (row, col),
                     "truth": _latlon_to_pixel(refs, int(cand[best]), lat, lon), "error_m": errs[0],
                     "mode": mode})
-    scores = qglobal @ bank.globals.T
+    scores = np.concatenate([np.einsum("qad,nd->qan", qglobal[i:i + 256], bank.globals).max(axis=1)
+                             for i in range(0, n, 256)])
     result = {
         "retrieval": retrieval_metrics(scores, positives[:, 0], positives[:, 1:]),
         "retrieval_after_rerank_R@1": float(np.mean(rerank_top1)),

@@ -4,7 +4,41 @@ Each entry says how and on what it was measured (held-out synthetic cities, neve
 training seeds 11-16, the validation seed 21 nor the demo's 2026). See :mod:`.calibration`.
 """
 
-CALIBRATIONS: dict[str, dict] = {'d81731d7a516101e983d7a57b2574bdea52195d40ff55bd2e124fa1f0eaf749b': {'c_pos': 5.826167265039994,
+CALIBRATIONS: dict[str, dict] = {'6f8d38dda1f1f1868f4358122c83e2c6ec60405e4f77d7e7f2fe03e0d0d29307': {'c_pos': 7.511750024454429,
+                                                                      'c_yaw': 1.2616595701348268,
+                                                                      'coverage_unscaled': 0.595,
+                                                                      'date': '2026-11-22',
+                                                                      'measured_on': {'failed': 0,
+                                                                                      'modes': ['panorama, '
+                                                                                                'known '
+                                                                                                'heading',
+                                                                                                'panorama, '
+                                                                                                'unknown '
+                                                                                                'heading',
+                                                                                                'pinhole 90 '
+                                                                                                'deg, known '
+                                                                                                'heading',
+                                                                                                'pinhole 90 '
+                                                                                                'deg, '
+                                                                                                'unknown '
+                                                                                                'heading',
+                                                                                                'panorama, '
+                                                                                                'unknown '
+                                                                                                'heading, '
+                                                                                                'GNSS prior'],
+                                                                                      'records': 1200,
+                                                                                      'seeds': [101,
+                                                                                                102,
+                                                                                                103,
+                                                                                                104],
+                                                                                      'size_m': 400.0,
+                                                                                      'styles': ['default',
+                                                                                                 'downtown',
+                                                                                                 'oldtown',
+                                                                                                 'suburb'],
+                                                                                      'views_per_city_and_mode': 60},
+                                                                      'yaw_coverage_unscaled': 0.9008333333333334},
+ 'd81731d7a516101e983d7a57b2574bdea52195d40ff55bd2e124fa1f0eaf749b': {'c_pos': 5.826167265039994,
                                                                       'c_yaw': 1.261781120768384,
                                                                       'coverage_unscaled': 0.6225,
                                                                       'date': '2026-11-22',

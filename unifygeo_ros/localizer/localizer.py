@@ -8,7 +8,8 @@ Per frame (``Localizer.localize``):
 2. **ground**: the ground branch, on the ``R`` sub-stride copies when the heading is not
    known (the decoder's heading search needs them), else on one;
 3. **search**: FAISS top-k over the tiles' global descriptors (only tiles near a
-   :class:`PositionPrior` when one is given);
+   :class:`PositionPrior` when one is given); without a known heading a tile scores its
+   best cosine over the heading alignments allowed (:mod:`unifygeo_ros.model.retrieval`);
 4. **aerial**: the k candidates' aerial features, read from the database (``stored``) or
    re-encoded from its pixels (``recompute``);
 5. **decoder**: the decoder on the k candidates as one batch, heading log-prior: known /
@@ -37,6 +38,7 @@ import numpy as np
 from ..conventions import wrap_deg_180
 from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
 from ..model.rerank import rerank_output
+from ..model.retrieval import query_descriptors
 from . import posterior
 from .calibration import Calibration, lookup_calibration
 from .preprocess import check_image, ground_input, normalize_images
@@ -204,7 +206,8 @@ class Localizer:
         if n_copies != r:          # known heading: one copy, repeated (only alignment 0 is allowed)
             descs = [np.repeat(d, r, axis=1) for d in descs]
             valid = np.repeat(valid, r, axis=1)
-        query = g["global_descriptor"][0]
+        # One retrieval query per heading alignment the prior allows (one for a known heading).
+        query = query_descriptors(g["global_rolls"], logprior)
         if not np.all(np.isfinite(query)):
             raise LocalizationError("the ground branch produced non-finite descriptors for this image")
         t2 = time.perf_counter()

@@ -59,7 +59,8 @@ class GroundBranch(nn.Module):
         self.encoder = ConvNeXtEncoder(cfg.dims, cfg.depths, circular_width=circ, drop_path=cfg.drop_path)
         self.f_head = ConvNeXtHead(cfg.dims[2], cfg.dims[3], cfg.head_blocks, circular_width=circ)
         self.s_head = ConvNeXtHead(cfg.dims[2], cfg.dims[3], cfg.head_blocks, circular_width=circ)
-        self.aggregator = FeatureAggregator(cfg.dims[3], cfg.attention_reduction, cfg.gem_p)
+        self.aggregator = FeatureAggregator(cfg.dims[3], cfg.attention_reduction, cfg.gem_p,
+                                            layout_channels=cfg.layout_channels, cells=cfg.ground_feature_size)
         rows = cfg.ground_feature_size[0]
         self.projectors = nn.ModuleList(
             GroundProjector(cfg.dims[3], c, rows) for c in cfg.column_channels)
@@ -67,8 +68,10 @@ class GroundBranch(nn.Module):
     def forward(self, image: torch.Tensor, column_mask: torch.Tensor | None = None):
         """``image``: (B, 3, H, W) normalised RGB; ``column_mask``: optional (B, W) in [0, 1].
 
-        Returns ``(v_g, f_g^0, f_g^1, f_g^2, f_g^3, valid)`` with ``v_g`` (B, D) unit-norm,
-        ``f_g^l`` (B, c_l, W') and ``valid`` (B, W') in {0, 1}.
+        Returns ``(v_g, f_g^0, f_g^1, f_g^2, f_g^3, valid, v_rolls)`` with ``v_g`` (B, D)
+        unit-norm, ``f_g^l`` (B, c_l, W'), ``valid`` (B, W') in {0, 1} and ``v_rolls``
+        (B, W', D) the global descriptor of the panorama turned clockwise by s columns
+        (row s; row 0 is ``v_g``), see :meth:`.FeatureAggregator.rolled`.
         """
         check_image(image, "ground image", self.cfg.ground_size)
         batch, _, h, w = image.shape
@@ -82,9 +85,9 @@ class GroundBranch(nn.Module):
         detailed = self.f_head(s3)                          # F_g^0: (B, C, H', W')
         semantic = self.s_head(s3)                          # G_g
         rows = semantic.shape[2]
-        v_g = self.aggregator(semantic, valid.repeat(1, rows))
+        v_rolls = self.aggregator.rolled(semantic, valid.repeat(1, rows))
         descriptors = [p(detailed) * valid[:, None, :] for p in self.projectors]
-        return (v_g, *descriptors, valid)
+        return (v_rolls[:, 0], *descriptors, valid, v_rolls)
 
 
 class AerialBranch(nn.Module):
@@ -96,7 +99,9 @@ class AerialBranch(nn.Module):
         self.encoder = ConvNeXtEncoder(cfg.dims, cfg.depths, drop_path=cfg.drop_path)
         self.f_head = ConvNeXtHead(cfg.dims[2], cfg.dims[3], cfg.head_blocks)
         self.s_head = ConvNeXtHead(cfg.dims[2], cfg.dims[3], cfg.head_blocks)
-        self.aggregator = FeatureAggregator(cfg.dims[3], cfg.attention_reduction, cfg.gem_p)
+        cells = cfg.aerial_size // cfg.stride
+        self.aggregator = FeatureAggregator(cfg.dims[3], cfg.attention_reduction, cfg.gem_p,
+                                            layout_channels=cfg.layout_channels, cells=(cells, cells))
 
     def forward(self, image: torch.Tensor):
         """``image``: (B, 3, L, L). Returns ``(v_a, F_a^0, F_a^1, F_a^2, F_a^3)``: F_a^0 from the

@@ -26,6 +26,7 @@ class ModelConfig:
     head_blocks: int = 1                  # ConvNeXt blocks kept in each stage-4 head (paper: 1)
     attention_reduction: int = 2          # aggregator halves Q, K, V (paper)
     gem_p: float = 3.0                    # initial GeM power (learnable)
+    layout_channels: int = 0              # beyond the paper: layout term of the global descriptor (0: off)
     decoder_hidden: int = 8               # channels before D's final 3x3 conv
     yaw_head: bool = True                 # beyond the paper: (cos, sin) orientation field
     yaw_hidden: int = 32
@@ -107,6 +108,7 @@ SMALL = ModelConfig(
     depths=(2, 2, 4),
     yaw_hidden=16,
     heading_subdivisions=4,        # 32 bins of 11.25 deg
+    layout_channels=32,            # global descriptors that keep the azimuth / map layout
 )
 
 CONFIGS = {c.name: c for c in (PAPER, SMALL)}

@@ -1,7 +1,8 @@
 """The three deployable modules, with tensor-only inputs and outputs, and their ONNX export.
 
 * ground branch:  image (B,3,H,W), column_mask (B,W)
-                  -> global_descriptor (B,D), ground_desc0..3 (B,c_l,W'), column_valid (B,W')
+                  -> global_descriptor (B,D), ground_desc0..3 (B,c_l,W'), column_valid (B,W'),
+                     global_rolls (B,W',D) (the descriptor of the panorama turned by s columns)
 * aerial branch:  image (B,3,L,L)
                   -> global_descriptor (B,D), aerial_feat0..3 (B,C_l,h_l,h_l)
 * decoder:        ground_desc0..3 (B,R,c_l,W'), column_valid (B,R,W'), aerial_feat0..3,
@@ -78,7 +79,7 @@ def example_inputs(model: UnifyGeo, batch: int = 1, seed: int = 0) -> dict[str, 
     mask = torch.ones(batch * r, w)
     aerial_img = torch.randn(batch, 3, cfg.aerial_size, cfg.aerial_size, generator=gen)
     with torch.no_grad():
-        _, *descs, valid = model.ground(ground_img, mask)
+        _, *descs, valid, _ = model.ground(ground_img, mask)
         _, *feats = model.aerial(aerial_img)
     descs = [d.view(batch, r, *d.shape[1:]) for d in descs]
     valid = valid.view(batch, r, -1)

@@ -3,7 +3,7 @@
 FILES = {"ground": "ground_branch.onnx", "aerial": "aerial_branch.onnx", "decoder": "decoder.onnx"}
 GROUND_INPUTS = ["image", "column_mask"]
 GROUND_OUTPUTS = ["global_descriptor", "ground_desc0", "ground_desc1", "ground_desc2", "ground_desc3",
-                  "column_valid"]
+                  "column_valid", "global_rolls"]
 AERIAL_INPUTS = ["image"]
 AERIAL_OUTPUTS = ["global_descriptor", "aerial_feat0", "aerial_feat1", "aerial_feat2", "aerial_feat3"]
 DECODER_INPUTS = ["ground_desc0", "ground_desc1", "ground_desc2", "ground_desc3", "column_valid",

@@ -53,9 +53,10 @@ class UnifyGeo(nn.Module):
         r = self.cfg.heading_subdivisions if subdivisions else 1
         if r > 1:
             image, column_mask = subdivision_copies(image, column_mask, self.cfg)
-        v, *descs, valid = self.ground(image, column_mask)
+        v, *descs, valid, v_rolls = self.ground(image, column_mask)
         return {
             "global": v.view(b, r, -1)[:, 0],
+            "global_alignments": alignment_descriptors(v_rolls.view(b, r, *v_rolls.shape[1:])),
             "descriptors": [d.view(b, r, *d.shape[1:]) for d in descs],
             "valid": valid.view(b, r, -1),
         }
@@ -87,11 +88,19 @@ class UnifyGeo(nn.Module):
         return t.expand(t.shape[0], r, *t.shape[2:])
 
     def forward(self, ground_image, aerial_image, column_mask=None, heading_logprior=None) -> dict:
-        """Training pass on paired batches (sample i's tile is aerial_image[i])."""
+        """Training pass on paired batches (sample i's tile is aerial_image[i]). The ground
+        global descriptor is taken at the prior's most likely alignment (the true one under
+        teacher forcing), so that a descriptor with a layout term learns the aligned view."""
         ground = self.encode_ground(ground_image, column_mask, subdivisions=False)
         aerial = self.encode_aerial(aerial_image)
         out = self.decode(ground, aerial, heading_logprior)
-        out["ground_global"] = ground["global"]
+        if heading_logprior is None:
+            out["ground_global"] = ground["global"]
+        else:
+            # Without the sub-stride copies only whole-column alignments (multiples of R) exist.
+            col = torch.div(torch.argmax(heading_logprior, dim=1), self.cfg.heading_subdivisions,
+                            rounding_mode="floor")
+            out["ground_global"] = ground["global_alignments"][torch.arange(col.shape[0], device=col.device), col]
         out["aerial_global"] = aerial["global"]
         return out
 
@@ -112,6 +121,13 @@ class UnifyGeo(nn.Module):
             digest.update(str(tuple(t.shape)).encode())
             digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
         return digest.hexdigest()
+
+
+def alignment_descriptors(v_rolls: torch.Tensor) -> torch.Tensor:
+    """(B, R, W', D) descriptors of the R sub-stride copies rolled by s = 0..W'-1 columns ->
+    (B, R * W', D) ordered by alignment k = s * R + r (the decoder's order, see :mod:`.heading`)."""
+    b, r, w, d = v_rolls.shape
+    return v_rolls.permute(0, 2, 1, 3).reshape(b, w * r, d)
 
 
 def save_checkpoint(model: UnifyGeo, path: str | Path, half: bool = False, **extra) -> None:

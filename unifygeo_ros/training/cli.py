@@ -13,9 +13,17 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--protocol", default="same_area", choices=["same_area", "cross_area"],
                    help="same_area: *_balanced_train lists; cross_area: pano_label_balanced of the train cities")
     p.add_argument("--cities", help="comma-separated cities (default: the protocol's train cities or all)")
+    p.add_argument("--stage", default="full", choices=["full", "retrieval"],
+                   help="full: the published recipe; retrieval: retrain the global descriptors (S-heads, "
+                        "aggregators with a layout term) on the frozen encoders of --init (see "
+                        "training/retrieval_stage.py)")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=4.5e-4)
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 (full), 256 (retrieval)")
+    p.add_argument("--lr", type=float, default=None, help="default 4.5e-4 (full), 1e-3 (retrieval)")
+    p.add_argument("--layout-channels", type=int, default=None,
+                   help="retrieval stage: channels of the descriptors' layout term (default: the model's, else 32)")
+    p.add_argument("--feature-dropout", type=float, default=0.1,
+                   help="retrieval stage: channel dropout on the cached encoder maps")
     p.add_argument("--weight-decay", type=float, default=0.04)
     p.add_argument("--unknown-heading", type=float, default=0.0, metavar="P",
                    help="probability of a random panorama heading (yaw target rolled with it)")
@@ -44,9 +52,13 @@ def train_command(args) -> int:
     from ..data.vigor import VigorFormatError
     from .trainer import config_from_args, train
 
-    cfg = config_from_args(args)
     try:
-        summary = train(cfg, progress=True)
+        if args.stage == "retrieval":
+            from .retrieval_stage import stage_config_from_args, train_retrieval
+
+            summary = train_retrieval(stage_config_from_args(args), progress=True)
+        else:
+            summary = train(config_from_args(args), progress=True)
     except (ValueError, FileNotFoundError, VigorFormatError) as exc:
         raise CommandError(str(exc)) from exc
 

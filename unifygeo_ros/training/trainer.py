@@ -323,7 +323,7 @@ def config_from_args(args) -> TrainConfig:
         raise ValueError(f"--loss-weights: expected five numbers D,G,M,R,YAW, got {args.loss_weights!r}") from None
     loss = LossConfig(weight_d=wd, weight_g=wg, weight_m=wm, weight_r=wr, weight_yaw=wy, heading_term=args.heading_term)
     cfg = TrainConfig(data=args.data, out=args.out, config=args.config, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                      batch_size=args.batch_size or 32, lr=args.lr or 4.5e-4, weight_decay=args.weight_decay,
                       protocol=args.protocol, cities=tuple(args.cities.split(",")) if args.cities else None,
                       seed=args.seed, workers=args.workers, cache=args.cache, hard_fraction=args.hard_fraction,
                       augment=aug, loss=loss, imagenet=args.imagenet, init=args.init, device=args.device,
