@@ -156,6 +156,8 @@ def test_calibrate_fits_and_writes_a_table_entry(weights, tmp_path):
 
     report = calibrate(str(weights), [3003], ["suburb"], 200.0, 4, str(tmp_path / "cal"), progress=False)
     assert report["c_pos"] > 0 and report["c_yaw"] > 0 and report["measured_on"]["records"] == 4 * len(MODES)
+    assert report["pinhole"]["c_pos"] > 0 and report["pinhole"]["c_yaw"] > 0     # fitted on the pinhole views alone
+    assert set(report["per_mode_after_scaling"]) == set(MODES)
     assert (tmp_path / "cal" / "records.json").is_file()
     table = tmp_path / "calibration_data.py"
     table.write_text('"""copy"""\n\nCALIBRATIONS: dict[str, dict] = {}\n')

@@ -245,6 +245,38 @@ def test_calibration_scales_the_published_covariance(db_path, pano):
     assert scaled.covariance[2, 2] == pytest.approx(9.0 * raw.covariance[2, 2])
 
 
+def test_pinhole_views_get_their_own_scale_factors(db_path, pano):
+    pin = np.random.default_rng(4).integers(0, 255, size=(240, 320, 3), dtype=np.uint8)
+    cam = Camera("pinhole", hfov_deg=90.0)
+    two = Calibration(2.0, 3.0, "explicit", c_pos_pinhole=5.0, c_yaw_pinhole=0.5)
+    one = Calibration(1.0, 1.0, "explicit")
+    raw_pin = Localizer.open(db_path, backend="torch-cpu", calibration=one).localize(pin, camera=cam, heading=10.0)
+    got_pin = Localizer.open(db_path, backend="torch-cpu", calibration=two).localize(pin, camera=cam, heading=10.0)
+    np.testing.assert_allclose(got_pin.covariance[:2, :2], 25.0 * raw_pin.covariance[:2, :2])
+    assert got_pin.covariance[2, 2] == pytest.approx(0.25 * raw_pin.covariance[2, 2])
+    raw = Localizer.open(db_path, backend="torch-cpu", calibration=one).localize(pano)
+    got = Localizer.open(db_path, backend="torch-cpu", calibration=two).localize(pano)
+    np.testing.assert_allclose(got.covariance[:2, :2], 4.0 * raw.covariance[:2, :2])
+    # Without a pinhole pair every camera gets the one pair.
+    assert Calibration(2.0, 3.0).scales("pinhole") == (2.0, 3.0)
+    assert two.scales("pinhole") == (5.0, 0.5) and two.scales("panorama") == (2.0, 3.0)
+
+
+def test_calibration_table_entries_with_and_without_a_pinhole_pair(monkeypatch):
+    from unifygeo_ros.localizer import calibration_data
+    from unifygeo_ros.localizer.calibration import lookup_calibration
+
+    monkeypatch.setattr(calibration_data, "CALIBRATIONS", {
+        "a" * 64: {"c_pos": 2.0, "c_yaw": 1.5, "pinhole": {"c_pos": 9.0, "c_yaw": 1.1}, "date": "x"},
+        "b" * 64: {"c_pos": 3.0, "c_yaw": 1.2}})
+    a = lookup_calibration("a" * 64)
+    assert a.source == "table" and a.scales("pinhole") == (9.0, 1.1) and a.scales("panorama") == (2.0, 1.5)
+    assert "pinhole" not in a.details and a.details["date"] == "x"
+    b = lookup_calibration("b" * 64)
+    assert b.scales("pinhole") == (3.0, 1.2)
+    assert lookup_calibration("c" * 64).source == "none"
+
+
 class FakeBackend:
     """Canned network outputs: D a Gaussian at ``pixel`` (sigma 2 px) in every candidate, a yaw
     field of constant angle ``field_deg``, and alignment ``k``."""

@@ -2,9 +2,9 @@
 
 For each seed (never a training seed, never the demo's): build the city's database, render
 ``views`` street views per mode at random street positions and headings, localize them
-with an *unscaled* covariance, and fit ``c_pos`` and ``c_yaw`` (:mod:`.calibration`) on all
-records together. ``--write`` stores the result for the model's hash in
-:mod:`.calibration_data`.
+with an *unscaled* covariance, and fit ``c_pos`` and ``c_yaw`` (:mod:`.calibration`) on the
+panorama records, and a second pair on the pinhole records (stored under ``"pinhole"``).
+``--write`` stores the result for the model's hash in :mod:`.calibration_data`.
 """
 
 from __future__ import annotations
@@ -50,15 +50,27 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
     ok = [r for r in records if "error_m" in r]
     if not ok:
         raise ValueError("no view was localized; nothing to calibrate on")
-    fit = fit_scales(np.array([r["err_xy"] for r in ok]), np.array([r["cov_xy"] for r in ok]),
-                     [r["yaw_error_deg"] if r["yaw_error_deg"] is not None else np.nan for r in ok],
-                     [r["sigma_yaw_deg"] if r["sigma_yaw_deg"] is not None else np.nan for r in ok])
+    fits = {}
+    for camera in ("panorama", "pinhole"):
+        rs = [r for r in ok if MODES[r["mode"]][0] == camera]
+        if rs:
+            fits[camera] = fit_scales(
+                np.array([r["err_xy"] for r in rs]), np.array([r["cov_xy"] for r in rs]),
+                [r["yaw_error_deg"] if r["yaw_error_deg"] is not None else np.nan for r in rs],
+                [r["sigma_yaw_deg"] if r["sigma_yaw_deg"] is not None else np.nan for r in rs])
+    if "panorama" not in fits:
+        raise ValueError("no panorama view was localized; nothing to calibrate on")
+    fit = fits["panorama"]
     per_mode = {}
     for mode in MODES:
         rs = [r for r in ok if r["mode"] == mode]
-        d2 = np.array([r["d2"] for r in rs]) / fit["c_pos"] ** 2
-        ye = np.array([r["yaw_error_deg"] for r in rs])
-        sy = np.array([r["sigma_yaw_deg"] for r in rs]) * fit["c_yaw"]
+        if not rs:
+            continue
+        f = fits[MODES[mode][0]]
+        d2 = np.array([r["d2"] for r in rs]) / f["c_pos"] ** 2
+        ye = np.array([r["yaw_error_deg"] if r["yaw_error_deg"] is not None else np.nan for r in rs], dtype=float)
+        sy = np.array([r["sigma_yaw_deg"] if r["sigma_yaw_deg"] is not None else np.nan for r in rs],
+                      dtype=float) * f["c_yaw"]
         per_mode[mode] = {"views": len(rs), "in_95_ellipse": float(np.mean(d2 <= CHI2_2_95)),
                           "yaw_in_95": float(np.mean(ye <= Z_95 * sy)),
                           "median_error_m": float(np.median([r["error_m"] for r in rs]))}
@@ -68,6 +80,10 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
                              "records": len(ok), "failed": len(records) - len(ok)},
              "coverage_unscaled": fit["coverage_unscaled"], "yaw_coverage_unscaled": fit.get("yaw_coverage_unscaled"),
              "date": time.strftime("%Y-%m-%d")}
+    if "pinhole" in fits:
+        entry["pinhole"] = {"c_pos": fits["pinhole"]["c_pos"], "c_yaw": fits["pinhole"]["c_yaw"],
+                            "coverage_unscaled": fits["pinhole"]["coverage_unscaled"],
+                            "yaw_coverage_unscaled": fits["pinhole"].get("yaw_coverage_unscaled")}
     report = {"model_hash": model_hash, "weights": str(weights), **entry, "per_mode_after_scaling": per_mode,
               "seconds": round(time.perf_counter() - t0, 1)}
     Path(out).mkdir(parents=True, exist_ok=True)

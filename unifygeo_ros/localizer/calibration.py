@@ -1,4 +1,4 @@
-"""Covariance calibration: one scale factor for position, one for yaw, per model.
+"""Covariance calibration: scale factors for position and yaw, per model and camera kind.
 
 The raw covariances of :mod:`.posterior` come from D and the alignment scores; whether
 their size is right is an empirical question. ``unifygeo calibrate`` localizes panoramas in
@@ -9,6 +9,12 @@ demo (2026), and fits
   covariance), ``c_pos^2 = quantile_95(d2) / chi2_2(0.95)`` so that 95 % of the truths fall
   inside the scaled 95 % ellipse;
 * ``c_yaw``: ``quantile_95(|yaw error| / sigma_yaw) / 1.96``.
+
+The factors are fitted separately for panoramas and for limited-field-of-view (pinhole)
+views, whose errors behave differently (for the shipped model nearly every pinhole view
+lands on a wrong tile): one pair of factors for all of them would leave one kind over- and
+the other under-confident. The pinhole pair is stored under ``"pinhole"`` in the model's
+entry; an entry without it applies its factors to every camera.
 
 The factors are stored per model hash in :mod:`.calibration_data` (a Python module, so that
 it ships with the package) and applied by the localizer; the demo measures the coverage on
@@ -27,10 +33,18 @@ Z_95 = 1.959963984540054
 
 @dataclass(frozen=True)
 class Calibration:
-    c_pos: float = 1.0
+    c_pos: float = 1.0             # panoramas (and every camera when no pinhole pair is given)
     c_yaw: float = 1.0
     source: str = "none"           # none | table | explicit
     details: dict = field(default_factory=dict, compare=False)
+    c_pos_pinhole: float | None = None
+    c_yaw_pinhole: float | None = None
+
+    def scales(self, camera_model: str) -> tuple[float, float]:
+        """(c_pos, c_yaw) for a ``panorama`` or ``pinhole`` camera."""
+        if camera_model == "pinhole" and self.c_pos_pinhole is not None:
+            return self.c_pos_pinhole, self.c_yaw_pinhole if self.c_yaw_pinhole is not None else self.c_yaw
+        return self.c_pos, self.c_yaw
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -42,8 +56,11 @@ def lookup_calibration(model_hash: str) -> Calibration:
     entry = CALIBRATIONS.get(model_hash)
     if entry is None:
         return Calibration()
+    pinhole = entry.get("pinhole") or {}
     return Calibration(c_pos=float(entry["c_pos"]), c_yaw=float(entry["c_yaw"]), source="table",
-                       details={k: v for k, v in entry.items() if k not in ("c_pos", "c_yaw")})
+                       details={k: v for k, v in entry.items() if k not in ("c_pos", "c_yaw", "pinhole")},
+                       c_pos_pinhole=float(pinhole["c_pos"]) if "c_pos" in pinhole else None,
+                       c_yaw_pinhole=float(pinhole["c_yaw"]) if "c_yaw" in pinhole else None)
 
 
 def mahalanobis2(err_xy: np.ndarray, cov_xy: np.ndarray) -> np.ndarray:

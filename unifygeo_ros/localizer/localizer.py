@@ -244,7 +244,7 @@ class Localizer:
         t5 = time.perf_counter()
         timings["decoder"] = (t5 - t4) * 1e3
 
-        result = self._posterior(out, scores, ids, mode, logprior, heading, return_distribution, offsets)
+        result = self._posterior(out, scores, ids, mode, logprior, heading, return_distribution, offsets, camera)
         t6 = time.perf_counter()
         timings["posterior"] = (t6 - t5) * 1e3
         timings["total"] = (t6 - t0) * 1e3
@@ -267,7 +267,7 @@ class Localizer:
                                  self.alignment_candidates)
 
     def _posterior(self, out, scores, ids, mode, logprior, heading, return_distribution,
-                   offsets) -> LocalizationResult:
+                   offsets, camera: Camera) -> LocalizationResult:
         from ..model.heading import yaw_from_alignment
         from ..model.rerank import rerank
 
@@ -294,7 +294,8 @@ class Localizer:
         sigma_d = math.sqrt(max(np.trace(cov_d), 0.0))
         cov_c, agree, _ = posterior.candidate_mixture(cand_xy, estimate, combined, self.retrieval_scale,
                                                       max(posterior.AGREE_M, 2.0 * sigma_d))
-        cov_xy = (cov_d + cov_c) * self.calibration.c_pos ** 2
+        c_pos, c_yaw = self.calibration.scales(camera.model)
+        cov_xy = (cov_d + cov_c) * c_pos ** 2
 
         row_i, col_i = int(stats.row), int(stats.col)
         k_align = int(np.asarray(out["alignment"])[best])
@@ -313,7 +314,7 @@ class Localizer:
                 out["alignment_scores"][best], logprior, self.heading_scale, k_align, cfg.heading_bin_deg,
                 field, stats.mode_mask, d, row_i, col_i)
             yaw_deg = yaw
-            var_yaw = math.radians(math.sqrt(var_deg2) * self.calibration.c_yaw) ** 2
+            var_yaw = math.radians(math.sqrt(var_deg2) * c_yaw) ** 2
         cov = np.zeros((3, 3))
         cov[:2, :2] = cov_xy
         cov[2, 2] = var_yaw if yaw_deg is not None else 1e6

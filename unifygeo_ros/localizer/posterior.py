@@ -17,9 +17,9 @@ Position
   inverse temperature) and its own MAP position ``mu_t``; ``sum_t w_t (mu_t - x)(mu_t - x)^T``
   is added, so a competitor that localizes elsewhere with a similar score widens the
   ellipse, and one that agrees (an overlapping tile) does not.
-* **Calibration**: the sum is multiplied by one scale factor ``c_pos^2``, fitted on held-out
-  synthetic cities so that 95 % of the truths fall inside the 95 % ellipse (see
-  :mod:`.calibration`).
+* **Calibration**: the sum is multiplied by a scale factor ``c_pos^2`` (one for panoramas,
+  one for pinhole views), fitted on held-out synthetic cities so that 95 % of the truths
+  fall inside the 95 % ellipse (see :mod:`.calibration`).
 
 Yaw
 ---

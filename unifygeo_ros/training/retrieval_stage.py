@@ -31,7 +31,6 @@ Entry point: :func:`train_retrieval` with a :class:`RetrievalStageConfig`.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import platform
@@ -48,7 +47,7 @@ from ..model.config import get_config
 from ..model.losses import loss_g
 from ..model.unifygeo import IMAGENET_MEAN, IMAGENET_STD, UnifyGeo, load_checkpoint, save_checkpoint
 from .sampler import ConflictFreeBatchSampler
-from .trainer import _sampler_inputs, _truncate_log, learning_rate, pick_device
+from .trainer import _sampler_inputs, learning_rate, open_log, pick_device, resume_state
 
 DEFAULT_LAYOUT_CHANNELS = 32
 CACHE_BUDGET_BYTES = 12 * 2 ** 30
@@ -223,25 +222,10 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
     steps_per_epoch = len(sampler)
     total = steps_per_epoch * cfg.epochs
     warmup = max(1, int(round(cfg.warmup_epochs * steps_per_epoch)))
-    start_epoch, step, elapsed = 0, 0, 0.0
     last_path = out / "last.pt"
-    if cfg.resume:
-        if not last_path.is_file():
-            raise FileNotFoundError(f"--resume: no {last_path} to resume from")
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        if state["model_config"] != mcfg.as_dict():
-            raise ValueError(f"--resume: {last_path} was trained with another model configuration")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step, elapsed = state["epoch"] + 1, state["step"], state["elapsed_s"]
+    start_epoch, step, elapsed = resume_state(cfg.resume, last_path, mcfg.as_dict(), model, optimizer)
     log_path = out / "log.csv"
-    new_log = not (cfg.resume and log_path.is_file())
-    if not new_log:
-        _truncate_log(log_path, step)
-    log_file = log_path.open("w" if new_log else "a", newline="")
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["epoch", "step", "lr", "G", "pairs_per_s", "elapsed_s"])
+    log_file, log = open_log(log_path, cfg.resume, step, ["epoch", "step", "lr", "G", "pairs_per_s", "elapsed_s"])
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
 
     epoch, stop, last_loss = start_epoch - 1, False, float("nan")

@@ -152,6 +152,37 @@ def _truncate_log(log_path: Path, last_step: int) -> None:
             csv.writer(f).writerows(kept)
 
 
+def resume_state(resume: bool, last_path: Path, model_config: dict, model, optimizer, scaler=None
+                 ) -> tuple[int, int, float]:
+    """(first epoch, step, elapsed seconds): zeros, or restored from ``last_path`` with the
+    model's, optimizer's (and scaler's) state when resuming."""
+    if not resume:
+        return 0, 0, 0.0
+    if not last_path.is_file():
+        raise FileNotFoundError(f"--resume: no {last_path} to resume from")
+    state = torch.load(last_path, map_location="cpu", weights_only=True)
+    if state["model_config"] != model_config:
+        raise ValueError(f"--resume: {last_path} was trained with another model configuration")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None:
+        scaler.load_state_dict(state["scaler"])
+    return state["epoch"] + 1, state["step"], state["elapsed_s"]
+
+
+def open_log(log_path: Path, resume: bool, step: int, header: list[str]):
+    """The CSV log (file, writer): new with ``header``, or appended to when resuming, after
+    dropping the rows an interrupted epoch wrote after the checkpoint."""
+    new_log = not (resume and log_path.is_file())
+    if not new_log:
+        _truncate_log(log_path, step)
+    log_file = log_path.open("w" if new_log else "a", newline="")
+    log = csv.writer(log_file)
+    if new_log:
+        log.writerow(header)
+    return log_file, log
+
+
 def build_model(cfg: TrainConfig) -> UnifyGeo:
     if cfg.init:
         model, _ = load_checkpoint(cfg.init)
@@ -201,26 +232,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     steps_per_epoch = len(sampler)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = max(1, int(round(cfg.warmup_epochs * steps_per_epoch)))
-    start_epoch, step, elapsed = 0, 0, 0.0
     last_path = out / "last.pt"
-    if cfg.resume:
-        if not last_path.is_file():
-            raise FileNotFoundError(f"--resume: no {last_path} to resume from")
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        if state["model_config"] != model_cfg.as_dict():
-            raise ValueError(f"--resume: {last_path} was trained with another model configuration")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, step, elapsed = state["epoch"] + 1, state["step"], state["elapsed_s"]
+    start_epoch, step, elapsed = resume_state(cfg.resume, last_path, model_cfg.as_dict(), model, optimizer, scaler)
     log_path = out / "log.csv"
-    new_log = not (cfg.resume and log_path.is_file())
-    if not new_log:
-        _truncate_log(log_path, step)        # rows an interrupted epoch wrote after last.pt
-    log_file = log_path.open("w" if new_log else "a", newline="")
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["epoch", "step", "lr", *LOSS_TERMS, "pairs_per_s", "elapsed_s"])
+    log_file, log = open_log(log_path, cfg.resume, step, ["epoch", "step", "lr", *LOSS_TERMS, "pairs_per_s", "elapsed_s"])
     try:
         from torch.utils.tensorboard import SummaryWriter  # optional
         tb = SummaryWriter(str(out / "tensorboard"))
