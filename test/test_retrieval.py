@@ -10,7 +10,6 @@ from unifygeo_ros.model.config import SMALL
 from unifygeo_ros.model.heading import heading_window_prior, known_heading_prior, unknown_heading_prior
 from unifygeo_ros.model.retrieval import (alignment_descriptors, best_alignment_scores, merge_alignment_hits,
                                           query_descriptors)
-from unifygeo_ros.model.unifygeo import alignment_descriptors as torch_alignment_descriptors
 
 
 def test_alignment_order_is_the_decoders_and_the_models():
@@ -22,7 +21,7 @@ def test_alignment_order_is_the_decoders_and_the_models():
     out = alignment_descriptors(rolls)
     assert out.shape == (r * w, d)
     assert out[:, 2].tolist() == list(range(r * w))
-    np.testing.assert_array_equal(torch_alignment_descriptors(torch.from_numpy(rolls)[None])[0].numpy(), out)
+    np.testing.assert_array_equal(alignment_descriptors(torch.from_numpy(rolls)[None])[0].numpy(), out)
 
 
 def test_query_descriptors_follow_the_heading_prior():

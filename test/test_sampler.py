@@ -72,3 +72,8 @@ def test_same_epoch_same_batches():
 def test_too_few_samples_is_refused():
     with pytest.raises(ValueError, match="at least one full batch"):
         ConflictFreeBatchSampler(np.array([1, 2]), [{1}, {2}], np.zeros((2, 2)), batch_size=4)
+
+
+def test_a_batch_size_below_one_is_refused():
+    with pytest.raises(ValueError, match="batch size: expected >= 1, got 0"):
+        ConflictFreeBatchSampler(np.array([1, 2]), [{1}, {2}], np.zeros((2, 2)), batch_size=0)

@@ -30,8 +30,6 @@ from .index import HNSW_EF_SEARCH, HNSW_M, IVF_NPROBE, REFINE_K_FACTOR, build_in
 TOP_K = 5
 
 
-
-
 def random_unit(n: int, d: int, rng: np.random.Generator, chunk: int = 200_000) -> np.ndarray:
     out = np.empty((n, d), np.float32)
     for s in range(0, n, chunk):

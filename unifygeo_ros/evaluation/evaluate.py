@@ -36,7 +36,7 @@ from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, searc
 from ..model.heading import known_heading_prior, unknown_heading_prior, yaw_from_alignment
 from ..model.export_names import DECODER_OUTPUTS
 from ..model.rerank import rerank, rerank_output
-from ..model.retrieval import merge_alignment_hits
+from ..model.retrieval import best_alignment_scores, merge_alignment_hits
 from ..model.unifygeo import load_checkpoint
 from .metrics import distance_stats, map_pixel, recall_at_distances, retrieval_metrics, yaw_stats
 
@@ -246,8 +246,7 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
                     "positives": positives[i].tolist(), "D": dk[best], "estimate": (row, col),
                     "truth": _latlon_to_pixel(refs, int(cand[best]), lat, lon), "error_m": errs[0],
                     "mode": mode})
-    scores = np.concatenate([np.einsum("qad,nd->qan", qglobal[i:i + 256], bank.globals).max(axis=1)
-                             for i in range(0, n, 256)])
+    scores = np.stack([best_alignment_scores(q, bank.globals) for q in qglobal])
     result = {
         "retrieval": retrieval_metrics(scores, positives[:, 0], positives[:, 1:]),
         "retrieval_after_rerank_R@1": float(np.mean(rerank_top1)),

@@ -44,8 +44,6 @@ def _frames(city, rng) -> dict:
 TEN_KM2_TILES = int(np.ceil(10e6 / 32.0 ** 2))     # 10 km^2 at the default 32 m tile stride
 
 
-
-
 def _run_backends(db: str, names, frames, repeats: int, warmup: int, threads) -> dict:
     from .localizer import Localizer
 

@@ -54,10 +54,8 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
     for camera in ("panorama", "pinhole"):
         rs = [r for r in ok if MODES[r["mode"]][0] == camera]
         if rs:
-            fits[camera] = fit_scales(
-                np.array([r["err_xy"] for r in rs]), np.array([r["cov_xy"] for r in rs]),
-                [r["yaw_error_deg"] if r["yaw_error_deg"] is not None else np.nan for r in rs],
-                [r["sigma_yaw_deg"] if r["sigma_yaw_deg"] is not None else np.nan for r in rs])
+            fits[camera] = fit_scales(np.array([r["err_xy"] for r in rs]), np.array([r["cov_xy"] for r in rs]),
+                                      _optional(rs, "yaw_error_deg"), _optional(rs, "sigma_yaw_deg"))
     if "panorama" not in fits:
         raise ValueError("no panorama view was localized; nothing to calibrate on")
     fit = fits["panorama"]
@@ -68,9 +66,8 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
             continue
         f = fits[MODES[mode][0]]
         d2 = np.array([r["d2"] for r in rs]) / f["c_pos"] ** 2
-        ye = np.array([r["yaw_error_deg"] if r["yaw_error_deg"] is not None else np.nan for r in rs], dtype=float)
-        sy = np.array([r["sigma_yaw_deg"] if r["sigma_yaw_deg"] is not None else np.nan for r in rs],
-                      dtype=float) * f["c_yaw"]
+        ye = _optional(rs, "yaw_error_deg")
+        sy = _optional(rs, "sigma_yaw_deg") * f["c_yaw"]
         per_mode[mode] = {"views": len(rs), "in_95_ellipse": float(np.mean(d2 <= CHI2_2_95)),
                           "yaw_in_95": float(np.mean(ye <= Z_95 * sy)),
                           "median_error_m": float(np.median([r["error_m"] for r in rs]))}
@@ -91,6 +88,11 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
     if write:
         report["written"] = str(write_calibration(model_hash, entry))
     return report
+
+
+def _optional(records: list[dict], key: str) -> np.ndarray:
+    """``records[i][key]`` as floats, NaN where it is None (no yaw estimate)."""
+    return np.array([np.nan if r[key] is None else r[key] for r in records], dtype=float)
 
 
 def write_calibration(model_hash: str, entry: dict, path: str | Path | None = None) -> Path:

@@ -20,21 +20,21 @@ import numpy as np
 from .heading import EXCLUDED
 
 
-def alignment_descriptors(global_rolls: np.ndarray) -> np.ndarray:
-    """(R, W', D) descriptors of the R sub-stride copies, each rolled by s = 0..W'-1 columns,
-    -> (K = R * W', D) ordered by alignment ``k = s * R + r`` (the decoder's order)."""
-    g = np.asarray(global_rolls)
-    if g.ndim != 3:
-        raise ValueError(f"global_rolls: expected (copies, columns, D), got shape {g.shape}")
-    r, w, d = g.shape
-    return np.ascontiguousarray(g.transpose(1, 0, 2).reshape(w * r, d))
+def alignment_descriptors(global_rolls):
+    """(..., R, W', D) descriptors of the R sub-stride copies, each rolled by s = 0..W'-1
+    columns, -> (..., K = R * W', D) ordered by alignment ``k = s * R + r`` (the decoder's
+    order). Works on numpy arrays (the localizer) and torch tensors (the model) alike."""
+    if global_rolls.ndim < 3:
+        raise ValueError(f"global_rolls: expected (..., copies, columns, D), got shape {tuple(global_rolls.shape)}")
+    *lead, r, w, d = global_rolls.shape
+    return global_rolls.swapaxes(-3, -2).reshape(*lead, w * r, d)
 
 
 def query_descriptors(global_rolls: np.ndarray, logprior: np.ndarray) -> np.ndarray:
     """The retrieval queries (A, D): the descriptors of the alignments ``logprior`` (K,)
     allows. With one copy (a known heading) only whole-column alignments exist."""
     lp = np.asarray(logprior, dtype=np.float64).reshape(-1)
-    g = alignment_descriptors(global_rolls)
+    g = alignment_descriptors(np.asarray(global_rolls))
     step = len(lp) // g.shape[0]
     if step * g.shape[0] != len(lp):
         raise ValueError(f"global_rolls give {g.shape[0]} alignments, which do not divide the {len(lp)} of the prior")

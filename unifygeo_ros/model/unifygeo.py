@@ -23,6 +23,7 @@ from .branches import AerialBranch, GroundBranch
 from .config import ModelConfig, get_config
 from .decoder import LocalizationDecoder
 from .heading import known_heading_prior, subdivision_copies
+from .retrieval import alignment_descriptors
 
 CHECKPOINT_FORMAT = "unifygeo_ros/checkpoint/1"
 
@@ -121,13 +122,6 @@ class UnifyGeo(nn.Module):
             digest.update(str(tuple(t.shape)).encode())
             digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
         return digest.hexdigest()
-
-
-def alignment_descriptors(v_rolls: torch.Tensor) -> torch.Tensor:
-    """(B, R, W', D) descriptors of the R sub-stride copies rolled by s = 0..W'-1 columns ->
-    (B, R * W', D) ordered by alignment k = s * R + r (the decoder's order, see :mod:`.heading`)."""
-    b, r, w, d = v_rolls.shape
-    return v_rolls.permute(0, 2, 1, 3).reshape(b, w * r, d)
 
 
 def save_checkpoint(model: UnifyGeo, path: str | Path, half: bool = False, **extra) -> None:

@@ -51,6 +51,12 @@ def roll_panorama(img: torch.Tensor, pixels: int) -> torch.Tensor:
     return torch.roll(img, shifts=-int(pixels), dims=-1)
 
 
+def fov_column_mask(width: int, fov_deg: float) -> torch.Tensor:
+    """(width,) panorama column mask of a ``fov_deg`` wedge centred on the forward direction."""
+    rel = (torch.arange(width) + 0.5) / width * 360.0 - 180.0   # bearing from forward
+    return (rel.abs() <= fov_deg / 2).float()
+
+
 def _rgb_to_gray(img: torch.Tensor) -> torch.Tensor:
     return (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2])[None]
 
@@ -131,9 +137,7 @@ class PairAugment:
             yaw = yaw - pixels * 360.0 / width                          # clockwise turn lowers ENU yaw
         mask = torch.ones(width)
         if rng.random() < cfg.fov:
-            fov = rng.uniform(*cfg.fov_range_deg)
-            rel = (torch.arange(width) + 0.5) / width * 360.0 - 180.0   # bearing from forward
-            mask = (rel.abs() <= fov / 2).float()
+            mask = fov_column_mask(width, rng.uniform(*cfg.fov_range_deg))
         ground = color_jitter(ground, cfg.color_jitter, rng)
         aerial = color_jitter(aerial, cfg.color_jitter, rng)
         if rng.random() < cfg.grid_dropout:

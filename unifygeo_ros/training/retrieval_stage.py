@@ -45,9 +45,11 @@ import torch.nn.functional as F
 
 from ..model.config import get_config
 from ..model.losses import loss_g
-from ..model.unifygeo import IMAGENET_MEAN, IMAGENET_STD, UnifyGeo, load_checkpoint, save_checkpoint
+from ..model.unifygeo import UnifyGeo, load_checkpoint, save_checkpoint
+from .augment import fov_column_mask
 from .sampler import ConflictFreeBatchSampler
-from .trainer import _sampler_inputs, learning_rate, open_log, pick_device, resume_state
+from .trainer import (_param_groups, _sampler_inputs, given_options, learning_rate, open_log, pick_device,
+                      resume_state)
 
 DEFAULT_LAYOUT_CHANNELS = 32
 CACHE_BUDGET_BYTES = 12 * 2 ** 30
@@ -108,14 +110,10 @@ def stage_model(init: str, layout_channels: int | None = None, expect: str | Non
     return model.eval(), payload, init_hash
 
 
-def _trainable(model: UnifyGeo) -> list[torch.nn.Parameter]:
+def _freeze_all_but_descriptors(model: UnifyGeo) -> None:
     """Freeze everything but the S-heads, the aggregators and the retrieval temperature."""
-    params = []
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(TRAINED_PREFIXES) or name == "logit_scale")
-        if p.requires_grad:
-            params.append(p)
-    return params
 
 
 class FeatureCache:
@@ -134,12 +132,9 @@ class FeatureCache:
             raise ValueError(f"the retrieval stage caches the encoders' maps in memory: {need / 2 ** 30:.1f} GiB "
                              f"needed, more than {CACHE_BUDGET_BYTES / 2 ** 30:.0f} GiB; train on fewer cities "
                              f"(--cities) or use the full training")
-        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-
-        def encode(encoder, images):
+        def encode(encoder, images):        # images come normalised; flips and turns commute with that
             with torch.inference_mode():
-                return encoder(((images.to(device) - mean) / std))[-1].half().cpu()
+                return encoder(images.to(device))[-1].half().cpu()
 
         panos = []
         for i in tqdm(range(0, len(queries), batch), desc="caching panorama maps", unit="batch",
@@ -163,9 +158,8 @@ class FeatureCache:
 def _fov_masks(n: int, width: int, fov: float, fov_range: tuple[float, float], rng) -> torch.Tensor:
     """(n, width) column masks: all ones, or with probability ``fov`` a wedge centred ahead."""
     masks = torch.ones(n, width)
-    rel = (torch.arange(width) + 0.5) / width * 360.0 - 180.0
     for i in np.flatnonzero(rng.random(n) < fov):
-        masks[i] = (rel.abs() <= rng.uniform(*fov_range) / 2).float()
+        masks[i] = fov_column_mask(width, rng.uniform(*fov_range))
     return masks
 
 
@@ -200,11 +194,10 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
     model, payload, init_hash = stage_model(cfg.init, cfg.layout_channels, cfg.config)
     mcfg = model.cfg
     queries = VigorQueryDataset(cfg.data, cfg.protocol, cfg.split, cfg.cities, cfg.labels,
-                                ground_size=mcfg.ground_size, aerial_size=mcfg.aerial_size, normalize=False)
+                                ground_size=mcfg.ground_size, aerial_size=mcfg.aerial_size)
     if len(queries) == 0:
         raise ValueError(f"{cfg.data}: no training panoramas for protocol {cfg.protocol!r}, split {cfg.split!r}")
-    refs = VigorReferenceDataset(queries.index, ground_size=mcfg.ground_size, aerial_size=mcfg.aerial_size,
-                                 normalize=False)
+    refs = VigorReferenceDataset(queries.index, ground_size=mcfg.ground_size, aerial_size=mcfg.aerial_size)
     positives, tiles, positions = _sampler_inputs(queries.index)
     sampler = ConflictFreeBatchSampler(positives, tiles, positions, cfg.batch_size, cfg.hard_fraction, cfg.seed)
     sampler.set_epoch(0)
@@ -217,8 +210,8 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
     t_cache = time.perf_counter()
     cache = FeatureCache(model, queries, refs, device, progress=progress)
     cache_s = time.perf_counter() - t_cache
-    params = _trainable(model)
-    optimizer = torch.optim.AdamW(_param_groups_of(params, cfg.weight_decay), lr=cfg.lr)
+    _freeze_all_but_descriptors(model)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps_per_epoch = len(sampler)
     total = steps_per_epoch * cfg.epochs
     warmup = max(1, int(round(cfg.warmup_epochs * steps_per_epoch)))
@@ -291,12 +284,6 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
             "layout_channels": mcfg.layout_channels}
 
 
-def _param_groups_of(params, weight_decay: float):
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def _set_train_mode(model: UnifyGeo) -> None:
     """Train mode for the trained modules only (the frozen ones keep their eval behaviour)."""
     model.eval()
@@ -314,7 +301,7 @@ def stage_config_from_args(args) -> RetrievalStageConfig:
     return RetrievalStageConfig(
         data=args.data, out=args.out, init=args.init, config=args.config, protocol=args.protocol,
         cities=tuple(args.cities.split(",")) if args.cities else None, epochs=args.epochs,
-        batch_size=args.batch_size or 256, lr=args.lr or 1e-3, weight_decay=args.weight_decay,
+        **given_options(args, "batch_size", "lr"), weight_decay=args.weight_decay,
         hard_fraction=args.hard_fraction, fov=args.fov, feature_dropout=args.feature_dropout,
         layout_channels=args.layout_channels, seed=args.seed, device=args.device, max_steps=args.max_steps,
         resume=args.resume)

@@ -23,6 +23,8 @@ class ConflictFreeBatchSampler:
         contains sample i's camera (positive and semi-positives); ``positions``: (N, 2) metres
         (samples of different areas must lie far apart)."""
         n = len(positives)
+        if batch_size < 1:
+            raise ValueError(f"batch size: expected >= 1, got {batch_size}")
         if n < batch_size:
             raise ValueError(f"training needs at least one full batch: {n} samples < batch size {batch_size}")
         self.positives = np.asarray(positives)

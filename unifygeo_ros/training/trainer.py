@@ -128,8 +128,11 @@ def _sampler_inputs(index) -> tuple[np.ndarray, list[set], np.ndarray]:
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float):
+    """AdamW groups of the trainable parameters: weight decay on matrices and kernels only."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
         (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -329,6 +332,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             "device": str(device), "final_loss": last_terms}
 
 
+def given_options(args, *names: str) -> dict:
+    """The options among ``names`` given on the command line (``None`` = not given), so that
+    the stage's configuration keeps its own defaults for the others."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
 def config_from_args(args) -> TrainConfig:
     """Build a :class:`TrainConfig` from ``unifygeo train`` arguments."""
     aug = AugmentConfig(unknown_heading=args.unknown_heading, fov=args.fov)
@@ -338,7 +347,7 @@ def config_from_args(args) -> TrainConfig:
         raise ValueError(f"--loss-weights: expected five numbers D,G,M,R,YAW, got {args.loss_weights!r}") from None
     loss = LossConfig(weight_d=wd, weight_g=wg, weight_m=wm, weight_r=wr, weight_yaw=wy, heading_term=args.heading_term)
     cfg = TrainConfig(data=args.data, out=args.out, config=args.config, epochs=args.epochs,
-                      batch_size=args.batch_size or 32, lr=args.lr or 4.5e-4, weight_decay=args.weight_decay,
+                      **given_options(args, "batch_size", "lr"), weight_decay=args.weight_decay,
                       protocol=args.protocol, cities=tuple(args.cities.split(",")) if args.cities else None,
                       seed=args.seed, workers=args.workers, cache=args.cache, hard_fraction=args.hard_fraction,
                       augment=aug, loss=loss, imagenet=args.imagenet, init=args.init, device=args.device,
