@@ -36,6 +36,7 @@ setup(
         "rosbags-image>=0.9",
         "tqdm>=4.60",
         "pyyaml>=5.4",
+        "threadpoolctl>=3.1",       # one OpenBLAS thread in the localizer (localizer.single_thread_blas)
     ],
     extras_require={
         # mypy type-checks the TensorRT backend in the tests; tensorrt-stubs cannot be listed

@@ -160,3 +160,39 @@ def test_every_default_of_the_alignment_search_is_the_same():
         assert parser.parse_args(cmd).alignment_candidates == DEFAULT_CANDIDATES, cmd
     assert NodeConfig().alignment_candidates == DEFAULT_CANDIDATES
     assert {p.name: p.default for p in PARAMETERS}["alignment_candidates"] == DEFAULT_CANDIDATES
+
+
+def test_reusing_the_first_pass_row_changes_nothing_but_the_work():
+    """The decoder forced to the alignment it picked itself computes the same outputs, so the
+    search may reuse the first pass's row for it: same choice, same outputs, fewer decodes."""
+    from unifygeo_ros.evaluation.evaluate import _decode
+
+    torch.manual_seed(1)
+    model = UnifyGeo("small").eval()
+    cfg = model.cfg
+    tiles = 3
+    with torch.no_grad():
+        g = model.encode_ground(torch.randn(1, 3, *cfg.ground_size))
+        feats = model.encode_aerial(torch.randn(tiles, 3, cfg.aerial_size, cfg.aerial_size))["features"]
+    ground = {"descriptors": [d.expand(tiles, *d.shape[1:]) for d in g["descriptors"]],
+              "valid": g["valid"].expand(tiles, -1, -1)}
+    first = _decode(model, ground, feats, unknown_heading_prior(tiles, cfg))
+
+    def decode_rows(rows, aligns):
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        sub = {"descriptors": [d[idx] for d in ground["descriptors"]], "valid": ground["valid"][idx]}
+        return _decode(model, sub, [f[idx] for f in feats], torch.from_numpy(one_hot_logprior(aligns, cfg.heading_bins)))
+
+    prior = np.zeros(cfg.heading_bins)
+    plain = search_alignments(decode_rows, first["alignment_scores"], prior, n=3)
+    reused = search_alignments(decode_rows, first["alignment_scores"], prior, n=3, first=first)
+    assert reused.decodes == plain.decodes - tiles              # each tile's first-pass alignment is a candidate
+    np.testing.assert_array_equal(reused.alignment, plain.alignment)
+    np.testing.assert_allclose(reused.offset, plain.offset, atol=1e-6)
+    a, b = plain.per_tile(), reused.per_tile()
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    with pytest.raises(ValueError, match="lacks outputs"):
+        search_alignments(decode_rows, first["alignment_scores"], prior, n=3,
+                          first={"alignment": first["alignment"]})

@@ -22,6 +22,7 @@ from unifygeo_ros.database.build import BuildConfig, build_database
 from unifygeo_ros.database.raster import TileReader, inspect, plan_grid
 from unifygeo_ros.database.store import Database
 from unifygeo_ros.localizer.types import DatabaseError
+from unifygeo_ros.model.config import SMALL
 from unifygeo_ros.model.unifygeo import UnifyGeo, save_checkpoint
 
 DATA = Path(__file__).parent / "data" / "orthophoto"
@@ -335,3 +336,36 @@ def test_build_db_cli_prints_one_json_object(tmp_path, weights):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "already holds a complete database" in json.loads(again.stdout)["error"]
     shutil.rmtree(out)
+
+
+def test_rotation_ensemble_descriptors_and_single_turn_databases(tmp_path, weights, atlanta_db):
+    """Default builds store the four quarter turns' descriptors (model.retrieval); a
+    single-turn build, and a database from before the ensemble (no "retrieval" entry in the
+    manifest), open as one turn; a manifest that disagrees with its descriptors is refused."""
+    four = Database(atlanta_db[0])
+    assert four.turns == 4 and four.manifest["retrieval"]["turns"] == 4
+    d = SMALL.descriptor_dim
+    assert four.descriptors.shape == (196, 4 * d)
+    np.testing.assert_allclose(np.linalg.norm(four.descriptors, axis=1), 1.0, atol=1e-5)
+    out = tmp_path / "one"
+    build_database(BuildConfig([str(ATLANTA)], str(weights), str(out), backend="torch-cpu", batch_size=64, turns=1),
+                   progress=False)
+    one = Database(out)
+    assert one.turns == 1 and one.descriptors.shape == (196, d)
+    # Turn 0 of the ensemble is the tile as it is: the single-turn descriptor, scaled by 1/2.
+    np.testing.assert_allclose(2 * four.descriptors[:, :d], one.descriptors, atol=1e-5)
+    assert four.index.d == d                      # the index holds turn 0; the ensemble re-scores its shortlist
+    q = np.asarray(four.descriptors[[7, 100]])
+    scores, ids = four.search(q, 5)
+    assert ids[0] in (7, 100) and scores[0] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="expected 768-d queries"):
+        four.search(q[:, :d], 5)
+    manifest = json.loads((out / "manifest.json").read_text())
+    legacy = {k: v for k, v in manifest.items() if k != "retrieval"}
+    (out / "manifest.json").write_text(json.dumps(legacy))
+    assert Database(out).turns == 1
+    (out / "manifest.json").write_text(json.dumps({**legacy, "retrieval": {"turns": 4}}))
+    with pytest.raises(DatabaseError, match=r"expected 768-d descriptors \(4 turn\(s\) of 192\) and an index of turn 0, found 192"):
+        Database(out)
+    with pytest.raises(DatabaseError, match="--turns"):
+        build_database(BuildConfig([str(ATLANTA)], str(weights), str(tmp_path / "bad"), turns=3), progress=False)

@@ -370,3 +370,12 @@ def test_trained_model_localizes_rendered_panoramas(tmp_path):
     print(f"median error {np.median(errors):.2f} m, median yaw error {np.median(yaw_errors):.2f} deg")
     assert np.median(errors) < SHIPPED_MAX_MEDIAN_ERROR_M
     assert np.median(yaw_errors) < SHIPPED_MAX_MEDIAN_YAW_ERROR_DEG
+
+
+def test_an_open_localizer_keeps_openblas_to_one_thread(loc):
+    """Idle OpenBLAS threads spin on the cores the network needs (see single_thread_blas)."""
+    from threadpoolctl import threadpool_info
+
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    assert blas, "numpy's OpenBLAS should be visible to threadpoolctl"
+    assert all(i["num_threads"] == 1 for i in blas), blas

@@ -4,7 +4,8 @@ Steps: validate the rasters and choose the map frame and grid (:mod:`.raster`); 
 lattice of ``L x L`` tiles with the requested overlap over the grid and drop tiles with no
 valid data (planned on a coverage mask at 1/8 resolution); write the tile table and the
 manifest; encode the tiles with the aerial branch in batches (tqdm on stderr), writing the
-global descriptors and either the decoder's aerial features (``stored``: fp16,
+global descriptors (of the rotation ensemble: each tile in ``turns`` quarter turns, see
+:mod:`unifygeo_ros.model.retrieval`) and either the decoder's aerial features (``stored``: fp16,
 memory-mapped) or the tile pixels (``recompute``: re-encoded per query); then build the
 FAISS index and mark the manifest complete.
 
@@ -34,6 +35,7 @@ from typing import Callable
 import numpy as np
 
 from ..localizer.types import DatabaseError
+from ..model.retrieval import check_turns, ensemble_references, first_turn, turned_tiles
 from . import raster
 from .store import DB_FORMAT, FEATURE_MODES, MANIFEST, TILE_FIELDS, read_manifest
 
@@ -59,6 +61,7 @@ class BuildConfig:
     max_upsample: float = 2.0
     overwrite: bool = False
     threads: int | None = None
+    turns: int = 4                  # rotation ensemble of the tile descriptors (1 or 4; model.retrieval)
     extra: dict = field(default_factory=dict)
 
 
@@ -100,7 +103,8 @@ def _versions() -> dict:
 
 def _plan_key(cfg: BuildConfig, model_hash: str, aerial_mpp: float, features: str) -> dict:
     return {"orthos": [str(Path(p).resolve()) for p in cfg.orthos], "overlap": cfg.overlap, "features": features,
-            "model_hash": model_hash, "aerial_mpp": aerial_mpp, "max_upsample": cfg.max_upsample}
+            "model_hash": model_hash, "aerial_mpp": aerial_mpp, "max_upsample": cfg.max_upsample,
+            "turns": cfg.turns}
 
 
 def _atomic_json(path: Path, obj: dict) -> None:
@@ -150,6 +154,10 @@ def build_database(cfg: BuildConfig, progress: bool = True,
         raise DatabaseError("expected at least one --ortho GeoTIFF")
     if cfg.features not in ("auto", *FEATURE_MODES):
         raise DatabaseError(f"--features: expected auto, stored or recompute, got {cfg.features!r}")
+    try:
+        turns = check_turns(cfg.turns)
+    except ValueError as exc:
+        raise DatabaseError(f"--turns: {exc}") from None
     try:
         model, payload = load_checkpoint(cfg.weights)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
@@ -226,6 +234,8 @@ def build_database(cfg: BuildConfig, progress: bool = True,
             "orientation": ("tiles are grid-north-up in the map frame; yaw is ENU in the map frame (grid); "
                             "meridian convergence (true - grid bearing) per tile is in tiles.npz"),
             "convergence_deg": {"min": float(conv.min()), "max": float(conv.max())},
+            "retrieval": {"turns": turns, "descriptor_dim": turns * mcfg.descriptor_dim,
+                          "note": "tile descriptors of the rotation ensemble (unifygeo_ros.model.retrieval)"},
             "features": features, "feature_bytes_per_tile": per_tile if features == "stored" else 3 * L * L,
             "sources": [s.as_dict() for s in sources],
             "tiles": n, "skipped_nodata": skipped, "encoded": 0,
@@ -253,7 +263,7 @@ def build_database(cfg: BuildConfig, progress: bool = True,
             _atomic_json(out / MANIFEST, manifest)
 
         open_mm = np.lib.format.open_memmap
-        desc = open_mm(out / "descriptors.npy", mode=mode, dtype=np.float32, shape=(n, mcfg.descriptor_dim))
+        desc = open_mm(out / "descriptors.npy", mode=mode, dtype=np.float32, shape=(n, turns * mcfg.descriptor_dim))
         if features == "stored":
             store = [open_mm(out / f"features_l{lv}.npy", mode=mode, dtype=np.float16, shape=(n, c, h, h))
                      for lv, (c, h) in enumerate(zip(mcfg.level_channels, mcfg.level_cells))]
@@ -270,11 +280,14 @@ def build_database(cfg: BuildConfig, progress: bool = True,
         for start in range(done, n, cfg.batch_size):
             stop = min(n, start + cfg.batch_size)
             imgs = np.stack([reader.read(int(r), int(c), L)[0] for r, c in positions[start:stop]])
-            outs = backend.encode_aerial(normalize_images(imgs))
-            desc[start:stop] = outs["global_descriptor"]
+            b = stop - start
+            turned = turned_tiles(normalize_images(imgs), turns)           # (b, turns, 3, L, L)
+            outs = backend.encode_aerial(np.ascontiguousarray(turned.reshape(b * turns, *turned.shape[2:])))
+            desc[start:stop] = ensemble_references(outs["global_descriptor"].reshape(b, turns, -1))
             if features == "stored":
-                for lv in range(4):
-                    store[lv][start:stop] = outs[f"aerial_feat{lv}"].astype(np.float16)
+                for lv in range(4):      # the decoder reads the tile as it is (turn 0)
+                    f = outs[f"aerial_feat{lv}"]
+                    store[lv][start:stop] = f.reshape(b, turns, *f.shape[1:])[:, 0].astype(np.float16)
             else:
                 store[0][start:stop] = imgs
             for mm in (desc, *store):
@@ -290,7 +303,7 @@ def build_database(cfg: BuildConfig, progress: bool = True,
         reader.close()
 
     t_idx = time.perf_counter()
-    index = build_index(np.asarray(desc), cfg.index)
+    index = build_index(first_turn(np.asarray(desc), turns), cfg.index)      # turn 0; see model.retrieval
     import faiss
 
     faiss.write_index(index, str(out / "index.faiss"))

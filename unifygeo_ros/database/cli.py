@@ -20,6 +20,9 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--index", default="auto", choices=["auto", "flat", "pqfs", "hnsw", "ivf"],
                    help="FAISS index (auto: exact up to 100k tiles, refined PQ fast scan above)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--turns", type=int, default=4, choices=[1, 4],
+                   help="rotation ensemble: encode every tile in 4 quarter turns (default) or as it is (1); "
+                        "4 costs four aerial encodings per tile and improves retrieval")
     p.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | an exact backend name")
     p.add_argument("--max-upsample", type=float, default=2.0,
                    help="refuse rasters coarser than this many times the model's metres per pixel")
@@ -50,7 +53,7 @@ def build_db_command(args: argparse.Namespace) -> int:
     weights = weights_or_shipped(args.weights)
     cfg = BuildConfig(orthos=args.ortho, weights=weights, out=args.out, overlap=args.overlap, features=args.features,
                       batch_size=args.batch_size, backend=args.backend, index=args.index,
-                      max_upsample=args.max_upsample, overwrite=args.overwrite)
+                      max_upsample=args.max_upsample, overwrite=args.overwrite, turns=args.turns)
     try:
         summary = build_database(cfg, progress=True)
     except (DatabaseError, ValueError, FileNotFoundError) as exc:

@@ -6,8 +6,10 @@ Layout of ``DB/``::
     model.pt               the checkpoint the tiles were encoded with (its hash is in the manifest)
     tiles.npz              the tile table: grid pixel (row0, col0), centre in the map CRS (e, n),
                            in the map frame (x, y), latitude / longitude, convergence, coverage
-    descriptors.npy        (N, D) float32 global descriptors
-    index.faiss            FAISS index over them
+    descriptors.npy        (N, turns * D) float32 global descriptors of the rotation ensemble
+                           (``manifest["retrieval"]["turns"]``; 1 in databases built before it)
+    index.faiss            FAISS index over turn 0 (the tile as it is); its shortlist is re-scored
+                           with the ensemble (:func:`unifygeo_ros.model.retrieval.ensemble_search`)
     features_l{0..3}.npy   (N, C_l, h_l, h_l) float16 aerial features  ("stored" mode, memory-mapped)
     pixels.npy             (N, L, L, 3) uint8 tile pixels              ("recompute" mode, memory-mapped)
     engines/               ONNX export (and TensorRT engines) of model.pt, made on first use
@@ -66,6 +68,8 @@ class Database:
         self.mpp = float(m["mpp_grid"])
         self.model_hash = m["model"]["hash"]
         self.feature_mode = m["features"]
+        self.turns = int((m.get("retrieval") or {}).get("turns", 1))
+        descriptor_dim = int(m["model"]["config"]["dims"][-1]) * self.turns
         try:
             with np.load(self.path / "tiles.npz") as z:
                 self.tiles = {k: z[k] for k in TILE_FIELDS}
@@ -79,6 +83,10 @@ class Database:
         if index.ntotal != self.n or len(self.descriptors) != self.n:
             raise DatabaseError(f"{self.path}: index ({index.ntotal}), descriptors ({len(self.descriptors)}) and "
                                 f"tile table ({self.n}) disagree; rebuild it")
+        if self.descriptors.shape[1] != descriptor_dim or index.d != descriptor_dim // self.turns:
+            raise DatabaseError(f"{self.path}: expected {descriptor_dim}-d descriptors ({self.turns} turn(s) of "
+                                f"{descriptor_dim // self.turns}) and an index of turn 0, found "
+                                f"{self.descriptors.shape[1]} (index {index.d}); rebuild it")
         self.index = to_search_device(index)
         self.centres = np.stack([self.tiles["x"], self.tiles["y"]], axis=1)
         if self.feature_mode == "stored":
@@ -116,14 +124,15 @@ class Database:
         ``query`` is one descriptor (D,) or one per allowed heading alignment (A, D); a
         tile then scores its best cosine over them (see :mod:`unifygeo_ros.model.retrieval`).
         With a position prior only tiles near it are candidates (exact search over them)."""
-        from ..model.retrieval import merge_alignment_hits
+        from ..model.retrieval import ensemble_search
 
         q = np.ascontiguousarray(query, dtype=np.float32)
         q = q.reshape(-1, q.shape[-1])
+        if q.shape[1] != self.descriptors.shape[1]:
+            raise ValueError(f"database search: expected {self.descriptors.shape[1]}-d queries "
+                             f"({self.turns} turn(s)), got {q.shape[1]}")
         if prior is None:
-            k = min(k, self.n)
-            scores, ids = self.index.search(q, k)
-            return merge_alignment_hits(scores, ids, k)
+            return ensemble_search(self.index.search, self.descriptors, q, k, self.turns, self.n)
         subset = self.tiles_near(prior.x, prior.y, prior.radius_m)
         if subset.size == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
@@ -135,8 +144,9 @@ class Database:
         import faiss
 
         params = faiss.SearchParameters(sel=faiss.IDSelectorArray(subset.astype(np.int64)))
-        scores, ids = self.index.search(q, k, params=params)
-        return merge_alignment_hits(scores, ids, k)
+        scores, ids = ensemble_search(lambda x, kk: self.index.search(x, kk, params=params), self.descriptors, q, k,
+                                      self.turns, subset.size)
+        return scores, ids
 
     def stored_features(self, ids) -> list[np.ndarray]:
         assert self.features is not None

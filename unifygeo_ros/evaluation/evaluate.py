@@ -9,7 +9,9 @@ For each heading mode:
   refines the winner.
 
 Then (1) retrieval over all references of the split's cities (R@1/5/10/1 %, hit rate; with
-an unknown heading a tile scores its best cosine over the panorama's alignments, see
+an unknown heading a tile scores its best cosine over the panorama's alignments; by
+default every score is the mean over the rotation ensemble's four quarter turns, as in the
+databases of ``unifygeo build-db``; ``turns = 1`` gives the paper's single descriptor; see
 :mod:`unifygeo_ros.model.retrieval`),
 (2) metric localization of D's MAP pixel on the positive tile (mean / median metres) and
 yaw error, (3) the full pipeline: FAISS top-k, decoder on the k candidates, re-ranking by
@@ -36,7 +38,8 @@ from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, searc
 from ..model.heading import known_heading_prior, unknown_heading_prior, yaw_from_alignment
 from ..model.export_names import DECODER_OUTPUTS
 from ..model.rerank import rerank, rerank_output
-from ..model.retrieval import best_alignment_scores, merge_alignment_hits
+from ..model.retrieval import (best_alignment_scores, check_turns, ensemble_queries, ensemble_references,
+                               ensemble_search, first_turn, turned_tiles)
 from ..model.unifygeo import load_checkpoint
 from .metrics import distance_stats, map_pixel, recall_at_distances, retrieval_metrics, yaw_stats
 
@@ -53,6 +56,7 @@ class EvalConfig:
     top_k: int = 5
     rerank_score: str = "matching"      # matching (every level) | m0 (Eq. 4)
     alignment_candidates: int = DEFAULT_CANDIDATES   # unknown heading; 0: the decoder's max-M^0 choice
+    turns: int = 4                      # rotation ensemble of the retrieval descriptors (1: none)
     batch_size: int = 32
     max_queries: int | None = None
     seed: int = 0
@@ -74,7 +78,8 @@ class ReferenceBank:
     """Global descriptors of every reference tile, and their decoder features (kept in
     memory as fp16 when they fit in ``budget_bytes``, else recomputed when needed)."""
 
-    def __init__(self, model, refs, device, batch_size: int, budget_bytes: int = 2 * 2 ** 30, progress=True):
+    def __init__(self, model, refs, device, batch_size: int, budget_bytes: int = 2 * 2 ** 30, progress=True,
+                 turns: int = 1):
         from tqdm import tqdm
 
         self.model, self.refs, self.device = model, refs, device
@@ -86,8 +91,14 @@ class ReferenceBank:
         with torch.inference_mode():
             for idx in tqdm(list(_batches(len(refs), batch_size)), desc="encoding references", unit="batch",
                             disable=not progress, file=sys.stderr):
-                a = model.encode_aerial(_stack(refs, idx, "aerial").to(device))
-                globals_.append(a["global"].float().cpu())
+                tiles = _stack(refs, idx, "aerial").to(device)
+                a = model.encode_aerial(tiles)
+                g = a["global"][:, None]
+                if turns > 1:       # the rotation ensemble (model.retrieval): turn 0 is the tile as it is
+                    turned = turned_tiles(tiles, turns)[:, 1:]
+                    rest = model.encode_aerial(turned.reshape(-1, *tiles.shape[1:]))["global"]
+                    g = torch.cat([g, rest.view(len(idx), turns - 1, -1)], dim=1)
+                globals_.append(ensemble_references(g.float().cpu()))
                 if self.keep:
                     for lv in range(4):
                         feats[lv].append(a["features"][lv].half().cpu())
@@ -157,7 +168,7 @@ def _decode_searched(model, ground: dict, query_rows, features: list[torch.Tenso
         return _decode(model, _rows(ground, query_rows[rows]), [f[idx] for f in features],
                        torch.from_numpy(one_hot_logprior(aligns, k_bins)).to(prior.device))
 
-    search = search_alignments(decode_rows, out["alignment_scores"], prior.cpu().numpy(), n_align)
+    search = search_alignments(decode_rows, out["alignment_scores"], prior.cpu().numpy(), n_align, first=out)
     return {**search.per_tile(), "alignment_scores": out["alignment_scores"]}, search.offset
 
 
@@ -178,8 +189,9 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
     rng = np.random.default_rng((cfg.seed, 7))
     rolls = rng.integers(0, width, size=n) if mode == "unknown" else np.zeros(n, dtype=int)
     positives = np.stack([r.satellites for r in queries.index.panoramas[:n]])
-    index = faiss.IndexFlatIP(bank.globals.shape[1])
-    index.add(np.ascontiguousarray(bank.globals, dtype=np.float32))
+    first = first_turn(bank.globals, cfg.turns)         # the database's index: turn 0 (model.retrieval)
+    index = faiss.IndexFlatIP(first.shape[1])
+    index.add(first)
     k = min(cfg.top_k, len(refs))
     n_align = cfg.alignment_candidates if mode == "unknown" else 0
     other = "m0" if cfg.rerank_score == "matching" else "matching"    # the re-ranking reported beside it
@@ -199,8 +211,9 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         with torch.inference_mode():
             ground = model.encode_ground(images.to(device), subdivisions=mode == "unknown")
         times["ground_ms"] += (time.perf_counter() - t0) * 1e3
-        qglobal[idx.start:idx.stop] = (ground["global_alignments"] if mode == "unknown"
-                                       else ground["global"][:, None]).float().cpu().numpy()
+        for j, align in enumerate(ground["global_alignments"].float().cpu().numpy()):
+            q = ensemble_queries(align, cfg.turns)
+            qglobal[idx.start + j] = q if mode == "unknown" else q[:1]
         b = len(idx)
         prior = (unknown_heading_prior(b, mcfg) if mode == "unknown" else known_heading_prior(b, mcfg)).to(device)
         # (2) metric localization on the positive tile.
@@ -218,7 +231,7 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         # (3) the full pipeline on the top-k.
         for j, (i, it) in enumerate(zip(idx, items)):
             t0 = time.perf_counter()
-            scores, cand = merge_alignment_hits(*index.search(qglobal[i], k), k)
+            scores, cand = ensemble_search(index.search, bank.globals, qglobal[i], k, cfg.turns, len(refs))
             times["search_ms"] += (time.perf_counter() - t0) * 1e3
             t0 = time.perf_counter()
             ck, _ = _decode_searched(model, ground, np.full(k, j), bank.features_of(cand),
@@ -278,7 +291,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if len(queries) == 0 or len(refs) == 0:
         raise ValueError(f"{cfg.data}: no queries or references for protocol {cfg.protocol!r}, split {cfg.split!r}")
     t0 = time.perf_counter()
-    bank = ReferenceBank(model, refs, device, cfg.batch_size, progress=progress)
+    bank = ReferenceBank(model, refs, device, cfg.batch_size, progress=progress, turns=check_turns(cfg.turns))
     modes = ["known", "unknown"] if cfg.heading == "both" else [cfg.heading]
     report = {"data": str(cfg.data), "weights": str(cfg.weights), "model_hash": model.state_hash(),
               "config": mcfg.name, "protocol": cfg.protocol, "split": cfg.split,

@@ -19,7 +19,9 @@ So, per candidate tile, :func:`search_alignments`
 
 Measured on TestNordic (shipped model, 200 panoramas, unknown heading, top-5 tiles):
 full-pipeline R@10m 11.5 % -> 22.0 % and the yaw error of correct fixes 10.2 -> 2.7 deg
-(median) with ``n = 4``, for 35 decodes per panorama instead of 5.
+(median) with ``n = 4``, for 35 decodes per panorama instead of 5. Each tile's first-pass
+alignment is always a candidate; passing the first pass's outputs (``first``) reuses its
+row instead of decoding it again, which saves one decode per tile (about 30 instead of 35).
 
 The functions here are numpy only: the localizer runs the decoder through a backend, the
 evaluation through PyTorch; both pass a ``decode_rows`` callable.
@@ -98,20 +100,44 @@ class AlignmentSearch:
 
 
 def search_alignments(decode_rows: Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]],
-                      alignment_scores: np.ndarray, logprior: np.ndarray, n: int = DEFAULT_CANDIDATES
-                      ) -> AlignmentSearch:
+                      alignment_scores: np.ndarray, logprior: np.ndarray, n: int = DEFAULT_CANDIDATES,
+                      first: Mapping[str, np.ndarray] | None = None) -> AlignmentSearch:
     """Run the search described in the module docstring.
 
     ``decode_rows(tiles, alignments)`` decodes row m = (tile ``tiles[m]``, forced alignment
     ``alignments[m]``) and returns the decoder outputs (numpy, first axis M) including
     ``match_score``. ``alignment_scores`` (T, K) and ``logprior`` ((K,) or (T, K)) are those of
-    the first decoder pass.
+    the first decoder pass. ``first``, that pass's outputs (with its ``alignment`` (T,)),
+    lets the search reuse the row of each tile's first-pass alignment instead of decoding
+    it again (the decoder forced to an alignment computes what it computes when it picks
+    that alignment itself); ``decodes`` counts the rows actually decoded.
     """
     k = np.asarray(alignment_scores).shape[1]
     cands = candidate_alignments(alignment_scores, logprior, n)
     tiles = np.concatenate([np.full(len(c), t, dtype=np.int64) for t, c in enumerate(cands)])
     aligns = np.concatenate(cands)
-    out = dict(decode_rows(tiles, aligns))
+    reuse = np.zeros(len(aligns), dtype=bool)
+    if first is not None and "alignment" in first:
+        chosen_first = np.asarray(first["alignment"]).reshape(-1).astype(np.int64)
+        reuse = aligns == chosen_first[tiles]
+    todo = np.flatnonzero(~reuse)
+    decoded = dict(decode_rows(tiles[todo], aligns[todo])) if todo.size else {}
+    if reuse.any():
+        assert first is not None
+        names = decoded.keys() if decoded else first.keys()
+        missing = [name for name in names if name not in first]
+        if missing:
+            raise ValueError(f"alignment search: the first pass lacks outputs {missing}")
+        out = {}
+        for name in names:
+            src = np.asarray(first[name])
+            part = np.asarray(decoded[name]) if decoded else src[:0]
+            full = np.empty((len(aligns), *src.shape[1:]), dtype=np.result_type(src, part))
+            full[reuse] = src[tiles[reuse]]
+            full[todo] = part
+            out[name] = full
+    else:
+        out = decoded
     match = np.asarray(out["match_score"], dtype=np.float64).reshape(-1)
     if match.shape[0] != len(aligns):
         raise ValueError(f"alignment search: expected {len(aligns)} match scores, got {match.shape[0]}")
@@ -127,4 +153,4 @@ def search_alignments(decode_rows: Callable[[np.ndarray, np.ndarray], Mapping[st
         rows.append(best)
         chosen.append(a)
     return AlignmentSearch(rows=np.array(rows, dtype=np.int64), alignment=np.array(chosen, dtype=np.int64),
-                           offset=np.array(offsets), out=out, decodes=len(aligns))
+                           offset=np.array(offsets), out=out, decodes=int(todo.size))
