@@ -379,3 +379,18 @@ def test_an_open_localizer_keeps_openblas_to_one_thread(loc):
     blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
     assert blas, "numpy's OpenBLAS should be visible to threadpoolctl"
     assert all(i["num_threads"] == 1 for i in blas), blas
+
+
+def test_small_databases_are_searched_on_one_faiss_thread(loc):
+    import faiss
+
+    from unifygeo_ros.localizer.localizer import SINGLE_THREAD_SEARCH_TILES, set_search_threads
+
+    assert loc.db.n <= SINGLE_THREAD_SEARCH_TILES and faiss.omp_get_max_threads() == 1
+    before = faiss.omp_get_max_threads()
+    assert set_search_threads(None, SINGLE_THREAD_SEARCH_TILES + 1) == 0      # large: FAISS's default kept
+    assert faiss.omp_get_max_threads() == before
+    assert set_search_threads(2, 10) == 2 and faiss.omp_get_max_threads() == 2
+    set_search_threads(None, 10)
+    with pytest.raises(ValueError, match="search_threads"):
+        set_search_threads(0, 10)

@@ -48,17 +48,37 @@ from .types import (Camera, Candidate, DatabaseError, HeadingPrior, Localization
 log = logging.getLogger("unifygeo_ros.localizer")
 
 
+#: Databases up to this many tiles (exact index) are searched by FAISS on one thread.
+SINGLE_THREAD_SEARCH_TILES = 100_000
+
+
 def single_thread_blas() -> None:
     """Limit the process's OpenBLAS libraries (numpy's, FAISS's) to one thread.
 
     The localizer's own matrix products (retrieval re-scoring, posterior) are small, and
     OpenBLAS worker threads keep spinning after each one, on the cores the network's
     backend needs next: on the 2-core development CPU the unknown-heading decoder took
-    about 150 ms instead of 112 ms (ONNX Runtime, `unifygeo bench localize`). PyTorch's and
-    ONNX Runtime's own thread pools are not touched."""
+    148-171 ms instead of 93-124 ms (ONNX Runtime, `unifygeo bench localize`). PyTorch's
+    and ONNX Runtime's own thread pools are not touched."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+
+
+def set_search_threads(threads: int | None, tiles: int) -> int:
+    """FAISS's OpenMP threads for retrieval: ``threads``, or (None) one thread for databases
+    up to :data:`SINGLE_THREAD_SEARCH_TILES` tiles, where a search over 32 heading
+    alignments takes well under a millisecond on one thread but about 10 ms of OpenMP
+    wake-ups on two (measured on the demo's 225 tiles), and FAISS's default (every core) above,
+    where parallel search pays. Returns the number set (0: left at FAISS's default)."""
+    import faiss
+
+    if threads is not None and threads < 1:
+        raise ValueError(f"search_threads: expected >= 1, got {threads}")
+    n = threads if threads is not None else (1 if tiles <= SINGLE_THREAD_SEARCH_TILES else 0)
+    if n:
+        faiss.omp_set_num_threads(int(n))
+    return int(n)
 
 
 def _search_options(rerank_score: str, alignment_candidates: int) -> tuple[str, int]:
@@ -94,7 +114,7 @@ class Localizer:
     def open(cls, db: str | Path, backend: str = "auto", engines: str | Path | None = None, top_k: int = 5,
              weights: str | Path | None = None, threads: int | None = None, fp16: bool = True,
              calibration: Calibration | None = None, rerank_score: str = "matching",
-             alignment_candidates: int = DEFAULT_CANDIDATES) -> "Localizer":
+             alignment_candidates: int = DEFAULT_CANDIDATES, search_threads: int | None = None) -> "Localizer":
         """Open database ``db`` and the backend that will run the model it was built with.
 
         ``backend``: ``auto`` (fastest available, logged), ``torch``, ``onnxruntime`` or an
@@ -103,7 +123,9 @@ class Localizer:
         ``weights``: a checkpoint to use instead of ``db/model.pt``; it must be the model the
         database was built with. ``rerank_score``: ``matching`` (every level) or ``m0``
         (Eq. 4); ``alignment_candidates``: alignments searched per candidate tile when the
-        heading is not known (0: none). Raises :class:`DatabaseError` on a bad database or model.
+        heading is not known (0: none). ``search_threads``: FAISS threads (default: one for
+        databases up to 100,000 tiles, every core above; see :func:`set_search_threads`).
+        Raises :class:`DatabaseError` on a bad database or model.
         """
         from ..backends.onnx_files import EnginesMismatch
         from ..backends.registry import open_backend
@@ -112,6 +134,8 @@ class Localizer:
         if top_k < 1:
             raise ValueError(f"top_k: expected >= 1, got {top_k}")
         _search_options(rerank_score, alignment_candidates)     # refuse bad options before opening anything
+        if search_threads is not None and search_threads < 1:
+            raise ValueError(f"search_threads: expected >= 1, got {search_threads}")
         database = Database(db)
         model_hash = database.model_hash
         weights_path = Path(weights) if weights else database.path / database.manifest["model"]["file"]
@@ -138,6 +162,7 @@ class Localizer:
         except EnginesMismatch as exc:
             raise DatabaseError(str(exc)) from None
         single_thread_blas()
+        set_search_threads(search_threads, database.n)
         cal = calibration or lookup_calibration(model_hash)
         if cal.source == "none":
             log.warning("no covariance calibration for model %s: covariances are unscaled", model_hash[:12])
