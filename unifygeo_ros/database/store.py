@@ -124,7 +124,7 @@ class Database:
         ``query`` is one descriptor (D,) or one per allowed heading alignment (A, D); a
         tile then scores its best cosine over them (see :mod:`unifygeo_ros.model.retrieval`).
         With a position prior only tiles near it are candidates (exact search over them)."""
-        from ..model.retrieval import ensemble_search
+        from ..model.retrieval import best_alignment_scores, ensemble_search
 
         q = np.ascontiguousarray(query, dtype=np.float32)
         q = q.reshape(-1, q.shape[-1])
@@ -138,15 +138,14 @@ class Database:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         k = min(k, subset.size)
         if subset.size <= SUBSET_EXACT_MAX:
-            s = (np.asarray(self.descriptors[subset], dtype=np.float32) @ q.T).max(axis=1)
+            s = best_alignment_scores(q, self.descriptors[subset])
             top = np.argsort(-s, kind="stable")[:k]
             return s[top], subset[top].astype(np.int64)
         import faiss
 
         params = faiss.SearchParameters(sel=faiss.IDSelectorArray(subset.astype(np.int64)))
-        scores, ids = ensemble_search(lambda x, kk: self.index.search(x, kk, params=params), self.descriptors, q, k,
-                                      self.turns, subset.size)
-        return scores, ids
+        return ensemble_search(lambda x, kk: self.index.search(x, kk, params=params), self.descriptors, q, k,
+                               self.turns, subset.size)
 
     def stored_features(self, ids) -> list[np.ndarray]:
         assert self.features is not None

@@ -65,6 +65,11 @@ def single_thread_blas() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+def _check_search_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise ValueError(f"search_threads: expected >= 1, got {threads}")
+
+
 def set_search_threads(threads: int | None, tiles: int) -> int:
     """FAISS's OpenMP threads for retrieval: ``threads``, or (None) one thread for databases
     up to :data:`SINGLE_THREAD_SEARCH_TILES` tiles, where a search over 32 heading
@@ -73,8 +78,7 @@ def set_search_threads(threads: int | None, tiles: int) -> int:
     where parallel search pays. Returns the number set (0: left at FAISS's default)."""
     import faiss
 
-    if threads is not None and threads < 1:
-        raise ValueError(f"search_threads: expected >= 1, got {threads}")
+    _check_search_threads(threads)
     n = threads if threads is not None else (1 if tiles <= SINGLE_THREAD_SEARCH_TILES else 0)
     if n:
         faiss.omp_set_num_threads(int(n))
@@ -134,8 +138,7 @@ class Localizer:
         if top_k < 1:
             raise ValueError(f"top_k: expected >= 1, got {top_k}")
         _search_options(rerank_score, alignment_candidates)     # refuse bad options before opening anything
-        if search_threads is not None and search_threads < 1:
-            raise ValueError(f"search_threads: expected >= 1, got {search_threads}")
+        _check_search_threads(search_threads)
         database = Database(db)
         model_hash = database.model_hash
         weights_path = Path(weights) if weights else database.path / database.manifest["model"]["file"]

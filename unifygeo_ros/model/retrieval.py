@@ -128,10 +128,11 @@ def shortlist_size(k: int, n: int) -> int:
     return int(min(n, max(SHORTLIST_MIN, SHORTLIST_FACTOR * k)))
 
 
-def first_turn(queries: np.ndarray, turns: int) -> np.ndarray:
-    """(A, turns * D) ensemble queries -> (A, D) unit descriptors of turn 0 (the index's)."""
-    d = queries.shape[-1] // turns
-    return np.ascontiguousarray(queries[..., :d] * np.sqrt(turns), dtype=np.float32)
+def first_turn(vectors: np.ndarray, turns: int) -> np.ndarray:
+    """(..., turns * D) ensemble vectors (queries or references) -> (..., D) unit descriptors
+    of turn 0 (what the index holds)."""
+    d = vectors.shape[-1] // turns
+    return np.ascontiguousarray(vectors[..., :d] * np.sqrt(turns), dtype=np.float32)
 
 
 def ensemble_search(search, descriptors, queries: np.ndarray, k: int, turns: int, n: int
@@ -144,7 +145,8 @@ def ensemble_search(search, descriptors, queries: np.ndarray, k: int, turns: int
     if check_turns(turns) == 1:
         k = min(k, n)
         return merge_alignment_hits(*search(q, k), k)
-    _, cand = merge_alignment_hits(*search(first_turn(q, turns), shortlist_size(k, n)), shortlist_size(k, n))
+    short = shortlist_size(k, n)
+    _, cand = merge_alignment_hits(*search(first_turn(q, turns), short), short)
     if cand.size == 0:
         return np.zeros(0, np.float32), cand
     order = np.argsort(cand)                       # sorted reads from a memory map
