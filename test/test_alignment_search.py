@@ -3,6 +3,8 @@ matching score and the sub-bin refinement, on hand-made scores; then with the re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -141,7 +143,7 @@ def test_backend_splits_batches_larger_than_its_limit():
     assert be.batches == [3]
 
 
-def test_every_default_of_the_alignment_search_is_the_same():
+def test_every_default_of_the_alignment_search_and_the_decoder_ensemble_is_the_same():
     """The torch-free CLI parsers and node parameters repeat the default as a literal (so
     that `unifygeo --help` does not import torch): they must agree with the module's."""
     import argparse
@@ -160,6 +162,22 @@ def test_every_default_of_the_alignment_search_is_the_same():
         assert parser.parse_args(cmd).alignment_candidates == DEFAULT_CANDIDATES, cmd
     assert NodeConfig().alignment_candidates == DEFAULT_CANDIDATES
     assert {p.name: p.default for p in PARAMETERS}["alignment_candidates"] == DEFAULT_CANDIDATES
+    # The decoder ensemble's default (4 turns) likewise, and the shipped node configuration's.
+    import inspect
+
+    import yaml
+
+    from unifygeo_ros.evaluation.evaluate import EvalConfig
+    from unifygeo_ros.localizer.localizer import Localizer
+
+    default = inspect.signature(Localizer.open).parameters["decoder_turns"].default
+    assert default == EvalConfig("d", "w").decoder_turns == NodeConfig().decoder_turns == 4
+    assert {p.name: p.default for p in PARAMETERS}["decoder_turns"] == default
+    for cmd in (["eval", "--data", "d", "--weights", "w"], ["localize", "image.png", "--db", "d"]):
+        assert parser.parse_args(cmd).decoder_turns == default, cmd
+    with open(Path(__file__).resolve().parents[1] / "config" / "localize.yaml") as f:
+        shipped = yaml.safe_load(f)
+    assert shipped["/**"]["ros__parameters"]["decoder_turns"] == default
 
 
 def test_reusing_the_first_pass_row_changes_nothing_but_the_work():

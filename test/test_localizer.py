@@ -66,7 +66,8 @@ def test_result_contract(loc, pano):
     assert res.covariance.shape == (3, 3) and np.allclose(res.covariance, res.covariance.T)
     assert np.all(np.linalg.eigvalsh(res.covariance) > 0)
     assert 0.0 <= res.confidence <= 1.0
-    assert set(res.timings_ms) == {"preprocess", "ground", "search", "aerial", "decoder", "posterior", "total"}
+    assert set(res.timings_ms) == {"preprocess", "ground", "search", "aerial", "decoder", "ensemble", "posterior",
+                                   "total"}
     assert len(res.candidates) == 5 and res.candidates[0].tile_id == res.tile_id
     combined = [c.combined for c in res.candidates]
     assert combined == sorted(combined, reverse=True)
@@ -317,7 +318,9 @@ class FakeBackend:
 
 
 def _with_backend(loc, backend, **kw):
-    return Localizer(loc.db, backend, 5, Calibration(1.0, 1.0, "explicit"), **kw)
+    """A localizer on ``backend``; the canned outputs do not turn with the tile, so the
+    decoder ensemble is off unless asked for."""
+    return Localizer(loc.db, backend, 5, Calibration(1.0, 1.0, "explicit"), **{"decoder_turns": 1, **kw})
 
 
 def test_pose_arithmetic_with_canned_network_outputs(loc, pano):
@@ -394,3 +397,57 @@ def test_small_databases_are_searched_on_one_faiss_thread(loc):
     set_search_threads(None, 10)
     with pytest.raises(ValueError, match="search_threads"):
         set_search_threads(0, 10)
+
+
+def test_decoder_ensemble_on_the_chosen_tile(db_path, pano, tmp_path, caplog):
+    """The ensemble replaces the chosen tile's D and alignment and keeps the re-ranking; its
+    turned tiles are the stored tile turned counter-clockwise (the training's rotation), read
+    from the orthophoto for a stored-features database and from the pixels in recompute mode,
+    with the same result; without readable pixels the frame goes on without it, logged once."""
+    import logging
+    import shutil
+
+    from unifygeo_ros.database.store import read_manifest
+    from unifygeo_ros.localizer.preprocess import normalize_images
+
+    four = Localizer.open(db_path, backend="torch-cpu")
+    one = Localizer.open(db_path, backend="torch-cpu", decoder_turns=1)
+    with pytest.raises(ValueError, match="expected one of"):
+        Localizer.open(db_path, backend="torch-cpu", decoder_turns=3)
+    a = four.localize(pano, return_distribution=True)
+    b = one.localize(pano, return_distribution=True)
+    assert [c.tile_id for c in a.candidates] == [c.tile_id for c in b.candidates]
+    assert [c.combined for c in a.candidates] == pytest.approx([c.combined for c in b.candidates])
+    assert a.diagnostics["decoder_turns"] == 4 and a.diagnostics["decoder_turns_decodes"] == 4 * 32
+    assert b.diagnostics["decoder_turns"] == 1
+    assert a.distribution.sum() == pytest.approx(1.0, abs=1e-4)
+    assert not np.allclose(a.distribution, b.distribution)
+    known = four.localize(pano, heading=30.0)
+    assert known.diagnostics["decoder_turns_decodes"] == 4 and known.diagnostics["alignment"] == 0
+    # The turned tiles' features: the tile read back, turned 1-3 quarters counter-clockwise.
+    pixels, why = four.db.tile_image(a.tile_id)
+    assert why == ""
+    turned = four._turned_features(a.tile_id)
+    for j in (1, 2, 3):
+        ref = four.backend.encode_aerial(normalize_images(np.rot90(pixels, j, axes=(0, 1))[None].copy()))
+        np.testing.assert_allclose(turned[0][j - 1], ref["aerial_feat0"][0], atol=1e-4)
+    # Recompute mode reads the stored pixels instead: the same fix (fp16 features aside).
+    manifest = read_manifest(db_path)
+    out = tmp_path / "db"
+    build_database(BuildConfig([manifest["sources"][0]["path"]], str(db_path / "model.pt"), str(out),
+                               backend="torch-cpu", features="recompute"), progress=False)
+    c = Localizer.open(out, backend="torch-cpu").localize(pano)
+    assert c.tile_id == a.tile_id and c.diagnostics["decoder_turns"] == 4
+    assert math.hypot(a.x - c.x, a.y - c.y) <= 0.5 + 1e-9
+    shutil.rmtree(out)
+    # Stored features whose orthophoto is gone: no ensemble, a warning once, the frames go on.
+    copy = tmp_path / "moved"
+    shutil.copytree(db_path, copy, ignore=shutil.ignore_patterns("engines"))
+    moved = Localizer.open(copy, backend="torch-cpu")
+    moved.db.manifest["plan"]["orthos"] = [str(tmp_path / "gone.tif")]
+    with caplog.at_level(logging.WARNING, logger="unifygeo_ros.localizer"):
+        r1 = moved.localize(pano)
+        r2 = moved.localize(pano)
+    assert r1.diagnostics["decoder_turns"] == 1 and "gone.tif" in r1.diagnostics["decoder_turns_skipped"]
+    assert (r1.x, r1.y) == pytest.approx((b.x, b.y)) and r2.tile_id == r1.tile_id
+    assert sum("decoder ensemble off" in rec.message for rec in caplog.records) == 1

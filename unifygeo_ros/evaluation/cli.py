@@ -22,6 +22,9 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--turns", type=int, default=4, choices=[1, 4],
                    help="rotation ensemble of the retrieval descriptors: 4 quarter turns (default, as "
                         "`unifygeo build-db`) or 1 (the paper's single descriptor)")
+    p.add_argument("--decoder-turns", type=int, default=4, choices=[1, 4],
+                   help="rotation ensemble of the decoder on the tile whose D is measured: 4 quarter turns "
+                        "(default, as the localizer) or 1 (none)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-queries", type=int, default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the unknown-heading rotations")
@@ -67,7 +70,7 @@ def eval_command(args) -> int:
     cfg = EvalConfig(data=args.data, weights=args.weights, protocol=args.protocol, split=args.split,
                      cities=tuple(args.cities.split(",")) if args.cities else None, heading=args.heading,
                      top_k=args.top_k, rerank_score=args.rerank_score,
-                     alignment_candidates=args.alignment_candidates, turns=args.turns, batch_size=args.batch_size, max_queries=args.max_queries, seed=args.seed,
+                     alignment_candidates=args.alignment_candidates, turns=args.turns, decoder_turns=args.decoder_turns, batch_size=args.batch_size, max_queries=args.max_queries, seed=args.seed,
                      png=args.png, device=args.device)
     try:
         report = evaluate(cfg)

@@ -21,7 +21,10 @@ turned into latitude / longitude and compared with the panorama's: R@1m, R@5m, R
 and without re-ranking.
 
 With an unknown heading the alignment search of :mod:`unifygeo_ros.model.alignment_search`
-(the localizer's) runs on every decoded tile, unless ``alignment_candidates`` is 0.
+(the localizer's) runs on every decoded tile, unless ``alignment_candidates`` is 0. With
+``decoder_turns = 4`` (the default, as in the localizer) the tile whose D is measured, the
+positive tile in (2) and the chosen tile in (3), is then decoded again by the rotation
+ensemble of :mod:`unifygeo_ros.model.decoder_ensemble`, which gives its D, alignment and yaw.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import torch
 
 from ..geo import enu_offset_m, latlon_from_enu_offset
 from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
+from ..model.decoder_ensemble import check_decoder_turns, decode_turn_ensemble
 from ..model.heading import known_heading_prior, unknown_heading_prior, yaw_from_alignment
 from ..model.export_names import DECODER_OUTPUTS
 from ..model.rerank import rerank, rerank_output
@@ -57,6 +61,7 @@ class EvalConfig:
     rerank_score: str = "matching"      # matching (every level) | m0 (Eq. 4)
     alignment_candidates: int = DEFAULT_CANDIDATES   # unknown heading; 0: the decoder's max-M^0 choice
     turns: int = 4                      # rotation ensemble of the retrieval descriptors (1: none)
+    decoder_turns: int = 4              # rotation ensemble of the decoder on the measured tile (1: none)
     batch_size: int = 32
     max_queries: int | None = None
     seed: int = 0
@@ -172,6 +177,22 @@ def _decode_searched(model, ground: dict, query_rows, features: list[torch.Tenso
     return {**search.per_tile(), "alignment_scores": out["alignment_scores"]}, search.offset
 
 
+def _turn_ensemble(model, ground: dict, query_row: int, tile: torch.Tensor, logprior: np.ndarray, turns: int):
+    """The decoder's rotation ensemble (model.decoder_ensemble) of query ``query_row`` on one
+    tile image (3, L, L); returns its outputs (first axis 1) and the sub-bin offset."""
+    k_bins = model.cfg.heading_bins
+    with torch.inference_mode():
+        feats = model.encode_aerial(turned_tiles(tile[None], turns)[0])["features"]
+
+    def decode_turn(j: int, aligns: np.ndarray) -> dict:
+        n = len(aligns)
+        return _decode(model, _rows(ground, np.full(n, query_row)), [f[j:j + 1].expand(n, *f.shape[1:]) for f in feats],
+                       torch.from_numpy(one_hot_logprior(aligns, k_bins)).to(tile.device))
+
+    ens = decode_turn_ensemble(decode_turn, logprior, k_bins, turns)
+    return ens.out, ens.offset
+
+
 def _read_yaw(model, out: dict, b: int, row: float, col: float, offset: float = 0.0) -> float:
     field = out["yaw_field"][b, :, int(row), int(col)]
     return float(yaw_from_alignment(int(out["alignment"][b]) + float(offset),
@@ -220,6 +241,12 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         t0 = time.perf_counter()
         out, offsets = _decode_searched(model, ground, np.arange(b),
                                         bank.features_of(positives[idx.start:idx.stop, 0]), prior, n_align)
+        if cfg.decoder_turns > 1:
+            tiles = _stack(refs, positives[idx.start:idx.stop, 0], "aerial").to(device)
+            ens = [_turn_ensemble(model, ground, j, tiles[j], prior[j].cpu().numpy(), cfg.decoder_turns)
+                   for j in range(b)]
+            out = {name: np.concatenate([e[0][name] for e in ens]) for name in ens[0][0]}
+            offsets = np.array([e[1] for e in ens])
         times["decoder_positive_ms"] += (time.perf_counter() - t0) * 1e3
         d = out["D"]
         for j, (i, it) in enumerate(zip(idx, items)):
@@ -236,12 +263,17 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
             t0 = time.perf_counter()
             ck, _ = _decode_searched(model, ground, np.full(k, j), bank.features_of(cand),
                                      prior[j:j + 1].expand(k, -1), n_align)
-            times["decoder_topk_ms"] += (time.perf_counter() - t0) * 1e3
             order, _ = rerank(scores, ck[rerank_output(cfg.rerank_score)])
             order_other, _ = rerank(scores, ck[rerank_output(other)])
+            dk = ck["D"]
+            if cfg.decoder_turns > 1:      # the ensemble's D on each tile a re-ranking variant chooses
+                dk = dk.copy()
+                for t in {int(order[0]), 0, int(order_other[0])}:
+                    dk[t] = _turn_ensemble(model, ground, j, refs[int(cand[t])]["aerial"].to(device),
+                                           prior[j].cpu().numpy(), cfg.decoder_turns)[0]["D"][0]
+            times["decoder_topk_ms"] += (time.perf_counter() - t0) * 1e3
             lat, lon = (float(v) for v in it["latlon"])
             errs = []
-            dk = ck["D"]
             for t in (int(order[0]), 0, int(order_other[0])):
                 row, col = map_pixel(dk[t])
                 plat, plon = _pixel_to_latlon(refs, int(cand[t]), row, col)
@@ -291,6 +323,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if len(queries) == 0 or len(refs) == 0:
         raise ValueError(f"{cfg.data}: no queries or references for protocol {cfg.protocol!r}, split {cfg.split!r}")
     t0 = time.perf_counter()
+    check_decoder_turns(cfg.decoder_turns)
     bank = ReferenceBank(model, refs, device, cfg.batch_size, progress=progress, turns=check_turns(cfg.turns))
     modes = ["known", "unknown"] if cfg.heading == "both" else [cfg.heading]
     report = {"data": str(cfg.data), "weights": str(cfg.weights), "model_hash": model.state_hash(),

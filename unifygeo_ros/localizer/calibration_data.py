@@ -4,9 +4,9 @@ Each entry says how and on what it was measured (held-out synthetic cities, neve
 training seeds 11-16, the validation seed 21 nor the demo's 2026). See :mod:`.calibration`.
 """
 
-CALIBRATIONS: dict[str, dict] = {'6f8d38dda1f1f1868f4358122c83e2c6ec60405e4f77d7e7f2fe03e0d0d29307': {'c_pos': 3.108650581795698,
-                                                                      'c_yaw': 1.0716171823716447,
-                                                                      'coverage_unscaled': 0.8180555555555555,
+CALIBRATIONS: dict[str, dict] = {'6f8d38dda1f1f1868f4358122c83e2c6ec60405e4f77d7e7f2fe03e0d0d29307': {'c_pos': 2.978957736252782,
+                                                                      'c_yaw': 1.0245442408302543,
+                                                                      'coverage_unscaled': 0.8277777777777777,
                                                                       'date': '2026-11-22',
                                                                       'measured_on': {'failed': 0,
                                                                                       'modes': ['panorama, '
@@ -37,11 +37,11 @@ CALIBRATIONS: dict[str, dict] = {'6f8d38dda1f1f1868f4358122c83e2c6ec60405e4f77d7
                                                                                                  'oldtown',
                                                                                                  'suburb'],
                                                                                       'views_per_city_and_mode': 60},
-                                                                      'pinhole': {'c_pos': 8.655212224185604,
-                                                                                  'c_yaw': 1.297704791639856,
-                                                                                  'coverage_unscaled': 0.35,
-                                                                                  'yaw_coverage_unscaled': 0.8645833333333334},
-                                                                      'yaw_coverage_unscaled': 0.9361111111111111},
+                                                                      'pinhole': {'c_pos': 8.73060106886197,
+                                                                                  'c_yaw': 1.0918357739023359,
+                                                                                  'coverage_unscaled': 0.34375,
+                                                                                  'yaw_coverage_unscaled': 0.93125},
+                                                                      'yaw_coverage_unscaled': 0.9472222222222222},
  'd81731d7a516101e983d7a57b2574bdea52195d40ff55bd2e124fa1f0eaf749b': {'c_pos': 5.826167265039994,
                                                                       'c_yaw': 1.261781120768384,
                                                                       'coverage_unscaled': 0.6225,

@@ -25,6 +25,8 @@ def register(sub, bench_sub) -> None:
                    help="re-ranking term: the matching score of every level (default) or max M^0 (paper Eq. 4)")
     p.add_argument("--alignment-candidates", type=int, default=4,   # = alignment_search.DEFAULT_CANDIDATES
                    help="without a known heading: alignments re-decoded per tile (0: the decoder's max-M^0 choice)")
+    p.add_argument("--decoder-turns", type=int, default=4, choices=[1, 4],
+                   help="rotation ensemble of the decoder on the chosen tile: 4 quarter turns (default) or 1 (none)")
     p.add_argument("--distribution", metavar="PNG", help="also write D over the chosen tile as a heat map")
     add_json_flag(p)
     p.set_defaults(handler=localize_command)
@@ -94,7 +96,8 @@ def localize_command(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     try:
         loc = Localizer.open(args.db, backend=args.backend, engines=args.engines, top_k=args.top_k,
-                             rerank_score=args.rerank_score, alignment_candidates=args.alignment_candidates)
+                             rerank_score=args.rerank_score, alignment_candidates=args.alignment_candidates,
+                             decoder_turns=args.decoder_turns)
         res = loc.localize(image, camera=camera, heading=args.heading, prior=tuple(priors) or None,
                            return_distribution=bool(args.distribution))
     except (DatabaseError, LocalizationError, ValueError, RuntimeError, FileNotFoundError) as exc:

@@ -17,7 +17,14 @@ Per frame (``Localizer.localize``):
    (:mod:`unifygeo_ros.model.alignment_search`) then re-decodes each candidate at its
    ``alignment_candidates`` best alignments and their neighbours and keeps the best
    matching one (0 turns it off: the decoder's own max-M^0 choice);
-6. **posterior**: re-ranking (retrieval score + the matching score of every level, or
+6. **decoder ensemble** (``decoder_turns = 4``, the default): the tile the re-ranking
+   chooses is decoded again by the rotation ensemble of
+   :mod:`unifygeo_ros.model.decoder_ensemble` (the tile turned by 0-3 quarters through the
+   aerial branch, every allowed alignment), which replaces its D, alignment and yaw field;
+   its pixels come from the database (``recompute``) or the source orthophotos
+   (``stored``, kept for the last :data:`TURNED_CACHE_TILES` tiles); where they cannot be
+   read the frame goes on without the ensemble (logged once, ``diagnostics``);
+7. **posterior**: re-ranking (retrieval score + the matching score of every level, or
    max M^0 as in the paper's Eq. 4: ``rerank_score``), D's MAP pixel on the chosen tile
    -> map x, y and latitude / longitude, yaw from the alignment (refined within the bin by
    the search) and the yaw field, covariance and confidence (:mod:`.posterior`).
@@ -37,6 +44,7 @@ import numpy as np
 
 from ..conventions import wrap_deg_180
 from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
+from ..model.decoder_ensemble import check_decoder_turns, decode_turn_ensemble
 from ..model.rerank import rerank_output
 from ..model.retrieval import query_descriptors
 from . import posterior
@@ -47,6 +55,9 @@ from .types import (Camera, Candidate, DatabaseError, HeadingPrior, Localization
 
 log = logging.getLogger("unifygeo_ros.localizer")
 
+
+#: Tiles whose turned aerial features the decoder ensemble keeps (stored-features databases).
+TURNED_CACHE_TILES = 64
 
 #: Databases up to this many tiles (exact index) are searched by FAISS on one thread.
 SINGLE_THREAD_SEARCH_TILES = 100_000
@@ -97,7 +108,9 @@ class Localizer:
     """Open with :meth:`open`; see the module docstring and :mod:`.types` for the contract."""
 
     def __init__(self, db, backend, top_k: int, calibration: Calibration, rerank_score: str = "matching",
-                 alignment_candidates: int = DEFAULT_CANDIDATES):
+                 alignment_candidates: int = DEFAULT_CANDIDATES, decoder_turns: int = 4):
+        from collections import OrderedDict
+
         from ..model.config import get_config
 
         self.db = db
@@ -108,6 +121,9 @@ class Localizer:
         self.top_k = int(top_k)
         self.rerank_score = rerank_score
         self.rerank_output, self.alignment_candidates = _search_options(rerank_score, alignment_candidates)
+        self.decoder_turns = check_decoder_turns(decoder_turns)
+        self._turned: OrderedDict[int, list[np.ndarray] | str] = OrderedDict()   # tile -> turned features, or why not
+        self._turned_warned = False
         self.cfg = get_config(db.manifest["model"]["config"])
         self.calibration = calibration
         self.heading_scale = float(db.manifest["model"].get("heading_scale", 1.0))
@@ -118,7 +134,8 @@ class Localizer:
     def open(cls, db: str | Path, backend: str = "auto", engines: str | Path | None = None, top_k: int = 5,
              weights: str | Path | None = None, threads: int | None = None, fp16: bool = True,
              calibration: Calibration | None = None, rerank_score: str = "matching",
-             alignment_candidates: int = DEFAULT_CANDIDATES, search_threads: int | None = None) -> "Localizer":
+             alignment_candidates: int = DEFAULT_CANDIDATES, search_threads: int | None = None,
+             decoder_turns: int = 4) -> "Localizer":
         """Open database ``db`` and the backend that will run the model it was built with.
 
         ``backend``: ``auto`` (fastest available, logged), ``torch``, ``onnxruntime`` or an
@@ -127,7 +144,9 @@ class Localizer:
         ``weights``: a checkpoint to use instead of ``db/model.pt``; it must be the model the
         database was built with. ``rerank_score``: ``matching`` (every level) or ``m0``
         (Eq. 4); ``alignment_candidates``: alignments searched per candidate tile when the
-        heading is not known (0: none). ``search_threads``: FAISS threads (default: one for
+        heading is not known (0: none). ``decoder_turns``: 4 runs the decoder's rotation
+        ensemble on the chosen tile, 1 does not (about 4 decoder rows more per frame with a
+        known heading, 4 K with an unknown one). ``search_threads``: FAISS threads (default: one for
         databases up to 100,000 tiles, every core above; see :func:`set_search_threads`).
         Raises :class:`DatabaseError` on a bad database or model.
         """
@@ -138,6 +157,7 @@ class Localizer:
         if top_k < 1:
             raise ValueError(f"top_k: expected >= 1, got {top_k}")
         _search_options(rerank_score, alignment_candidates)     # refuse bad options before opening anything
+        check_decoder_turns(decoder_turns)
         _check_search_threads(search_threads)
         database = Database(db)
         model_hash = database.model_hash
@@ -169,7 +189,7 @@ class Localizer:
         cal = calibration or lookup_calibration(model_hash)
         if cal.source == "none":
             log.warning("no covariance calibration for model %s: covariances are unscaled", model_hash[:12])
-        return cls(database, be, top_k, cal, rerank_score, alignment_candidates)
+        return cls(database, be, top_k, cal, rerank_score, alignment_candidates, decoder_turns)
 
     def warmup(self) -> None:
         """Run one frame through every stage (first-call allocations, lazy engine set-up)."""
@@ -286,12 +306,79 @@ class Localizer:
         t5 = time.perf_counter()
         timings["decoder"] = (t5 - t4) * 1e3
 
-        result = self._posterior(out, scores, ids, mode, logprior, heading, return_distribution, offsets, camera)
+        ensemble = {"decoder_turns": 1}
+        if self.decoder_turns > 1:
+            out, offsets, ensemble = self._decoder_ensemble(out, offsets, scores, ids, feats, descs, valid, logprior)
         t6 = time.perf_counter()
-        timings["posterior"] = (t6 - t5) * 1e3
-        timings["total"] = (t6 - t0) * 1e3
+        timings["ensemble"] = (t6 - t5) * 1e3
+        result = self._posterior(out, scores, ids, mode, logprior, heading, return_distribution, offsets, camera)
+        result.diagnostics.update(ensemble)
+        t7 = time.perf_counter()
+        timings["posterior"] = (t7 - t6) * 1e3
+        timings["total"] = (t7 - t0) * 1e3
         result.timings_ms = {key: round(v, 3) for key, v in timings.items()}
         return result
+
+    def _turned_features(self, tile: int) -> list[np.ndarray] | str:
+        """The aerial features of ``tile`` turned by 1 .. turns-1 quarters (each (turns-1, C, h, h)),
+        or why they cannot be had (the tile's pixels are gone)."""
+        from ..model.retrieval import turned_tiles
+
+        if tile in self._turned:
+            self._turned.move_to_end(tile)
+            return self._turned[tile]
+        if self.db.feature_mode == "recompute":
+            pixels, why = self.db.tile_pixels([tile])[0], ""
+        else:
+            pixels, why = self.db.tile_image(tile)
+        if pixels is None:
+            got: list[np.ndarray] | str = why
+        else:
+            turned = turned_tiles(normalize_images(np.asarray(pixels)[None]), self.decoder_turns)[0, 1:]
+            a = self.backend.encode_aerial(np.ascontiguousarray(turned))
+            got = [np.asarray(a[f"aerial_feat{lv}"]) for lv in range(4)]
+        self._turned[tile] = got
+        while len(self._turned) > TURNED_CACHE_TILES:
+            self._turned.popitem(last=False)
+        return got
+
+    def _decoder_ensemble(self, out: dict, offsets: np.ndarray, scores, ids, feats, descs, valid,
+                          logprior: np.ndarray):
+        """The decoder's rotation ensemble on the tile the re-ranking chooses: its D, yaw
+        field, alignment and sub-bin offset are replaced in ``out``; the matching scores are
+        kept, so that the re-ranking's order does not change."""
+        from ..model.rerank import rerank
+
+        order, _ = rerank(scores, np.asarray(out[self.rerank_output], dtype=np.float64))
+        best = int(order[0])
+        tile = int(ids[best])
+        turned = self._turned_features(tile)
+        if isinstance(turned, str):
+            if not self._turned_warned:
+                log.warning("decoder ensemble off for tiles whose pixels cannot be read (%s); frames go on "
+                            "without it", turned)
+                self._turned_warned = True
+            return out, offsets, {"decoder_turns": 1, "decoder_turns_skipped": turned}
+        tile_feats = [np.concatenate([np.asarray(feats[lv])[best:best + 1], turned[lv].astype(np.float32)])
+                      for lv in range(4)]
+        k_bins = self.cfg.heading_bins
+
+        def decode_turn(j: int, aligns: np.ndarray) -> dict:
+            m = len(aligns)
+            rows = {f"ground_desc{lv}": np.repeat(descs[lv], m, axis=0) for lv in range(4)}
+            rows["column_valid"] = np.repeat(valid, m, axis=0)
+            rows.update({f"aerial_feat{lv}": np.repeat(tile_feats[lv][j:j + 1], m, axis=0) for lv in range(4)})
+            rows["heading_logprior"] = one_hot_logprior(aligns, k_bins)
+            return self.backend.decode(rows)
+
+        ens = decode_turn_ensemble(decode_turn, logprior, k_bins, self.decoder_turns)
+        out = {name: np.array(v, copy=True) for name, v in out.items()}
+        for name in ("D", "yaw_field", "alignment"):
+            if name in out and name in ens.out:
+                out[name][best] = ens.out[name][0]
+        offsets = np.array(offsets, dtype=np.float64, copy=True)
+        offsets[best] = ens.offset
+        return out, offsets, {"decoder_turns": self.decoder_turns, "decoder_turns_decodes": ens.decodes}
 
     def _search_alignments(self, descs, valid, feats, first: dict, logprior: np.ndarray):
         """The alignment search on every candidate tile, decoding through the backend."""

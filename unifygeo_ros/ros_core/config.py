@@ -56,6 +56,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(max of every matching level, averaged) or m0 (max M^0, the paper's Eq. 4)", choices=("matching", "m0")),
     ParamSpec("alignment_candidates", "alignment_candidates", 4, "without a known heading: alignments re-decoded "
               "per candidate tile by the alignment search (0: the decoder's max-M^0 choice)", low=0, high=32),
+    ParamSpec("decoder_turns", "decoder_turns", 4, "rotation ensemble of the decoder on the chosen tile: 4 (the "
+              "tile in four quarter turns; better D and yaw, about 4 x 32 more decoder rows per frame without a "
+              "known heading) or 1 (none)", low=1, high=4),
     ParamSpec("warmup", "warmup", True, "run one frame through every stage before reporting ready"),
     # camera
     ParamSpec("camera.model", "camera_model", "panorama", "panorama (equirectangular 360 x 180, forward at the "
@@ -147,6 +150,7 @@ class NodeConfig:
     top_k: int = 5
     rerank_score: str = "matching"
     alignment_candidates: int = 4
+    decoder_turns: int = 4
     warmup: bool = True
     camera_model: str = "panorama"
     camera_hfov_deg: float = 90.0
