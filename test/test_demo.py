@@ -70,7 +70,8 @@ def test_demo_json_table_and_picture(demo):
         assert row["queries"] == 3
         for key in ("R@1_tile", "mean_m", "median_m", "R@1m", "R@5m", "R@10m", "yaw_mean_deg", "in_95_ellipse"):
             assert np.isfinite(row[key]), key
-        assert set(row["ms"]) == {"preprocess", "ground", "search", "aerial", "decoder", "posterior", "total"}
+        assert set(row["ms"]) == {"preprocess", "ground", "search", "aerial", "decoder", "ensemble", "posterior",
+                                  "total"}
     assert result["city"]["seed"] == 2026 and result["database"]["tiles"] == 36
     png = cv2.imread(result["png"])
     assert png is not None and png.shape[0] > 400 and png.shape[1] > 400

@@ -2,7 +2,7 @@
 
 Per backend: open the localizer, warm up, then localize the same frames ``repeats`` times
 per heading mode and report the median of every stage (preprocess, ground, search, aerial,
-decoder, posterior, total). Without ``--db`` a 300 m synthetic city (seed 2027, held out)
+decoder, ensemble, posterior, total). Without ``--db`` a 300 m synthetic city (seed 2027, held out)
 is built with the shipped model twice, with stored features and with tile pixels
 (``recompute``), and real rendered views are used; the report then also compares the two
 feature modes: build time, disk, bytes per tile, resident memory, and the projection to a
