@@ -239,14 +239,15 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         prior = (unknown_heading_prior(b, mcfg) if mode == "unknown" else known_heading_prior(b, mcfg)).to(device)
         # (2) metric localization on the positive tile.
         t0 = time.perf_counter()
-        out, offsets = _decode_searched(model, ground, np.arange(b),
-                                        bank.features_of(positives[idx.start:idx.stop, 0]), prior, n_align)
-        if cfg.decoder_turns > 1:
+        if cfg.decoder_turns > 1:      # the ensemble decodes every allowed alignment: no search first
             tiles = _stack(refs, positives[idx.start:idx.stop, 0], "aerial").to(device)
             ens = [_turn_ensemble(model, ground, j, tiles[j], prior[j].cpu().numpy(), cfg.decoder_turns)
                    for j in range(b)]
             out = {name: np.concatenate([e[0][name] for e in ens]) for name in ens[0][0]}
             offsets = np.array([e[1] for e in ens])
+        else:
+            out, offsets = _decode_searched(model, ground, np.arange(b),
+                                            bank.features_of(positives[idx.start:idx.stop, 0]), prior, n_align)
         times["decoder_positive_ms"] += (time.perf_counter() - t0) * 1e3
         d = out["D"]
         for j, (i, it) in enumerate(zip(idx, items)):

@@ -45,7 +45,7 @@ import numpy as np
 from ..conventions import wrap_deg_180
 from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
 from ..model.decoder_ensemble import check_decoder_turns, decode_turn_ensemble
-from ..model.rerank import rerank_output
+from ..model.rerank import rerank, rerank_output
 from ..model.retrieval import query_descriptors
 from . import posterior
 from .calibration import Calibration, lookup_calibration
@@ -293,11 +293,7 @@ class Localizer:
         t4 = time.perf_counter()
         timings["aerial"] = (t4 - t3) * 1e3
 
-        inputs = {f"ground_desc{lv}": np.repeat(descs[lv], k, axis=0) for lv in range(4)}
-        inputs["column_valid"] = np.repeat(valid, k, axis=0)
-        inputs.update({f"aerial_feat{lv}": feats[lv] for lv in range(4)})
-        inputs["heading_logprior"] = np.repeat(logprior[None].astype(np.float32), k, axis=0)
-        out = self.backend.decode(inputs)
+        out = self._decode(descs, valid, feats, np.repeat(logprior[None].astype(np.float32), k, axis=0))
         offsets = np.zeros(k)
         if mode != "known" and self.alignment_candidates > 0:
             search = self._search_alignments(descs, valid, feats, out, logprior)
@@ -306,12 +302,16 @@ class Localizer:
         t5 = time.perf_counter()
         timings["decoder"] = (t5 - t4) * 1e3
 
+        # Re-ranking: the decoder ensemble keeps the matching scores, so this order stands.
+        order, combined = rerank(scores, np.asarray(out[self.rerank_output], dtype=np.float64))
         ensemble = {"decoder_turns": 1}
         if self.decoder_turns > 1:
-            out, offsets, ensemble = self._decoder_ensemble(out, offsets, scores, ids, feats, descs, valid, logprior)
+            out, offsets, ensemble = self._decoder_ensemble(out, offsets, int(order[0]), ids, feats, descs, valid,
+                                                            logprior)
         t6 = time.perf_counter()
         timings["ensemble"] = (t6 - t5) * 1e3
-        result = self._posterior(out, scores, ids, mode, logprior, heading, return_distribution, offsets, camera)
+        result = self._posterior(out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
+                                 offsets, camera)
         result.diagnostics.update(ensemble)
         t7 = time.perf_counter()
         timings["posterior"] = (t7 - t6) * 1e3
@@ -342,15 +342,21 @@ class Localizer:
             self._turned.popitem(last=False)
         return got
 
-    def _decoder_ensemble(self, out: dict, offsets: np.ndarray, scores, ids, feats, descs, valid,
-                          logprior: np.ndarray):
-        """The decoder's rotation ensemble on the tile the re-ranking chooses: its D, yaw
-        field, alignment and sub-bin offset are replaced in ``out``; the matching scores are
-        kept, so that the re-ranking's order does not change."""
-        from ..model.rerank import rerank
+    def _decode(self, descs, valid, aerial, logpriors: np.ndarray) -> dict:
+        """The decoder through the backend, one row per log-prior row: the frame's ground
+        descriptors repeated, ``aerial`` the per-level aerial features of each row."""
+        m = len(logpriors)
+        rows = {f"ground_desc{lv}": np.repeat(descs[lv], m, axis=0) for lv in range(4)}
+        rows["column_valid"] = np.repeat(valid, m, axis=0)
+        rows.update({f"aerial_feat{lv}": aerial[lv] for lv in range(4)})
+        rows["heading_logprior"] = logpriors
+        return self.backend.decode(rows)
 
-        order, _ = rerank(scores, np.asarray(out[self.rerank_output], dtype=np.float64))
-        best = int(order[0])
+    def _decoder_ensemble(self, out: dict, offsets: np.ndarray, best: int, ids, feats, descs, valid,
+                          logprior: np.ndarray):
+        """The decoder's rotation ensemble on candidate ``best``, the tile the re-ranking
+        chooses: its D, yaw field, alignment and sub-bin offset are replaced in ``out``; the
+        matching scores are kept, so that the re-ranking's order does not change."""
         tile = int(ids[best])
         turned = self._turned_features(tile)
         if isinstance(turned, str):
@@ -364,12 +370,8 @@ class Localizer:
         k_bins = self.cfg.heading_bins
 
         def decode_turn(j: int, aligns: np.ndarray) -> dict:
-            m = len(aligns)
-            rows = {f"ground_desc{lv}": np.repeat(descs[lv], m, axis=0) for lv in range(4)}
-            rows["column_valid"] = np.repeat(valid, m, axis=0)
-            rows.update({f"aerial_feat{lv}": np.repeat(tile_feats[lv][j:j + 1], m, axis=0) for lv in range(4)})
-            rows["heading_logprior"] = one_hot_logprior(aligns, k_bins)
-            return self.backend.decode(rows)
+            return self._decode(descs, valid, [np.repeat(f[j:j + 1], len(aligns), axis=0) for f in tile_feats],
+                                one_hot_logprior(aligns, k_bins))
 
         ens = decode_turn_ensemble(decode_turn, logprior, k_bins, self.decoder_turns)
         out = {name: np.array(v, copy=True) for name, v in out.items()}
@@ -385,20 +387,15 @@ class Localizer:
         k_bins = self.cfg.heading_bins
 
         def decode_rows(tiles: np.ndarray, aligns: np.ndarray) -> dict:
-            m = len(tiles)
-            rows = {f"ground_desc{lv}": np.repeat(descs[lv], m, axis=0) for lv in range(4)}
-            rows["column_valid"] = np.repeat(valid, m, axis=0)
-            rows.update({f"aerial_feat{lv}": np.asarray(feats[lv])[tiles] for lv in range(4)})
-            rows["heading_logprior"] = one_hot_logprior(aligns, k_bins)
-            return self.backend.decode(rows)
+            return self._decode(descs, valid, [np.asarray(f)[tiles] for f in feats], one_hot_logprior(aligns, k_bins))
 
         return search_alignments(decode_rows, np.asarray(first["alignment_scores"]), logprior,
                                  self.alignment_candidates, first=first)
 
-    def _posterior(self, out, scores, ids, mode, logprior, heading, return_distribution,
+    def _posterior(self, out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
                    offsets, camera: Camera) -> LocalizationResult:
+        """``order`` and ``combined``: the re-ranking of the candidates (``rerank``)."""
         from ..model.heading import yaw_from_alignment
-        from ..model.rerank import rerank
 
         cfg = self.cfg
         d_all = np.asarray(out["D"], dtype=np.float64)
@@ -406,7 +403,6 @@ class Localizer:
             raise LocalizationError("the decoder produced a non-finite distribution D for this image")
         m0 = np.asarray(out["m0_max"], dtype=np.float64)
         matching = np.asarray(out["match_score"], dtype=np.float64)
-        order, combined = rerank(scores, np.asarray(out[self.rerank_output], dtype=np.float64))
         best = int(order[0])
         tile = int(ids[best])
         d = d_all[best]

@@ -39,14 +39,12 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .alignment_search import allowed_alignments, parabolic_offset
-
-DECODER_TURNS = (1, 4)
+from .retrieval import check_turns
 
 
 def check_decoder_turns(turns: int) -> int:
-    if int(turns) not in DECODER_TURNS:
-        raise ValueError(f"decoder turns: expected one of {DECODER_TURNS} (1: no ensemble), got {turns!r}")
-    return int(turns)
+    """``turns`` as an int if the decoder ensemble accepts it (:data:`.retrieval.TURNS`)."""
+    return check_turns(turns, "decoder turns")
 
 
 def turned_alignments(alignments: np.ndarray, turn: int, turns: int, k: int) -> np.ndarray:

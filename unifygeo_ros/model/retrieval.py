@@ -51,9 +51,11 @@ def alignment_descriptors(global_rolls):
 TURNS = (1, 4)    # rotation ensembles: none, or the four quarter turns
 
 
-def check_turns(turns: int) -> int:
+def check_turns(turns: int, what: str = "rotation ensemble") -> int:
+    """``turns`` as an int, if it is one of :data:`TURNS` (the retrieval's and the decoder's
+    rotation ensembles alike; ``what`` names the option in the error)."""
     if int(turns) not in TURNS:
-        raise ValueError(f"rotation ensemble: expected turns in {TURNS}, got {turns!r}")
+        raise ValueError(f"{what}: expected one of {TURNS} turns (1: no ensemble), got {turns!r}")
     return int(turns)
 
 
