@@ -155,7 +155,7 @@ def test_every_default_of_the_alignment_search_and_the_decoder_ensemble_is_the_s
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
-    bench_sub = argparse.ArgumentParser().add_subparsers()      # the `bench` commands are not needed here
+    bench_sub = sub.add_parser("bench").add_subparsers()
     register_eval(sub, bench_sub)
     register_localize(sub, bench_sub)
     for cmd in (["eval", "--data", "d", "--weights", "w"], ["localize", "image.png", "--db", "d"]):
@@ -173,7 +173,8 @@ def test_every_default_of_the_alignment_search_and_the_decoder_ensemble_is_the_s
     default = inspect.signature(Localizer.open).parameters["decoder_turns"].default
     assert default == EvalConfig("d", "w").decoder_turns == NodeConfig().decoder_turns == 4
     assert {p.name: p.default for p in PARAMETERS}["decoder_turns"] == default
-    for cmd in (["eval", "--data", "d", "--weights", "w"], ["localize", "image.png", "--db", "d"]):
+    for cmd in (["eval", "--data", "d", "--weights", "w"], ["localize", "image.png", "--db", "d"],
+                ["bench", "localize"]):
         assert parser.parse_args(cmd).decoder_turns == default, cmd
     with open(Path(__file__).resolve().parents[1] / "config" / "localize.yaml") as f:
         shipped = yaml.safe_load(f)

@@ -1,4 +1,4 @@
-"""The decoder's rotation ensemble (model/decoder_ensemble.py): hand-made cases and the real network."""
+"""The decoder's rotation and mirror ensemble (model/decoder_ensemble.py): hand-made cases and the real network."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from unifygeo_ros.model.alignment_search import one_hot_logprior, parabolic_offset
-from unifygeo_ros.model.decoder_ensemble import (check_decoder_turns, decode_turn_ensemble, turn_back,
-                                                 turned_alignments)
+from unifygeo_ros.model.decoder_ensemble import (check_decoder_turns, decode_turn_ensemble, member_alignments,
+                                                 member_back, member_tiles, mirror_panorama, turn_back)
 from unifygeo_ros.model.heading import heading_window_prior, known_heading_prior, unknown_heading_prior
 
 K = 32
@@ -28,16 +28,34 @@ def _fake_turns(match_by_turn: np.ndarray, d_true: np.ndarray, calls: list):
     return decode_turn
 
 
-def test_turned_alignments_and_turn_back():
-    assert turned_alignments(np.array([0, 5, 31]), 1, 4, K).tolist() == [8, 13, 7]
-    assert turned_alignments(np.array([0, 5, 31]), 3, 4, K).tolist() == [24, 29, 23]
+def test_member_alignments_tiles_and_back():
+    b = np.array([0, 5, 31])
+    assert member_alignments(b, 0, K).tolist() == [0, 5, 31]
+    assert member_alignments(b, 1, K).tolist() == [8, 13, 7]
+    assert member_alignments(b, 3, K).tolist() == [24, 29, 23]
+    assert member_alignments(b, 4, K).tolist() == [0, 27, 1]          # mirrored: -b
+    assert member_alignments(b, 5, K).tolist() == [8, 3, 9]           # mirrored, a quarter turn: -b + K/4
     with pytest.raises(ValueError, match="not divisible"):
-        turned_alignments(np.array([0]), 1, 4, 30)
+        member_alignments(np.array([0]), 1, 30)
     img = np.arange(16.0).reshape(4, 4)
     for j in range(4):
         assert np.array_equal(turn_back(np.rot90(img, j), j), img)
-    with pytest.raises(ValueError, match="expected one of"):
-        check_decoder_turns(2)
+    tiles = member_tiles(img[None, None], 8)[0, :, 0]
+    assert np.array_equal(tiles[4], img[:, ::-1]) and np.array_equal(tiles[5], np.rot90(img[:, ::-1]))
+    for j in range(8):
+        assert np.array_equal(member_back(tiles[j], j), img)
+    torch_tiles = member_tiles(torch.from_numpy(img)[None, None], 8)[0, :, 0].numpy()
+    np.testing.assert_array_equal(torch_tiles, tiles)
+    assert member_tiles(img[None, None], 4).shape[1] == 4
+    # A yaw field (cos, sin) of the offset phi: the mirror maps phi -> 180 - phi.
+    phi = np.radians(80.0)
+    field = np.stack([np.full((4, 4), np.cos(phi)), np.full((4, 4), np.sin(phi))])
+    back = member_back(member_tiles(field[None], 8)[0, 4], 4, vector=True)
+    assert np.degrees(np.arctan2(back[1], back[0]))[0, 0] == pytest.approx(100.0)
+    assert np.array_equal(mirror_panorama(np.arange(4)), [3, 2, 1, 0])
+    for bad in (2, 3, 16):
+        with pytest.raises(ValueError, match="expected one of"):
+            check_decoder_turns(bad)
 
 
 def test_ensemble_averages_the_turns_in_the_tiles_frame():
@@ -77,6 +95,42 @@ class _Cfg:
     heading_bin_deg = 360.0 / K
 
 
+def test_mirrored_members_are_looked_up_at_minus_b_and_flipped_back():
+    """Eight members: the mirrored four see the tile's alignment b at -b + jK/4 and D flipped
+    left-right; their bump lies at 9.6 in the tile's frame, the turns' at 10.3, so the mean
+    of all eight peaks at 10 only if both pairings are right."""
+    b = np.arange(K)
+    turns = np.stack([np.roll(-0.02 * (b - 10.3) ** 2, j * Q) for j in range(4)])
+    mirrors = np.stack([-0.02 * (b - 9.6) ** 2] * 4)                       # in the tile's frame
+    # member frame a = -b + jQ <=> tile frame b = -a + jQ
+    by_member = np.concatenate([turns, np.stack([m[(-b + j * Q) % K] for j, m in enumerate(mirrors)])])
+    d_true = np.zeros((L, L))
+    d_true[2, 7] = 1.0
+    field = np.zeros((2, L, L))
+    field[0], field[1] = np.cos(np.radians(85.0)), np.sin(np.radians(85.0))
+    calls: list = []
+
+    def decode(j, aligns):
+        calls.append((j, np.asarray(aligns).copy()))
+        tile = member_tiles(np.stack([d_true, d_true, d_true])[None], 8)[0, j, 0]
+        f = member_tiles(field[None], 8)[0, j]
+        if j >= 4:
+            f = f.copy()
+            f[0] *= -1                                                      # phi -> 180 - phi
+        n = len(aligns)
+        return {"match_score": by_member[j][aligns][:, None], "D": np.repeat(tile[None], n, 0),
+                "yaw_field": np.repeat(f[None], n, 0), "alignment": np.asarray(aligns)}
+
+    ens = decode_turn_ensemble(decode, unknown_heading_prior(1, _Cfg).numpy()[0], K, turns=8)
+    mean = (-0.02 * (b - 10.3) ** 2 - 0.02 * (b - 9.6) ** 2) / 2
+    np.testing.assert_allclose(ens.scores, mean, atol=1e-9)
+    assert ens.alignment == 10 and ens.decodes == 8 * K
+    assert [j for j, _ in calls] == list(range(8))
+    assert calls[4][1].tolist() == ((-b) % K).tolist() and calls[6][1].tolist() == ((-b + 2 * Q) % K).tolist()
+    np.testing.assert_allclose(ens.out["D"][0], d_true, atol=1e-12)
+    np.testing.assert_allclose(ens.out["yaw_field"][0], field, atol=1e-12)
+
+
 def test_the_heading_prior_limits_the_alignments_decoded():
     by_turn = np.random.default_rng(0).normal(size=(4, K))
     d = np.ones((L, L)) / L ** 2
@@ -91,6 +145,10 @@ def test_the_heading_prior_limits_the_alignments_decoded():
     ens = decode_turn_ensemble(_fake_turns(by_turn, d, calls), window, K)
     assert ens.alignment in allowed.tolist()
     assert ens.decodes == 4 * len(allowed)
+    calls.clear()
+    ens8 = decode_turn_ensemble(_fake_turns(np.concatenate([by_turn, by_turn]), d, calls),
+                                known_heading_prior(1, _Cfg).numpy()[0], K, turns=8)
+    assert ens8.decodes == 8 and [a.tolist() for _, a in calls] == [[0], [8], [16], [24]] * 2
     with pytest.raises(ValueError, match="excludes every alignment"):
         decode_turn_ensemble(_fake_turns(by_turn, d, calls), np.full(K, -1e4), K)
     with pytest.raises(ValueError, match="log-prior over 32"):
@@ -135,3 +193,48 @@ def test_real_decoder_ensemble_follows_a_quarter_turn_of_the_tile():
     np.testing.assert_allclose(turned.out["D"][0], np.rot90(base.out["D"][0]), atol=1e-6)
     np.testing.assert_allclose(turned.out["yaw_field"][0], np.rot90(base.out["yaw_field"][0], axes=(-2, -1)),
                                atol=1e-5)
+
+
+def test_real_decoder_ensemble_of_eight_is_mirror_symmetric():
+    """Real network, untrained weights: mirroring the panorama and the tile together swaps the
+    turns with the mirrored turns, so the eight-member ensemble's scores read b at -b, its D
+    is mirrored and its yaw offset phi becomes 180 - phi; four members alone are not."""
+    from unifygeo_ros.model.unifygeo import UnifyGeo
+
+    torch.manual_seed(1)
+    model = UnifyGeo("small").eval()
+    cfg = model.cfg
+    k = cfg.heading_bins
+    pano = torch.rand(1, 3, *cfg.ground_size)
+    tile = torch.rand(1, 3, cfg.aerial_size, cfg.aerial_size)
+
+    def ensemble(p, t, turns):
+        with torch.no_grad():
+            grounds = [model.encode_ground(p), model.encode_ground(mirror_panorama(p))]
+            feats = model.encode_aerial(member_tiles(t, turns)[0])["features"]
+
+        def decode_turn(j, aligns):
+            n, g = len(aligns), grounds[int(j >= 4)]
+            gb = {"descriptors": [d.expand(n, *d.shape[1:]) for d in g["descriptors"]],
+                  "valid": g["valid"].expand(n, -1, -1)}
+            with torch.no_grad():
+                out = model.decode(gb, {"features": [f[j:j + 1].expand(n, *f.shape[1:]) for f in feats]},
+                                   torch.from_numpy(one_hot_logprior(aligns, k)))
+            return {"match_score": out["match_score"].numpy(), "D": out["D"].numpy(),
+                    "yaw_field": out["yaw_field"].numpy()}
+        return decode_turn_ensemble(decode_turn, window, k, turns)
+
+    window = heading_window_prior(90.0, 25.0, cfg).numpy()[0]      # alignments -2 .. 2: a mirror-symmetric set
+    assert np.flatnonzero(window == 0.0).tolist() == [0, 1, 2, k - 2, k - 1]
+    base = ensemble(pano, tile, 8)
+    mirrored = ensemble(torch.flip(pano, dims=[-1]), torch.flip(tile, dims=[-1]), 8)
+    np.testing.assert_allclose(mirrored.scores, base.scores[(-np.arange(k)) % k], atol=1e-5)
+    assert mirrored.alignment == (-base.alignment) % k
+    np.testing.assert_allclose(mirrored.out["D"][0], base.out["D"][0][:, ::-1], atol=1e-6)
+    expect = base.out["yaw_field"][0][:, :, ::-1].copy()
+    expect[0] *= -1
+    np.testing.assert_allclose(mirrored.out["yaw_field"][0], expect, atol=1e-5)
+    four = ensemble(pano, tile, 4).scores
+    four_m = ensemble(torch.flip(pano, dims=[-1]), torch.flip(tile, dims=[-1]), 4).scores
+    allowed = np.isfinite(four)
+    assert not np.allclose(four_m[allowed], four[(-np.arange(k)) % k][allowed], atol=1e-5)

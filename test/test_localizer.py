@@ -431,6 +431,19 @@ def test_decoder_ensemble_on_the_chosen_tile(db_path, pano, tmp_path, caplog):
     for j in (1, 2, 3):
         ref = four.backend.encode_aerial(normalize_images(np.rot90(pixels, j, axes=(0, 1))[None].copy()))
         np.testing.assert_allclose(turned[0][j - 1], ref["aerial_feat0"][0], atol=1e-4)
+    # Eight members: the four turns and their mirror images, with the mirrored panorama.
+    eight = Localizer.open(db_path, backend="torch-cpu", decoder_turns=8)
+    e = eight.localize(pano, return_distribution=True)
+    assert [c.tile_id for c in e.candidates] == [c.tile_id for c in a.candidates]
+    assert e.diagnostics["decoder_turns"] == 8 and e.diagnostics["decoder_turns_decodes"] == 8 * 32
+    assert e.distribution.sum() == pytest.approx(1.0, abs=1e-4)
+    assert not np.allclose(e.distribution, a.distribution)
+    assert eight.localize(pano, heading=30.0).diagnostics["decoder_turns_decodes"] == 8
+    members = eight._turned_features(a.tile_id)
+    assert len(members[0]) == 7
+    for j in (4, 5):                # the tile mirrored left-right, then turned j - 4 quarters
+        ref = eight.backend.encode_aerial(normalize_images(np.rot90(pixels[:, ::-1], j - 4, axes=(0, 1))[None].copy()))
+        np.testing.assert_allclose(members[0][j - 1], ref["aerial_feat0"][0], atol=1e-4)
     # Recompute mode reads the stored pixels instead: the same fix (fp16 features aside).
     manifest = read_manifest(db_path)
     out = tmp_path / "db"

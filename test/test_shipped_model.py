@@ -69,3 +69,17 @@ def test_unknown_heading_metrics_on_a_heldout_city(report):
     assert unknown["retrieval"]["R@10"] >= UNKNOWN_R10
     assert unknown["pipeline"]["with_rerank"]["R@10m"] >= UNKNOWN_PIPELINE_R10M
     assert unknown["yaw"]["median_deg"] <= UNKNOWN_YAW_MEDIAN_DEG
+
+
+def test_the_mirror_ensemble_on_a_heldout_city(heldout_root):
+    """``decoder_turns = 8`` (the turns and their mirror images, with the mirrored panorama)
+    through the evaluation: retrieval untouched, position and yaw within the same bounds."""
+    common = dict(data=str(heldout_root), weights=str(shipped_model_path()), protocol="cross_area",
+                  cities=("HeldOut",), heading="unknown", max_queries=16, seed=3)
+    four = evaluate(EvalConfig(**common), progress=False)["unknown_heading"]
+    eight = evaluate(EvalConfig(**common, decoder_turns=8), progress=False)["unknown_heading"]
+    print("4 members:", four["localization_on_positive"], four["yaw"])
+    print("8 members:", eight["localization_on_positive"], eight["yaw"])
+    assert eight["retrieval"] == four["retrieval"]
+    assert eight["localization_on_positive"]["median_m"] <= UNKNOWN_MEDIAN_M
+    assert eight["yaw"]["median_deg"] <= UNKNOWN_YAW_MEDIAN_DEG

@@ -22,9 +22,9 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--turns", type=int, default=4, choices=[1, 4],
                    help="rotation ensemble of the retrieval descriptors: 4 quarter turns (default, as "
                         "`unifygeo build-db`) or 1 (the paper's single descriptor)")
-    p.add_argument("--decoder-turns", type=int, default=4, choices=[1, 4],
-                   help="rotation ensemble of the decoder on the tile whose D is measured: 4 quarter turns "
-                        "(default, as the localizer) or 1 (none)")
+    p.add_argument("--decoder-turns", type=int, default=4, choices=[1, 4, 8],
+                   help="decoder ensemble on the tile whose D is measured: 4 quarter turns (default, as the "
+                        "localizer), 8 (the turns and their mirror images) or 1 (none)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-queries", type=int, default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the unknown-heading rotations")

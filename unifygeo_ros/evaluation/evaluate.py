@@ -22,9 +22,10 @@ and without re-ranking.
 
 With an unknown heading the alignment search of :mod:`unifygeo_ros.model.alignment_search`
 (the localizer's) runs on every decoded tile, unless ``alignment_candidates`` is 0. With
-``decoder_turns = 4`` (the default, as in the localizer) the tile whose D is measured, the
-positive tile in (2) and the chosen tile in (3), is then decoded again by the rotation
-ensemble of :mod:`unifygeo_ros.model.decoder_ensemble`, which gives its D, alignment and yaw.
+``decoder_turns`` 4 (the default, as in the localizer) or 8 the tile whose D is measured, the
+positive tile in (2) and the chosen tile in (3), is then decoded again by the rotation (and
+mirror) ensemble of :mod:`unifygeo_ros.model.decoder_ensemble`, which gives its D, alignment
+and yaw.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import torch
 
 from ..geo import enu_offset_m, latlon_from_enu_offset
 from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
-from ..model.decoder_ensemble import check_decoder_turns, decode_turn_ensemble
+from ..model.decoder_ensemble import (check_decoder_turns, decode_turn_ensemble, is_mirrored, member_tiles,
+                                      mirror_panorama)
 from ..model.heading import known_heading_prior, unknown_heading_prior, yaw_from_alignment
 from ..model.export_names import DECODER_OUTPUTS
 from ..model.rerank import rerank, rerank_output
@@ -61,7 +63,7 @@ class EvalConfig:
     rerank_score: str = "matching"      # matching (every level) | m0 (Eq. 4)
     alignment_candidates: int = DEFAULT_CANDIDATES   # unknown heading; 0: the decoder's max-M^0 choice
     turns: int = 4                      # rotation ensemble of the retrieval descriptors (1: none)
-    decoder_turns: int = 4              # rotation ensemble of the decoder on the measured tile (1: none)
+    decoder_turns: int = 4              # decoder ensemble on the measured tile: 4 turns, 8 turns and mirrors, 1 none
     batch_size: int = 32
     max_queries: int | None = None
     seed: int = 0
@@ -177,15 +179,18 @@ def _decode_searched(model, ground: dict, query_rows, features: list[torch.Tenso
     return {**search.per_tile(), "alignment_scores": out["alignment_scores"]}, search.offset
 
 
-def _turn_ensemble(model, ground: dict, query_row: int, tile: torch.Tensor, logprior: np.ndarray, turns: int):
-    """The decoder's rotation ensemble (model.decoder_ensemble) of query ``query_row`` on one
-    tile image (3, L, L); returns its outputs (first axis 1) and the sub-bin offset."""
+def _turn_ensemble(model, grounds: tuple, query_row: int, tile: torch.Tensor, logprior: np.ndarray, turns: int):
+    """The decoder's rotation (and mirror) ensemble (model.decoder_ensemble) of query
+    ``query_row`` on one tile image (3, L, L); ``grounds``: the ground branch's outputs for
+    the panoramas as given and (with ``turns = 8``) mirrored. Returns the ensemble's outputs
+    (first axis 1) and the sub-bin offset."""
     k_bins = model.cfg.heading_bins
     with torch.inference_mode():
-        feats = model.encode_aerial(turned_tiles(tile[None], turns)[0])["features"]
+        feats = model.encode_aerial(member_tiles(tile[None], turns)[0])["features"]
 
     def decode_turn(j: int, aligns: np.ndarray) -> dict:
         n = len(aligns)
+        ground = grounds[1] if is_mirrored(j) else grounds[0]
         return _decode(model, _rows(ground, np.full(n, query_row)), [f[j:j + 1].expand(n, *f.shape[1:]) for f in feats],
                        torch.from_numpy(one_hot_logprior(aligns, k_bins)).to(tile.device))
 
@@ -231,6 +236,9 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         t0 = time.perf_counter()
         with torch.inference_mode():
             ground = model.encode_ground(images.to(device), subdivisions=mode == "unknown")
+            mirrored = (model.encode_ground(mirror_panorama(images).to(device), subdivisions=mode == "unknown")
+                        if cfg.decoder_turns == 8 else None)
+        grounds = (ground, mirrored)
         times["ground_ms"] += (time.perf_counter() - t0) * 1e3
         for j, align in enumerate(ground["global_alignments"].float().cpu().numpy()):
             q = ensemble_queries(align, cfg.turns)
@@ -241,7 +249,7 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
         t0 = time.perf_counter()
         if cfg.decoder_turns > 1:      # the ensemble decodes every allowed alignment: no search first
             tiles = _stack(refs, positives[idx.start:idx.stop, 0], "aerial").to(device)
-            ens = [_turn_ensemble(model, ground, j, tiles[j], prior[j].cpu().numpy(), cfg.decoder_turns)
+            ens = [_turn_ensemble(model, grounds, j, tiles[j], prior[j].cpu().numpy(), cfg.decoder_turns)
                    for j in range(b)]
             out = {name: np.concatenate([e[0][name] for e in ens]) for name in ens[0][0]}
             offsets = np.array([e[1] for e in ens])
@@ -270,7 +278,7 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
             if cfg.decoder_turns > 1:      # the ensemble's D on each tile a re-ranking variant chooses
                 dk = dk.copy()
                 for t in {int(order[0]), 0, int(order_other[0])}:
-                    dk[t] = _turn_ensemble(model, ground, j, refs[int(cand[t])]["aerial"].to(device),
+                    dk[t] = _turn_ensemble(model, grounds, j, refs[int(cand[t])]["aerial"].to(device),
                                            prior[j].cpu().numpy(), cfg.decoder_turns)[0]["D"][0]
             times["decoder_topk_ms"] += (time.perf_counter() - t0) * 1e3
             lat, lon = (float(v) for v in it["latlon"])

@@ -44,14 +44,14 @@ def _frames(city, rng) -> dict:
 TEN_KM2_TILES = int(np.ceil(10e6 / 32.0 ** 2))     # 10 km^2 at the default 32 m tile stride
 
 
-def _run_backends(db: str, names, frames, repeats: int, warmup: int, threads) -> dict:
+def _run_backends(db: str, names, frames, repeats: int, warmup: int, threads, decoder_turns: int = 4) -> dict:
     from .localizer import Localizer
 
     out = {}
     for name in names:
         rss0 = rss_mb()
         t = time.perf_counter()
-        loc = Localizer.open(db, backend=name, threads=threads)
+        loc = Localizer.open(db, backend=name, threads=threads, decoder_turns=decoder_turns)
         open_s = time.perf_counter() - t
         loc.warmup()
         entry: dict = {"backend": loc.backend_name, "open_s": round(open_s, 2), "modes": {}}
@@ -67,20 +67,20 @@ def _run_backends(db: str, names, frames, repeats: int, warmup: int, threads) ->
 
 
 def bench_localize(db: str | None, weights: str | None, backends: str = "available", repeats: int = 20,
-                   warmup: int = 3, threads: int | None = None, progress: bool = True) -> dict:
+                   warmup: int = 3, threads: int | None = None, progress: bool = True, decoder_turns: int = 4) -> dict:
     from ..backends.registry import availability, available_backends
     from ..database.store import Database
 
     names = available_backends() if backends == "available" else [b.strip() for b in backends.split(",") if b.strip()]
     avail = availability()
-    report: dict = {"repeats": repeats, "warmup": warmup, "threads": threads,
+    report: dict = {"repeats": repeats, "warmup": warmup, "threads": threads, "decoder_turns": decoder_turns,
                     "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                                 "processor": platform.processor()},
                     "unavailable": {k: v for k, v in avail.items() if v is not None}, "backends": {}}
     if db is not None:
         frames = _frames(None, np.random.default_rng(0))
         report["db"] = str(db)
-        report["backends"] = _run_backends(db, names, frames, repeats, warmup, threads)
+        report["backends"] = _run_backends(db, names, frames, repeats, warmup, threads, decoder_turns)
         d = Database(db)
         report["database"] = {"features": d.feature_mode, "tiles": d.n, "model": d.model_hash}
         return report
@@ -96,7 +96,7 @@ def bench_localize(db: str | None, weights: str | None, backends: str = "availab
             frames = frames or _frames(area.city, np.random.default_rng(0))
             d = Database(area.db)
             per_tile = d.manifest["feature_bytes_per_tile"] + 4 * d.descriptors.shape[1]
-            runs = _run_backends(str(area.db), names, frames, repeats, warmup, threads)
+            runs = _run_backends(str(area.db), names, frames, repeats, warmup, threads, decoder_turns)
             report["feature_modes"][features] = {
                 "tiles": d.n, "build_s": area.build["seconds"], "encode_s": area.build["encode_seconds"],
                 "disk_mb": round(area.build["disk_bytes"] / 1e6, 2), "bytes_per_tile": per_tile,

@@ -25,8 +25,9 @@ def register(sub, bench_sub) -> None:
                    help="re-ranking term: the matching score of every level (default) or max M^0 (paper Eq. 4)")
     p.add_argument("--alignment-candidates", type=int, default=4,   # = alignment_search.DEFAULT_CANDIDATES
                    help="without a known heading: alignments re-decoded per tile (0: the decoder's max-M^0 choice)")
-    p.add_argument("--decoder-turns", type=int, default=4, choices=[1, 4],
-                   help="rotation ensemble of the decoder on the chosen tile: 4 quarter turns (default) or 1 (none)")
+    p.add_argument("--decoder-turns", type=int, default=4, choices=[1, 4, 8],
+                   help="decoder ensemble on the chosen tile: 4 quarter turns (default), 8 (the turns and their "
+                        "mirror images: twice the cost) or 1 (none)")
     p.add_argument("--distribution", metavar="PNG", help="also write D over the chosen tile as a heat map")
     add_json_flag(p)
     p.set_defaults(handler=localize_command)
@@ -49,6 +50,8 @@ def register(sub, bench_sub) -> None:
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--warmup", type=int, default=3)
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--decoder-turns", type=int, default=4, choices=[1, 4, 8],
+                   help="decoder ensemble on the chosen tile, as for `unifygeo localize` (default 4)")
     add_json_flag(b)
     b.set_defaults(handler=bench_localize_command)
 
@@ -161,7 +164,7 @@ def bench_localize_command(args: argparse.Namespace) -> int:
     setup_logging()
     try:
         report = bench_localize(args.db, None if args.db else weights_or_shipped(args.weights), args.backends, args.repeats,
-                                args.warmup, args.threads)
+                                args.warmup, args.threads, decoder_turns=args.decoder_turns)
     except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from exc
     emit(report, args.json, format_bench)

@@ -20,7 +20,8 @@ Per frame (``Localizer.localize``):
 6. **decoder ensemble** (``decoder_turns = 4``, the default): the tile the re-ranking
    chooses is decoded again by the rotation ensemble of
    :mod:`unifygeo_ros.model.decoder_ensemble` (the tile turned by 0-3 quarters through the
-   aerial branch, every allowed alignment), which replaces its D, alignment and yaw field;
+   aerial branch, every allowed alignment; with ``decoder_turns = 8`` also the mirrored tile
+   in its four turns against the mirrored panorama), which replaces its D, alignment and yaw field;
    its pixels come from the database (``recompute``) or the source orthophotos
    (``stored``, kept for the last :data:`TURNED_CACHE_TILES` tiles); where they cannot be
    read the frame goes on without the ensemble (logged once, ``diagnostics``);
@@ -44,7 +45,8 @@ import numpy as np
 
 from ..conventions import wrap_deg_180
 from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
-from ..model.decoder_ensemble import check_decoder_turns, decode_turn_ensemble
+from ..model.decoder_ensemble import (check_decoder_turns, decode_turn_ensemble, is_mirrored, member_tiles,
+                                      mirror_panorama)
 from ..model.rerank import rerank, rerank_output
 from ..model.retrieval import query_descriptors
 from . import posterior
@@ -145,8 +147,8 @@ class Localizer:
         database was built with. ``rerank_score``: ``matching`` (every level) or ``m0``
         (Eq. 4); ``alignment_candidates``: alignments searched per candidate tile when the
         heading is not known (0: none). ``decoder_turns``: 4 runs the decoder's rotation
-        ensemble on the chosen tile, 1 does not (about 4 decoder rows more per frame with a
-        known heading, 4 K with an unknown one). ``search_threads``: FAISS threads (default: one for
+        ensemble on the chosen tile, 8 adds the mirror images, 1 runs none (about 4 / 8 decoder
+        rows more per frame with a known heading, 4 K / 8 K with an unknown one). ``search_threads``: FAISS threads (default: one for
         databases up to 100,000 tiles, every core above; see :func:`set_search_threads`).
         Raises :class:`DatabaseError` on a bad database or model.
         """
@@ -245,29 +247,18 @@ class Localizer:
         pos_prior, head_prior = self._priors(prior, heading)
         image = check_image(image, camera)
         pano, mask = ground_input(image, camera, cfg.ground_size, None if heading is None else float(heading))
-        r = cfg.heading_subdivisions
         if heading is not None:
             mode = "known"
             logprior = known_heading_prior(1, cfg).numpy()[0]
-            images = normalize_images(pano[None])
-            masks = mask[None]
         else:
             mode = "prior" if head_prior is not None else "unknown"
             logprior = (heading_window_prior(head_prior.yaw_deg, head_prior.half_width_deg, cfg) if head_prior
                         else unknown_heading_prior(1, cfg)).numpy()[0]
-            step = cfg.stride // r
-            images = normalize_images(np.stack([np.roll(pano, -i * step, axis=1) for i in range(r)]))
-            masks = np.stack([np.roll(mask, -i * step) for i in range(r)])
+        images, masks = self._ground_images(pano, mask, mode == "known")
         t1 = time.perf_counter()
         timings["preprocess"] = (t1 - t0) * 1e3
 
-        g = self.backend.encode_ground(images, masks)
-        n_copies = images.shape[0]
-        descs = [g[f"ground_desc{lv}"].reshape(1, n_copies, *g[f"ground_desc{lv}"].shape[1:]) for lv in range(4)]
-        valid = g["column_valid"].reshape(1, n_copies, -1)
-        if n_copies != r:          # known heading: one copy, repeated (only alignment 0 is allowed)
-            descs = [np.repeat(d, r, axis=1) for d in descs]
-            valid = np.repeat(valid, r, axis=1)
+        g, descs, valid = self._encode_ground(images, masks)
         # One retrieval query per heading alignment the prior allows (one for a known heading).
         query = query_descriptors(g["global_rolls"], logprior, self.db.turns)
         if not np.all(np.isfinite(query)):
@@ -306,8 +297,8 @@ class Localizer:
         order, combined = rerank(scores, np.asarray(out[self.rerank_output], dtype=np.float64))
         ensemble = {"decoder_turns": 1}
         if self.decoder_turns > 1:
-            out, offsets, ensemble = self._decoder_ensemble(out, offsets, int(order[0]), ids, feats, descs, valid,
-                                                            logprior)
+            out, offsets, ensemble = self._decoder_ensemble(out, offsets, int(order[0]), ids, feats, (descs, valid),
+                                                            logprior, (pano, mask, mode == "known"))
         t6 = time.perf_counter()
         timings["ensemble"] = (t6 - t5) * 1e3
         result = self._posterior(out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
@@ -319,11 +310,35 @@ class Localizer:
         result.timings_ms = {key: round(v, 3) for key, v in timings.items()}
         return result
 
-    def _turned_features(self, tile: int) -> list[np.ndarray] | str:
-        """The aerial features of ``tile`` turned by 1 .. turns-1 quarters (each (turns-1, C, h, h)),
-        or why they cannot be had (the tile's pixels are gone)."""
-        from ..model.retrieval import turned_tiles
+    def _ground_images(self, pano: np.ndarray, mask: np.ndarray, known: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The ground branch's input: the panorama (and its column mask) as it is for a known
+        heading, or in its ``R`` sub-stride rolls for the heading search."""
+        if known:
+            return normalize_images(pano[None]), mask[None]
+        step = self.cfg.stride // self.cfg.heading_subdivisions
+        rolls = range(self.cfg.heading_subdivisions)
+        return (normalize_images(np.stack([np.roll(pano, -i * step, axis=1) for i in rolls])),
+                np.stack([np.roll(mask, -i * step) for i in rolls]))
 
+    def _encode_ground(self, images: np.ndarray, masks: np.ndarray):
+        """The ground branch on ``images``: its outputs, and the decoder's per-level descriptors
+        and column validity (1, R, ...) (a known heading's one copy repeated R times: only
+        alignment 0 is allowed)."""
+        r = self.cfg.heading_subdivisions
+        g = self.backend.encode_ground(images, masks)
+        n_copies = images.shape[0]
+        descs = [g[f"ground_desc{lv}"].reshape(1, n_copies, *g[f"ground_desc{lv}"].shape[1:]) for lv in range(4)]
+        valid = g["column_valid"].reshape(1, n_copies, -1)
+        if n_copies != r:
+            descs = [np.repeat(d, r, axis=1) for d in descs]
+            valid = np.repeat(valid, r, axis=1)
+        return g, descs, valid
+
+    def _turned_features(self, tile: int) -> list[np.ndarray] | str:
+        """The aerial features of ``tile``'s ensemble members 1 .. turns-1
+        (:func:`~unifygeo_ros.model.decoder_ensemble.member_tiles`: the tile turned, and with 8
+        members mirrored and turned; each (turns-1, C, h, h)), or why they cannot be had (the
+        tile's pixels are gone)."""
         if tile in self._turned:
             self._turned.move_to_end(tile)
             return self._turned[tile]
@@ -334,7 +349,7 @@ class Localizer:
         if pixels is None:
             got: list[np.ndarray] | str = why
         else:
-            turned = turned_tiles(normalize_images(np.asarray(pixels)[None]), self.decoder_turns)[0, 1:]
+            turned = member_tiles(normalize_images(np.asarray(pixels)[None]), self.decoder_turns)[0, 1:]
             a = self.backend.encode_aerial(np.ascontiguousarray(turned))
             got = [np.asarray(a[f"aerial_feat{lv}"]) for lv in range(4)]
         self._turned[tile] = got
@@ -352,11 +367,13 @@ class Localizer:
         rows["heading_logprior"] = logpriors
         return self.backend.decode(rows)
 
-    def _decoder_ensemble(self, out: dict, offsets: np.ndarray, best: int, ids, feats, descs, valid,
-                          logprior: np.ndarray):
-        """The decoder's rotation ensemble on candidate ``best``, the tile the re-ranking
-        chooses: its D, yaw field, alignment and sub-bin offset are replaced in ``out``; the
-        matching scores are kept, so that the re-ranking's order does not change."""
+    def _decoder_ensemble(self, out: dict, offsets: np.ndarray, best: int, ids, feats, ground: tuple,
+                          logprior: np.ndarray, panorama: tuple):
+        """The decoder's rotation (and mirror) ensemble on candidate ``best``, the tile the
+        re-ranking chooses: its D, yaw field, alignment and sub-bin offset are replaced in
+        ``out``; the matching scores are kept, so that the re-ranking's order does not change.
+        ``ground``: the frame's (descriptors, validity); ``panorama``: (pano, mask, known), from
+        which the mirrored members' ground descriptors are computed."""
         tile = int(ids[best])
         turned = self._turned_features(tile)
         if isinstance(turned, str):
@@ -368,8 +385,14 @@ class Localizer:
         tile_feats = [np.concatenate([np.asarray(feats[lv])[best:best + 1], turned[lv].astype(np.float32)])
                       for lv in range(4)]
         k_bins = self.cfg.heading_bins
+        grounds = [ground]
+        if self.decoder_turns == 8:
+            pano, mask, known = panorama
+            mirrored = self._ground_images(np.ascontiguousarray(pano[:, ::-1]), mirror_panorama(mask), known)
+            grounds.append(self._encode_ground(*mirrored)[1:])      # the training's flip: columns reversed
 
         def decode_turn(j: int, aligns: np.ndarray) -> dict:
+            descs, valid = grounds[int(is_mirrored(j))]
             return self._decode(descs, valid, [np.repeat(f[j:j + 1], len(aligns), axis=0) for f in tile_feats],
                                 one_hot_logprior(aligns, k_bins))
 

@@ -52,8 +52,8 @@ TURNS = (1, 4)    # rotation ensembles: none, or the four quarter turns
 
 
 def check_turns(turns: int, what: str = "rotation ensemble") -> int:
-    """``turns`` as an int, if it is one of :data:`TURNS` (the retrieval's and the decoder's
-    rotation ensembles alike; ``what`` names the option in the error)."""
+    """``turns`` as an int, if it is one of :data:`TURNS` (``what`` names the option in the
+    error). The decoder's ensemble has its own: :data:`.decoder_ensemble.DECODER_TURNS`."""
     if int(turns) not in TURNS:
         raise ValueError(f"{what}: expected one of {TURNS} turns (1: no ensemble), got {turns!r}")
     return int(turns)

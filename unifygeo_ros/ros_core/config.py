@@ -56,9 +56,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(max of every matching level, averaged) or m0 (max M^0, the paper's Eq. 4)", choices=("matching", "m0")),
     ParamSpec("alignment_candidates", "alignment_candidates", 4, "without a known heading: alignments re-decoded "
               "per candidate tile by the alignment search (0: the decoder's max-M^0 choice)", low=0, high=32),
-    ParamSpec("decoder_turns", "decoder_turns", 4, "rotation ensemble of the decoder on the chosen tile: 4 (the "
-              "tile in four quarter turns; better D and yaw, about 4 x 32 more decoder rows per frame without a "
-              "known heading) or 1 (none)", low=1, high=4),
+    ParamSpec("decoder_turns", "decoder_turns", 4, "ensemble of the decoder on the chosen tile: 4 (the tile in "
+              "four quarter turns; better D and yaw, about 4 x 32 more decoder rows per frame without a known "
+              "heading), 8 (the turns and their mirror images, with the mirrored panorama: twice the cost) or 1 "
+              "(none)", low=1, high=8),
     ParamSpec("warmup", "warmup", True, "run one frame through every stage before reporting ready"),
     # camera
     ParamSpec("camera.model", "camera_model", "panorama", "panorama (equirectangular 360 x 180, forward at the "
