@@ -176,6 +176,16 @@ def test_every_default_of_the_alignment_search_and_the_decoder_ensemble_is_the_s
     for cmd in (["eval", "--data", "d", "--weights", "w"], ["localize", "image.png", "--db", "d"],
                 ["bench", "localize"]):
         assert parser.parse_args(cmd).decoder_turns == default, cmd
+    # ... and the values they allow are the ensemble's.
+    from unifygeo_ros.model.decoder_ensemble import DECODER_TURNS
+
+    assert {p.name: p.choices for p in PARAMETERS}["decoder_turns"] == DECODER_TURNS
+    for cmd in (["eval", "--data", "d", "--weights", "w"], ["localize", "image.png", "--db", "d"],
+                ["bench", "localize"]):
+        for turns in DECODER_TURNS:
+            assert parser.parse_args(cmd + ["--decoder-turns", str(turns)]).decoder_turns == turns
+        with pytest.raises(SystemExit):
+            parser.parse_args(cmd + ["--decoder-turns", "2"])
     with open(Path(__file__).resolve().parents[1] / "config" / "localize.yaml") as f:
         shipped = yaml.safe_load(f)
     assert shipped["/**"]["ros__parameters"]["decoder_turns"] == default

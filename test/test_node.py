@@ -67,10 +67,11 @@ def test_localize_yaml_holds_every_parameter_with_the_table_default():
 def test_config_names_every_bad_value():
     with pytest.raises(ConfigError) as err:
         NodeConfig.from_params({"database": "", "camera.model": "fisheye", "top_k": 0, "covariance.scale": "big",
-                                "camera_extrinsic.xyz": [1.0, 2.0], "no_such_param": 1})
+                                "camera_extrinsic.xyz": [1.0, 2.0], "decoder_turns": 3, "no_such_param": 1})
     text = str(err.value)
     for part in ("camera.model: expected one of panorama, pinhole", "top_k: expected a value in [1, 100]",
                  "covariance.scale: expected a number", "camera_extrinsic.xyz: expected a list of 3 numbers",
+                 "decoder_turns: expected one of 1, 4, 8, got 3",
                  "unknown parameter 'no_such_param'"):
         assert part in text, text
     with pytest.raises(ConfigError, match="database: expected the path"):
@@ -416,6 +417,16 @@ def load_msgs_in_process(install: Path) -> None:
 def rclpy_mod():
     return pytest.importorskip("rclpy", reason="rclpy is not installed: `make test` installs the ROS 2 Jazzy "
                                                  "wheels on x86_64 Linux; elsewhere source a ROS 2 install")
+
+
+def test_parameter_descriptors_name_the_allowed_values(rclpy_mod):
+    from unifygeo_ros.ros.node import _descriptor
+
+    specs = {p.name: p for p in PARAMETERS}
+    assert _descriptor(specs["decoder_turns"]).additional_constraints == "one of: 1, 4, 8"
+    assert _descriptor(specs["camera.model"]).additional_constraints == "one of: panorama, pinhole"
+    top_k = _descriptor(specs["top_k"]).integer_range[0]
+    assert (top_k.from_value, top_k.to_value) == (1, 100)
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ class _RosLogHandler(logging.Handler):
 def _descriptor(spec) -> ParameterDescriptor:
     d = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
     if spec.choices:
-        d.additional_constraints = "one of: " + ", ".join(spec.choices)
+        d.additional_constraints = "one of: " + ", ".join(map(str, spec.choices))
     if spec.low is not None and isinstance(spec.default, float):
         d.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
     elif spec.low is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):

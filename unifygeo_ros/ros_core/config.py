@@ -36,7 +36,7 @@ class ParamSpec:
     attr: str                   # NodeConfig field
     default: Any
     description: str
-    choices: tuple = ()         # allowed strings
+    choices: tuple = ()         # allowed strings, or allowed integers
     low: float | None = None    # numeric range (inclusive)
     high: float | None = None
     read_only: bool = True      # the node reads it at start-up only
@@ -59,7 +59,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("decoder_turns", "decoder_turns", 4, "ensemble of the decoder on the chosen tile: 4 (the tile in "
               "four quarter turns; better D and yaw, about 4 x 32 more decoder rows per frame without a known "
               "heading), 8 (the turns and their mirror images, with the mirrored panorama: twice the cost) or 1 "
-              "(none)", low=1, high=8),
+              "(none)", choices=(1, 4, 8)),
     ParamSpec("warmup", "warmup", True, "run one frame through every stage before reporting ready"),
     # camera
     ParamSpec("camera.model", "camera_model", "panorama", "panorama (equirectangular 360 x 180, forward at the "
@@ -258,6 +258,8 @@ def _coerce(spec: ParamSpec, value: Any) -> tuple[Any, str | None]:
                 isinstance(value, float) and value.is_integer()):
             return None, f"{name}: expected an integer, got {value!r}"
         value = int(value)
+        if spec.choices and value not in spec.choices:
+            return None, f"{name}: expected one of {', '.join(map(str, spec.choices))}, got {value!r}"
     elif isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None, f"{name}: expected a number, got {value!r}"
