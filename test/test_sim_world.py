@@ -146,6 +146,43 @@ def test_bad_generation_arguments():
         generate_city(0, 300.0, *ORIGIN, style=3)
 
 
+def test_random_palettes_are_seeded_and_plausible():
+    from unifygeo_ros.sim._palette import PALETTES, palette_for, random_palette
+
+    a, b = palette_for("random:7"), palette_for("random:8")
+    assert a == random_palette(7) and a != b                                # the seed decides, and only it
+    named = {c for p in PALETTES.values() for c in (*p.facades, *p.trees, *p.grass)}
+    assert named.isdisjoint({*a.facades, *a.trees, *a.grass})               # drawn apart from the presets
+    assert "tiles" in a.roofs and sum(a.roof_kind_weights.values()) == pytest.approx(1.0)
+    for p in (a, b):                                                         # greens are green, asphalt grey
+        assert all(g > r and g > bl for r, g, bl in (*p.trees, *p.grass))
+        assert max(p.asphalt) - min(p.asphalt) < 25 and 55 < p.asphalt[0] < 100
+    for bad in ("random:", "random:x", "random:-1", "sepia"):
+        with pytest.raises(ValueError, match="random:SEED"):
+            palette_for(bad)
+    with pytest.raises(ValueError, match="unknown palette 'sepia'"):
+        CityStyle(palette="sepia")
+
+
+def test_cli_sim_city_with_a_random_palette(tmp_path, capsys):
+    out = tmp_path / "c"
+    rc = main(["sim", "city", "--seed", "4", "--size-m", "120", "--origin", "47.37,8.54", "--style", "suburb",
+               "--palette", "random:5", "--mpp", "1.0", "--out", str(out), "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["style"] == "suburb" and res["palette"] == "random:5"
+    city = City.load(out)                                                    # the palette name round-trips
+    assert city.style.palette == "random:5"
+    assert city.style.building_width_m == CityStyle.preset("suburb").building_width_m   # the geometry is the preset's
+    plain = generate_city(4, 120.0, 47.37, 8.54, "suburb")
+    assert {b.facade_colour for b in city.buildings}.isdisjoint({b.facade_colour for b in plain.buildings})
+    ortho = render.render_ortho(city, (60.0, 60.0), 40, 1.0)
+    assert ortho.shape == (40, 40, 3) and ortho.std() > 5
+    rc = main(["sim", "city", "--origin", "47,8", "--palette", "random:x", "--out", str(tmp_path / "x"), "--json"])
+    assert rc == 2 and "random:SEED" in json.loads(capsys.readouterr().out)["error"]
+    assert not (tmp_path / "x").exists()
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -137,3 +137,35 @@ def test_retrieval_stage_refuses_what_it_cannot_do(tiny_root, tmp_path):
         train_retrieval(RetrievalStageConfig(**base, config="paper"), progress=False)
     with pytest.raises(ValueError, match="already has a layout term"):
         train_retrieval(RetrievalStageConfig(**base, layout_channels=16), progress=False)
+
+
+def test_retrieval_stage_can_start_the_descriptors_afresh():
+    from unifygeo_ros.model.config import get_config
+    from unifygeo_ros.training.retrieval_stage import TRAINED_PREFIXES, reinit_descriptors
+
+    torch.manual_seed(1)
+    model = UnifyGeo(get_config("small"))
+    with torch.no_grad():                                   # "trained" weights, unlike any fresh draw
+        for p in model.parameters():
+            p.add_(0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reinit_descriptors(model, seed=3)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(TRAINED_PREFIXES) for k in changed)
+    assert {k for k in before if k.startswith(TRAINED_PREFIXES) and before[k].is_floating_point()} <= changed
+    again = UnifyGeo(get_config("small"))
+    again.load_state_dict(before)
+    reinit_descriptors(again, seed=3)                        # the seed decides the fresh weights
+    assert all(torch.equal(again.state_dict()[k], after[k]) for k in after)
+
+
+def test_descriptor_stage_options_are_refused_by_the_full_training(tmp_path, capsys):
+    import json
+
+    from unifygeo_ros.cli import main
+
+    for flag in (["--reinit-descriptors"], ["--layout-channels", "16"]):
+        rc = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *flag, "--json"])
+        assert rc == 2
+        assert "applies to --stage retrieval only" in json.loads(capsys.readouterr().out)["error"]

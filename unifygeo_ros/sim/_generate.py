@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from unifygeo_ros.sim import _geom
-from unifygeo_ros.sim._palette import PALETTES, Palette, jitter_colour, pick
+from unifygeo_ros.sim._palette import Palette, jitter_colour, palette_for, pick
 from unifygeo_ros.sim.world import Building, Car, CityStyle, GroundFeature, Pole, Road, Tree
 
 MARGIN_M = 50.0  # the design space extends this far beyond the city square
@@ -866,7 +866,7 @@ def generate(seed: int, size: float, style: CityStyle) -> dict:
     """All primitives of the city ``seed`` (keyword arguments for :class:`~.world.City`)."""
     r_layout, r_warp, r_roads, r_blocks, r_street, r_trees = [np.random.default_rng(s)
                                                                 for s in np.random.SeedSequence(seed).spawn(6)]
-    pal = PALETTES[style.palette]
+    pal = palette_for(style.palette)
     chords, blocks = _road_layout(r_layout, size, style)
     nodes_d, edges = _road_graph(chords)
     warp = _Warp(r_warp, style.road_curvature)

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from unifygeo_ros.sim import _geom
-from unifygeo_ros.sim._palette import PALETTES
+from unifygeo_ros.sim._palette import palette_for
 from unifygeo_ros.sim.world import GROUND_MATERIALS, City
 
 CHUNK_PX = 512
@@ -462,7 +462,7 @@ class CityRasters:
         self.ground = [np.zeros((self.n0 >> lv, self.n0 >> lv, 3), np.uint8) for lv in range(LEVELS)]
         self.top = [np.zeros((self.n0 >> lv, self.n0 >> lv, 3), np.uint8) for lv in range(LEVELS)]
         self.ready = np.zeros((self.nc, self.nc), bool)
-        pal = PALETTES[city.style.palette]
+        pal = palette_for(city.style.palette)
         self.countryside = np.array(pal.countryside, dtype=np.uint8)
         self.base_colour = pal.paving[0]
         self._ground = _ground_drawables(city)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from unifygeo_ros.sim import _raster
-from unifygeo_ros.sim._palette import PALETTES
+from unifygeo_ros.sim._palette import palette_for
 from unifygeo_ros.sim.world import City
 
 BUILDING_RANGE_M = 250.0  # buildings farther than this are not drawn in street views
@@ -684,7 +684,7 @@ def _crown_colours(sc: _Scene, tree, xyz, footprint, shadow, sun, el_sun, nz) ->
 
 def _distant_ground(city: City) -> np.ndarray:
     def build():
-        pal = PALETTES[city.style.palette]
+        pal = palette_for(city.style.palette)
         mix = 0.4 * np.array(pal.asphalt) + 0.3 * np.array(pal.paving[0]) + 0.3 * np.array(pal.grass[0])
         return (0.85 * mix).astype(np.float32)
 

@@ -43,12 +43,21 @@ def _parse_pair(text: str, name: str) -> tuple[float, float]:
         raise CommandError(f"{name} must be X,Y in local metres, got {text!r}") from None
 
 
-def _style(name: str):
+def _style(name: str, palette: str | None = None):
+    """The style preset ``name``, with its palette replaced by ``palette`` when given."""
+    from dataclasses import replace
+
     from unifygeo_ros.sim.world import STYLE_PRESETS, CityStyle
 
     if name not in STYLE_PRESETS:
         raise CommandError(f"unknown --style {name!r}; expected one of: {', '.join(sorted(STYLE_PRESETS))}")
-    return CityStyle.preset(name)
+    style = CityStyle.preset(name)
+    if palette is None:
+        return style
+    try:
+        return replace(style, palette=palette)
+    except ValueError as exc:
+        raise CommandError(f"--palette: {exc}") from None
 
 
 def _check_size(size_m: float) -> float:
@@ -67,7 +76,7 @@ def _cmd_city(args: argparse.Namespace) -> int:
 
     size = _check_size(args.size_m)
     lat, lon = parse_origin(args.origin)
-    style = _style(args.style)
+    style = _style(args.style, args.palette)
     if not 0.02 <= args.mpp <= 10.0:
         raise CommandError(f"--mpp must be in [0.02, 10] metres per pixel, got {args.mpp}")
     if not 0.02 <= args.raster_mpp <= 1.0:
@@ -91,6 +100,7 @@ def _cmd_city(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "size_m": size,
         "style": style.name,
+        "palette": style.palette,
         "origin": {"lat": lat, "lon": lon},
         "crs": f"EPSG:{city.epsg}",
         "mpp": args.mpp,
@@ -154,6 +164,9 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--origin", required=True, metavar="LAT,LON",
                    help="south-west corner in degrees; use --origin=LAT,LON for a negative latitude")
     p.add_argument("--style", default="default", help="style preset: default, suburb, downtown, oldtown, nordic")
+    p.add_argument("--palette", metavar="NAME",
+                   help="replace the style's colour palette: temperate, metropolis, mediterranean, nordic, or "
+                        "random:SEED (colours drawn at random for each material: domain randomisation)")
     p.add_argument("--mpp", type=float, default=0.2, help="orthophoto metres per pixel")
     p.add_argument("--raster-mpp", type=float, default=0.1,
                    help="resolution of the city's shared ground/aerial rasters, saved in city.json; renders finer "

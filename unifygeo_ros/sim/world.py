@@ -39,7 +39,7 @@ import numpy as np
 
 from unifygeo_ros.geo import MapFrame
 from unifygeo_ros.sim import _geom
-from unifygeo_ros.sim._palette import PALETTES
+from unifygeo_ros.sim._palette import palette_for
 
 RGB = tuple[int, int, int]
 CITY_FORMAT = "unifygeo-city"
@@ -87,8 +87,7 @@ class CityStyle:
         if not (MIN_HEIGHT_M <= lo <= hi <= MAX_HEIGHT_M):
             raise ValueError(f"height_range_m must lie within [{MIN_HEIGHT_M}, {MAX_HEIGHT_M}] m, "
                              f"got {self.height_range_m}")
-        if self.palette not in PALETTES:
-            raise ValueError(f"unknown palette {self.palette!r}; expected one of {sorted(PALETTES)}")
+        palette_for(self.palette)  # raises, naming the palettes, for an unknown one
         for name in ("building_density", "tower_fraction", "tree_cover", "park_fraction", "parking_fraction",
                      "car_density", "paved_fraction", "roof_details"):
             if not 0.0 <= getattr(self, name) <= 1.0:

@@ -22,6 +22,9 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--lr", type=float, default=None, help="default 4.5e-4 (full), 1e-3 (retrieval)")
     p.add_argument("--layout-channels", type=int, default=None,
                    help="retrieval stage: channels of the descriptors' layout term (default: the model's, else 32)")
+    p.add_argument("--reinit-descriptors", action="store_true",
+                   help="retrieval stage: start the S-heads and aggregators from fresh weights (seeded) instead of "
+                        "those of --init")
     p.add_argument("--feature-dropout", type=float, default=0.1,
                    help="retrieval stage: channel dropout on the cached encoder maps")
     p.add_argument("--weight-decay", type=float, default=0.04)

@@ -77,6 +77,7 @@ class RetrievalStageConfig:
     fov_range_deg: tuple[float, float] = (70.0, 180.0)
     feature_dropout: float = 0.1
     layout_channels: int | None = None  # default: the checkpoint's, else DEFAULT_LAYOUT_CHANNELS
+    reinit: bool = False                # start the S-heads and aggregators afresh instead of from --init
     seed: int = 0
     device: str = "auto"
     max_steps: int | None = None
@@ -108,6 +109,16 @@ def stage_model(init: str, layout_channels: int | None = None, expect: str | Non
     if foreign or unexpected:
         raise ValueError(f"--init {init}: unexpected weight names (missing {foreign[:3]}, unexpected {unexpected[:3]})")
     return model.eval(), payload, init_hash
+
+
+def reinit_descriptors(model: UnifyGeo, seed: int) -> None:
+    """Give the trained part (S-heads, aggregators) the weights of a freshly built model,
+    drawn with ``seed``: the stage then depends on ``--init`` only through what it freezes."""
+    torch.manual_seed(seed)
+    fresh = UnifyGeo(model.cfg).state_dict()
+    state = model.state_dict()
+    state.update({k: v for k, v in fresh.items() if k.startswith(TRAINED_PREFIXES)})
+    model.load_state_dict(state)
 
 
 def _freeze_all_but_descriptors(model: UnifyGeo) -> None:
@@ -193,6 +204,8 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
     device = pick_device(cfg.device)
     model, payload, init_hash = stage_model(cfg.init, cfg.layout_channels, cfg.config)
     mcfg = model.cfg
+    if cfg.reinit:                      # (a resumed run then loads its own last.pt over these)
+        reinit_descriptors(model, cfg.seed)
     queries = VigorQueryDataset(cfg.data, cfg.protocol, cfg.split, cfg.cities, cfg.labels,
                                 ground_size=mcfg.ground_size, aerial_size=mcfg.aerial_size)
     if len(queries) == 0:
@@ -303,5 +316,5 @@ def stage_config_from_args(args) -> RetrievalStageConfig:
         cities=tuple(args.cities.split(",")) if args.cities else None, epochs=args.epochs,
         **given_options(args, "batch_size", "lr"), weight_decay=args.weight_decay,
         hard_fraction=args.hard_fraction, fov=args.fov, feature_dropout=args.feature_dropout,
-        layout_channels=args.layout_channels, seed=args.seed, device=args.device, max_steps=args.max_steps,
-        resume=args.resume)
+        layout_channels=args.layout_channels, reinit=args.reinit_descriptors, seed=args.seed, device=args.device,
+        max_steps=args.max_steps, resume=args.resume)

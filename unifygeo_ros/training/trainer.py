@@ -340,6 +340,10 @@ def given_options(args, *names: str) -> dict:
 
 def config_from_args(args) -> TrainConfig:
     """Build a :class:`TrainConfig` from ``unifygeo train`` arguments."""
+    for flag, given in (("--reinit-descriptors", getattr(args, "reinit_descriptors", False)),
+                        ("--layout-channels", getattr(args, "layout_channels", None) is not None)):
+        if given:
+            raise ValueError(f"{flag} applies to --stage retrieval only")
     aug = AugmentConfig(unknown_heading=args.unknown_heading, fov=args.fov)
     try:
         wd, wg, wm, wr, wy = (float(v) for v in args.loss_weights.split(","))
