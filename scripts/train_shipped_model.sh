@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Reproduce the shipped `small` model (unifygeo_ros/weights/small.pt): render the six
-# training cities and the held-out evaluation city, export them in the VIGOR layout,
-# train, evaluate, and write the fp16 checkpoint. See unifygeo_ros/weights/MODEL_CARD.md.
+# training cities, the twelve random-palette cities of the retrieval stage and the held-out
+# evaluation city, export them in the VIGOR layout, train, evaluate, and write the fp16
+# checkpoint. See unifygeo_ros/weights/MODEL_CARD.md.
 #
 #   scripts/train_shipped_model.sh [WORKDIR]      (default: ./out/shipped)
 #
-# On the 2-core development CPU: data ~9 min, training ~68 min + ~12 min (retrieval stage),
-# evaluation ~8 min.
+# On the 2-core development CPU: data ~25 min, training ~68 min + ~20 min (retrieval stage),
+# evaluation ~20 min.
 # An interrupted run continues where it stopped when the same command is run again.
 set -euo pipefail
 W=${1:-out/shipped}
 U=${UNIFYGEO:-.venv/bin/unifygeo}
 mkdir -p "$W/cities"
 
-city() { # name seed style lat,lon size_m panoramas max_per_tile
+city() { # name seed style lat,lon size_m panoramas max_per_tile [palette]
   if [ ! -d "$W/vigor/$1" ]; then
-    $U sim city --seed "$2" --size-m "$5" --origin "$4" --style "$3" --out "$W/cities/$1" --json
+    $U sim city --seed "$2" --size-m "$5" --origin="$4" --style "$3" ${8:+--palette "$8"} --out "$W/cities/$1" --json
     $U sim vigor --city "$W/cities/$1" --panoramas "$6" --out "$W/vigor" --city-name "$1" \
       --pano-size 512x256 --tile-px 256 --mpp 0.25 --max-per-tile "$7" --seed "$2" --json
   fi
@@ -27,6 +28,20 @@ city TrainSuburb   14 suburb   33.75,-84.39   700 1700 4
 city TrainDenver   15 default  39.74,-104.99  700 1700 4
 city TrainToronto  16 downtown 43.65,-79.38   700 1700 4
 city TestNordic    21 nordic   59.91,10.75    600  600 2     # held out: seed and style unseen
+# For the retrieval stage only: the four training styles' geometry with colours drawn at
+# random (domain randomisation; never the nordic preset's palette).
+city RandA 41 default  52.52,13.40    700 1700 4 random:41
+city RandB 42 downtown 35.68,139.69   700 1700 4 random:42
+city RandC 43 oldtown  41.39,2.17     700 1700 4 random:43
+city RandD 44 suburb   -33.87,151.21  700 1700 4 random:44
+city RandE 45 default  19.43,-99.13   700 1700 4 random:45
+city RandF 46 downtown 1.35,103.82    700 1700 4 random:46
+city RandG 47 suburb   48.86,2.35     700 1700 4 random:47
+city RandH 48 oldtown  37.98,23.73    700 1700 4 random:48
+city RandI 49 default  55.75,37.62    700 1700 4 random:49
+city RandJ 50 downtown 40.71,-74.01   700 1700 4 random:50
+city RandK 51 suburb   -23.55,-46.63  700 1700 4 random:51
+city RandL 52 oldtown  30.04,31.24    700 1700 4 random:52
 
 # The shipped run: epochs 1-6 on a 13-epoch learning-rate schedule, then (to fit the
 # session's time) epochs 7-11 on an 11-epoch schedule. Both phases resume from
@@ -45,11 +60,13 @@ fi
 "${TRAIN[@]}" --epochs 11 --resume
 
 # Second stage: the global descriptors (S-heads, aggregators with their layout term) are
-# retrained for 20 epochs on the frozen encoders of the first stage (their maps cached).
+# trained afresh for 20 epochs on the frozen encoders of the first stage (their maps cached),
+# on the six training cities and the twelve random-palette ones.
 if [ ! -f "$W/retrieval/model.pt" ]; then
   RRESUME=(); [ -f "$W/retrieval/last.pt" ] && RRESUME=(--resume)
-  $U train --stage retrieval --init "$W/run/model.pt" --data "$W/vigor" --out "$W/retrieval" --config small \
-    --protocol cross_area --cities TrainDefault,TrainDowntown,TrainOldtown,TrainSuburb,TrainDenver,TrainToronto \
+  $U train --stage retrieval --init "$W/run/model.pt" --reinit-descriptors --data "$W/vigor" --out "$W/retrieval" \
+    --config small --protocol cross_area \
+    --cities TrainDefault,TrainDowntown,TrainOldtown,TrainSuburb,TrainDenver,TrainToronto,RandA,RandB,RandC,RandD,RandE,RandF,RandG,RandH,RandI,RandJ,RandK,RandL \
     --epochs 20 --fov 0.2 --seed 0 "${RRESUME[@]}" --json
 fi
 

@@ -42,6 +42,44 @@ CALIBRATIONS: dict[str, dict] = {'6f8d38dda1f1f1868f4358122c83e2c6ec60405e4f77d7
                                                                                   'coverage_unscaled': 0.34375,
                                                                                   'yaw_coverage_unscaled': 0.93125},
                                                                       'yaw_coverage_unscaled': 0.9472222222222222},
+ '97ae2c82679290427211c0956d52ebd9faf185fac1682137d19101e6cd75ae01': {'c_pos': 2.515192048652876,
+                                                                      'c_yaw': 0.7730762341763586,
+                                                                      'coverage_unscaled': 0.8611111111111112,
+                                                                      'date': '2026-12-03',
+                                                                      'measured_on': {'failed': 0,
+                                                                                      'modes': ['panorama, '
+                                                                                                'known '
+                                                                                                'heading',
+                                                                                                'panorama, '
+                                                                                                'unknown '
+                                                                                                'heading',
+                                                                                                'pinhole 90 '
+                                                                                                'deg, known '
+                                                                                                'heading',
+                                                                                                'pinhole 90 '
+                                                                                                'deg, '
+                                                                                                'unknown '
+                                                                                                'heading',
+                                                                                                'panorama, '
+                                                                                                'unknown '
+                                                                                                'heading, '
+                                                                                                'GNSS prior'],
+                                                                                      'records': 1200,
+                                                                                      'seeds': [101,
+                                                                                                102,
+                                                                                                103,
+                                                                                                104],
+                                                                                      'size_m': 400.0,
+                                                                                      'styles': ['default',
+                                                                                                 'downtown',
+                                                                                                 'oldtown',
+                                                                                                 'suburb'],
+                                                                                      'views_per_city_and_mode': 60},
+                                                                      'pinhole': {'c_pos': 9.767683176208973,
+                                                                                  'c_yaw': 1.0975925986689319,
+                                                                                  'coverage_unscaled': 0.43333333333333335,
+                                                                                  'yaw_coverage_unscaled': 0.925},
+                                                                      'yaw_coverage_unscaled': 0.9736111111111111},
  'd81731d7a516101e983d7a57b2574bdea52195d40ff55bd2e124fa1f0eaf749b': {'c_pos': 5.826167265039994,
                                                                       'c_yaw': 1.261781120768384,
                                                                       'coverage_unscaled': 0.6225,

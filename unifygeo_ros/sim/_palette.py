@@ -6,6 +6,7 @@ still gets its own jittered colour, so two places of one city rarely look alike.
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -118,8 +119,6 @@ RANDOM_PREFIX = "random:"
 
 def _hsv(rng: np.random.Generator, hue, sat, val) -> RGB:
     """One colour drawn uniformly in the given HSV ranges (hue in turns, wrapping)."""
-    import colorsys
-
     h = rng.uniform(*hue) % 1.0
     r, g, b = colorsys.hsv_to_rgb(h, rng.uniform(*sat), rng.uniform(*val))
     return (int(round(255 * r)), int(round(255 * g)), int(round(255 * b)))
@@ -138,11 +137,16 @@ def random_palette(seed: int) -> Palette:
     def many(n, hue, sat, val):
         return tuple(_hsv(rng, hue, sat, val) for _ in range(n))
 
-    grey = lambda lo, hi: ((0.0, 1.0), (0.0, 0.08), (lo, hi))  # noqa: E731
-    kinds = [k for k in ("gravel", "membrane", "tar", "tiles", "metal", "green") if k == "tiles" or rng.random() < 0.7]
-    roofs = {"gravel": many(2, *grey(0.45, 0.7)), "membrane": many(2, *grey(0.72, 0.9)), "tar": many(2, *grey(0.22, 0.38)),
+    def grey(lo, hi):                       # HSV ranges of a near-neutral grey of value lo..hi
+        return (0.0, 1.0), (0.0, 0.08), (lo, hi)
+
+    kinds = [k for k in ("gravel", "membrane", "tar", "tiles", "metal", "green")
+             if k == "tiles" or rng.random() < 0.7]
+    roofs = {"gravel": many(2, *grey(0.45, 0.7)), "membrane": many(2, *grey(0.72, 0.9)),
+             "tar": many(2, *grey(0.22, 0.38)),
              "tiles": many(int(rng.integers(2, 5)), (0.0, 1.0), (0.15, 0.65), (0.22, 0.75)),
-             "metal": many(2, (0.0, 1.0), (0.05, 0.4), (0.25, 0.6)), "green": many(1, (0.2, 0.35), (0.3, 0.5), (0.35, 0.55))}
+             "metal": many(2, (0.0, 1.0), (0.05, 0.4), (0.25, 0.6)),
+             "green": many(1, (0.2, 0.35), (0.3, 0.5), (0.35, 0.55))}
     weights = rng.dirichlet(np.ones(len(kinds)))
     return Palette(
         facades=many(int(rng.integers(6, 11)), (0.0, 1.0), (0.04, 0.65), (0.3, 0.95)),
@@ -154,7 +158,8 @@ def random_palette(seed: int) -> Palette:
         grass=many(2, (0.18, 0.33), (0.3, 0.55), (0.4, 0.6)),
         paving=many(2, (0.0, 1.0), (0.0, 0.15), (0.5, 0.8)),
         asphalt=_hsv(rng, *grey(0.24, 0.36)), sidewalk=_hsv(rng, (0.0, 1.0), (0.0, 0.12), (0.52, 0.8)),
-        countryside=_hsv(rng, (0.12, 0.3), (0.3, 0.5), (0.38, 0.58)), water=_hsv(rng, (0.5, 0.6), (0.3, 0.6), (0.3, 0.48)),
+        countryside=_hsv(rng, (0.12, 0.3), (0.3, 0.5), (0.38, 0.58)),
+        water=_hsv(rng, (0.5, 0.6), (0.3, 0.6), (0.3, 0.48)),
         gravel=_hsv(rng, (0.06, 0.16), (0.1, 0.3), (0.5, 0.78)), trunk=_hsv(rng, (0.05, 0.1), (0.3, 0.5), (0.22, 0.38)),
         centre_line=(232, 232, 226) if rng.random() < 0.6 else (226, 186, 60), lane_line=(232, 232, 228),
         cars=_CARS)
