@@ -12,7 +12,7 @@ from unifygeo_ros.model.unifygeo import UnifyGeo, load_checkpoint
 from unifygeo_ros.sim.vigor_export import VigorExportConfig, export_vigor
 from unifygeo_ros.sim.world import generate_city
 from unifygeo_ros.training.augment import AugmentConfig
-from unifygeo_ros.training.trainer import TrainConfig, learning_rate, train
+from unifygeo_ros.training.trainer import PairStore, TrainConfig, learning_rate, train
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,28 @@ def test_short_training_run_learns_saves_and_resumes(tiny_root, tmp_path):
     rows = _read_log(out / "log.csv")
     assert len(rows) == more["steps"] and rows[-1]["epoch"] == "9"
     assert [int(r["step"]) for r in rows] == list(range(1, more["steps"] + 1))
+
+
+def test_cached_pairs_equal_the_uncached_ones(tiny_root):
+    from unifygeo_ros.data.vigor import VigorPairDataset
+    from unifygeo_ros.model.config import get_config
+    from unifygeo_ros.training.augment import PairAugment
+
+    cfg = get_config("small")
+    base = VigorPairDataset(tiny_root, "cross_area", "train", ["Tiny"], "auto", ground_size=cfg.ground_size,
+                            aerial_size=cfg.aerial_size, normalize=False)
+    augment = PairAugment(AugmentConfig(unknown_heading=0.5, fov=0.5))
+    cached, direct = PairStore(base, augment, 3, True, False), PairStore(base, augment, 3, False, False)
+    # The images sit in one uint8 block per branch, not one tensor per pair.
+    assert cached.images["ground"].shape == (len(base), 3, *cfg.ground_size)
+    assert cached.images["ground"].dtype == torch.uint8 and cached.images["aerial"].dtype == torch.uint8
+    for epoch in (0, 2):
+        cached.epoch = direct.epoch = epoch
+        for i in (0, len(base) // 2, len(base) - 1):
+            a, b = cached[i], direct[i]
+            assert a.keys() == b.keys()
+            for key in a:     # the exported images are 8-bit, so the uint8 cache is exact
+                assert torch.allclose(a[key], b[key], atol=1e-5), (epoch, i, key)
 
 
 def test_training_refuses_missing_data(tmp_path):

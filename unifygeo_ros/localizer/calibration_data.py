@@ -4,7 +4,45 @@ Each entry says how and on what it was measured (held-out synthetic cities, neve
 training seeds 11-16, the validation seed 21 nor the demo's 2026). See :mod:`.calibration`.
 """
 
-CALIBRATIONS: dict[str, dict] = {'6f8d38dda1f1f1868f4358122c83e2c6ec60405e4f77d7e7f2fe03e0d0d29307': {'c_pos': 2.978957736252782,
+CALIBRATIONS: dict[str, dict] = {'69dd037646e1fa87a534d2aef4cabe127b2f4559106f3a333711d41743f4b19f': {'c_pos': 1.941524673043946,
+                                                                      'c_yaw': 0.6777773574702569,
+                                                                      'coverage_unscaled': 0.8958333333333334,
+                                                                      'date': '2026-12-03',
+                                                                      'measured_on': {'failed': 0,
+                                                                                      'modes': ['panorama, '
+                                                                                                'known '
+                                                                                                'heading',
+                                                                                                'panorama, '
+                                                                                                'unknown '
+                                                                                                'heading',
+                                                                                                'pinhole 90 '
+                                                                                                'deg, known '
+                                                                                                'heading',
+                                                                                                'pinhole 90 '
+                                                                                                'deg, '
+                                                                                                'unknown '
+                                                                                                'heading',
+                                                                                                'panorama, '
+                                                                                                'unknown '
+                                                                                                'heading, '
+                                                                                                'GNSS prior'],
+                                                                                      'records': 1200,
+                                                                                      'seeds': [101,
+                                                                                                102,
+                                                                                                103,
+                                                                                                104],
+                                                                                      'size_m': 400.0,
+                                                                                      'styles': ['default',
+                                                                                                 'downtown',
+                                                                                                 'oldtown',
+                                                                                                 'suburb'],
+                                                                                      'views_per_city_and_mode': 60},
+                                                                      'pinhole': {'c_pos': 18.288974007017746,
+                                                                                  'c_yaw': 1.2556120089353147,
+                                                                                  'coverage_unscaled': 0.31875,
+                                                                                  'yaw_coverage_unscaled': 0.9145833333333333},
+                                                                      'yaw_coverage_unscaled': 0.975},
+ '6f8d38dda1f1f1868f4358122c83e2c6ec60405e4f77d7e7f2fe03e0d0d29307': {'c_pos': 2.978957736252782,
                                                                       'c_yaw': 1.0245442408302543,
                                                                       'coverage_unscaled': 0.8277777777777777,
                                                                       'date': '2026-11-22',

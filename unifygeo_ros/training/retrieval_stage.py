@@ -49,7 +49,7 @@ from ..model.unifygeo import UnifyGeo, load_checkpoint, save_checkpoint
 from .augment import fov_column_mask
 from .sampler import ConflictFreeBatchSampler
 from .trainer import (_param_groups, _sampler_inputs, given_options, learning_rate, open_log, pick_device,
-                      resume_state)
+                      release_freed_memory, resume_state)
 
 DEFAULT_LAYOUT_CHANNELS = 32
 CACHE_BUDGET_BYTES = 12 * 2 ** 30
@@ -164,6 +164,8 @@ class FeatureCache:
             tiles.append(torch.stack(variants, dim=1))
         self.pano = torch.cat(panos)
         self.tiles = torch.cat(tiles)
+        del panos, tiles
+        release_freed_memory()
 
 
 def _fov_masks(n: int, width: int, fov: float, fov_range: tuple[float, float], rng) -> torch.Tensor:

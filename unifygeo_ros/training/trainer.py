@@ -71,6 +71,20 @@ class TrainConfig:
         return d
 
 
+def release_freed_memory() -> None:
+    """Hand the heap's freed pages back to the system (glibc only; elsewhere a no-op).
+
+    Decoding and resizing thousands of images leaves the C heap fragmented: caching the 30,600
+    pairs of 18 cities held about 3.5 times the cache's own size until trimmed.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc
+        pass
+
+
 class PairStore(torch.utils.data.Dataset):
     """Training pairs, optionally cached in memory as uint8, augmented per (epoch, index)."""
 
@@ -85,12 +99,18 @@ class PairStore(torch.utils.data.Dataset):
         if cache:
             from tqdm import tqdm
 
+            # The images go into two preallocated uint8 blocks (one allocation each): a list of
+            # per-pair tensors fragments the heap to several times the images' size.
             self.cache = []
+            self.images: dict[str, torch.Tensor] = {}
             for i in tqdm(range(len(base)), desc="caching pairs", unit="pair", disable=not progress, file=sys.stderr):
                 s = base[i]
-                s["ground"] = (s["ground"] * 255).round().to(torch.uint8)
-                s["aerial"] = (s["aerial"] * 255).round().to(torch.uint8)
+                for key in ("ground", "aerial"):
+                    if key not in self.images:
+                        self.images[key] = torch.empty((len(base), *s[key].shape), dtype=torch.uint8)
+                    self.images[key][i] = (s.pop(key) * 255).round()
                 self.cache.append(s)
+            release_freed_memory()
 
     def __len__(self) -> int:
         return len(self.base)
@@ -98,8 +118,8 @@ class PairStore(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         if self.cache is not None:
             s = dict(self.cache[i])
-            s["ground"] = s["ground"].float() / 255.0
-            s["aerial"] = s["aerial"].float() / 255.0
+            s["ground"] = self.images["ground"][i].float() / 255.0
+            s["aerial"] = self.images["aerial"][i].float() / 255.0
         else:
             s = self.base[i]
         s = self.augment(s, np.random.default_rng((self.seed, self.epoch, i)))
