@@ -12,7 +12,8 @@ from unifygeo_ros.model.unifygeo import UnifyGeo, load_checkpoint
 from unifygeo_ros.sim.vigor_export import VigorExportConfig, export_vigor
 from unifygeo_ros.sim.world import generate_city
 from unifygeo_ros.training.augment import AugmentConfig
-from unifygeo_ros.training.trainer import PairStore, TrainConfig, learning_rate, train
+from unifygeo_ros.training import trainer as trainer_module
+from unifygeo_ros.training.trainer import PairStore, TrainConfig, autocast_dtype, learning_rate, train
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,10 @@ def test_learning_rate_schedule():
 def test_short_training_run_learns_saves_and_resumes(tiny_root, tmp_path):
     out = tmp_path / "run"
     cfg = TrainConfig(data=str(tiny_root), out=str(out), config="small", epochs=8, batch_size=8, lr=1e-3,
-                      protocol="cross_area", cities=("Tiny",), hard_fraction=0.5, seed=0,
+                      protocol="cross_area", cities=("Tiny",), hard_fraction=0.5, seed=0, precision="fp32",
                       augment=AugmentConfig(unknown_heading=0.3, fov=0.2))
     summary = train(cfg, progress=False)
+    assert summary["autocast"] == "fp32"
     rows = _read_log(out / "log.csv")
     assert len(rows) == summary["steps"] > 10
     for term in ("total", "D", "G", "M", "R", "yaw"):
@@ -74,6 +76,57 @@ def test_short_training_run_learns_saves_and_resumes(tiny_root, tmp_path):
     rows = _read_log(out / "log.csv")
     assert len(rows) == more["steps"] and rows[-1]["epoch"] == "9"
     assert [int(r["step"]) for r in rows] == list(range(1, more["steps"] + 1))
+
+
+def test_precision_choices(monkeypatch):
+    cpu = torch.device("cpu")
+    assert autocast_dtype("fp32", cpu) is None
+    monkeypatch.setattr(trainer_module, "cpu_has_amx", lambda: False)
+    assert autocast_dtype("auto", cpu) is None                # no AMX: bf16 would be emulated, slower
+    monkeypatch.setattr(trainer_module, "cpu_has_amx", lambda: True)
+    assert autocast_dtype("auto", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="fp16 training needs CUDA"):
+        autocast_dtype("fp16", cpu)
+    with pytest.raises(ValueError, match="expected one of auto, fp32, bf16, fp16, got 'half'"):
+        autocast_dtype("half", cpu)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="this CPU has no bf16 support"):
+        autocast_dtype("bf16", cpu)
+
+
+def test_cpu_has_amx_reads_the_cpu_flags(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    assert not trainer_module.cpu_has_amx(str(info))            # AVX-512 BF16 alone is not AMX
+    assert not trainer_module.cpu_has_amx(str(tmp_path / "missing"))
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    asked = []
+    monkeypatch.setattr(torch._C._cpu, "_init_amx", lambda: asked.append(1) or True)
+    assert trainer_module.cpu_has_amx(str(info)) and asked      # the tiles are requested from the kernel
+    monkeypatch.setattr(torch._C._cpu, "_init_amx", lambda: False)
+    assert not trainer_module.cpu_has_amx(str(info))            # the kernel refused them
+
+
+def test_bf16_training_on_the_cpu_learns_like_fp32(tiny_root, tmp_path):
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no bf16 support (AVX-512 BF16 or AMX): bf16 training cannot run here")
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        cfg = TrainConfig(data=str(tiny_root), out=str(tmp_path / precision), config="small", epochs=3, batch_size=8,
+                          lr=1e-3, protocol="cross_area", cities=("Tiny",), seed=0, precision=precision,
+                          augment=AugmentConfig(unknown_heading=0.3, fov=0.2))
+        summary = train(cfg, progress=False)
+        assert summary["autocast"] == ("bfloat16" if precision == "bf16" else "fp32")
+        runs[precision] = np.array([float(r["total"]) for r in _read_log(tmp_path / precision / "log.csv")])
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    assert np.isfinite(bf16).all() and len(bf16) == len(fp32)
+    assert bf16[-4:].mean() < 0.9 * bf16[:4].mean()
+    # Same seed, same batches: the bf16 forward pass follows the fp32 run's loss closely.
+    assert abs(bf16[0] - fp32[0]) < 0.02 * fp32[0]
+    assert np.abs(bf16 - fp32).mean() < 0.1 * fp32.mean()
+    model, payload = load_checkpoint(tmp_path / "bf16" / "model.pt")
+    assert payload["training"]["autocast"] == "bfloat16"
+    assert all(p.dtype == torch.float32 for p in model.parameters())   # the weights stay fp32
 
 
 def test_cached_pairs_equal_the_uncached_ones(tiny_root):

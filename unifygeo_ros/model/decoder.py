@@ -49,6 +49,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .convnext import LayerNorm2d
+from .ops import l2_normalize
 
 
 def masked_layer_norm(x: torch.Tensor, mask: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
@@ -125,7 +126,7 @@ class LocalizationDecoder(nn.Module):
     def _match(self, level: int, g: torch.Tensor, gmask: torch.Tensor, aerial: torch.Tensor) -> torch.Tensor:
         """M^level: (B, h, w) cosine scores of one aligned ground descriptor against every cell."""
         gd = F.normalize(masked_layer_norm(g, gmask, self.ground_norms[level]), dim=-1)
-        ad = F.normalize(self.aerial_norms[level](aerial), dim=1)
+        ad = l2_normalize(self.aerial_norms[level](aerial), dim=1)
         return torch.einsum("bc,bchw->bhw", gd, ad)
 
     # ---- forward ---------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class LocalizationDecoder(nn.Module):
         g_all, m_all = self._all_alignments(ground[0], valid)
         gd_all = F.normalize(masked_layer_norm(g_all, m_all, self.ground_norms[0]), dim=-1)   # (B, K, C0)
         a0 = aerial[0]
-        ad0 = F.normalize(self.aerial_norms[0](a0), dim=1).flatten(2)                         # (B, C0, N0)
+        ad0 = l2_normalize(self.aerial_norms[0](a0), dim=1).flatten(2)                         # (B, C0, N0)
         m0_all = torch.bmm(gd_all, ad0)                                                       # (B, K, N0)
         shift_scores = m0_all.max(dim=2).values                                               # (B, K)
         k = torch.argmax(shift_scores + heading_logprior, dim=1)                              # (B,)
@@ -151,14 +152,14 @@ class LocalizationDecoder(nn.Module):
         valid_k = self._select(valid[:, :, None, :], k)                                        # (B, 1, W')
         ground_desc0 = torch.gather(gd_all, 1, k.view(b, 1, 1).expand(b, 1, gd_all.shape[2])).squeeze(1)
 
-        x = torch.cat([matching[0][:, None], F.normalize(a0, dim=1)], dim=1)
+        x = torch.cat([matching[0][:, None], l2_normalize(a0, dim=1)], dim=1)
         for level in range(1, 4):
             x = self.upsample[level - 1](x)
             x = self.fuse[level - 1](torch.cat([x, aerial[level]], dim=1))
             g = aligned[level].flatten(1)
             gmask = valid_k.expand_as(aligned[level]).flatten(1)
             matching.append(self._match(level, g, gmask, x))
-            x = torch.cat([matching[level][:, None], F.normalize(x, dim=1)], dim=1)
+            x = torch.cat([matching[level][:, None], l2_normalize(x, dim=1)], dim=1)
         logits = self.to_logits(self.final_upsample(x)).flatten(1)                            # (B, L*L)
         match_score = sum(m.flatten(1).max(dim=1).values for m in matching) / len(matching)   # (B,)
         side = self.cfg.aerial_size

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from .ops import l2_normalize
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -95,7 +97,7 @@ def loss_yaw(yaw_field: torch.Tensor, d_gt: torch.Tensor, field_yaw_deg: torch.T
     sub-stride copies: only every R-th alignment is a distinct candidate then."""
     rad = torch.deg2rad(field_yaw_deg.float())
     target = torch.stack([torch.cos(rad), torch.sin(rad)], dim=1)[:, :, None, None]
-    field = F.normalize(yaw_field, dim=1)
+    field = l2_normalize(yaw_field, dim=1)
     field_term = (d_gt[:, None] * (field - target) ** 2).sum(dim=(1, 2, 3)).mean()
     scores = shift_scores[:, ::bin_stride]
     align_term = F.cross_entropy(logit_scale.exp() * scores, k_true // bin_stride, label_smoothing=smoothing)

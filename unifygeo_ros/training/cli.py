@@ -41,6 +41,8 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--imagenet", help="local ConvNeXt ImageNet weights for both encoders")
     p.add_argument("--init", help="start from this unifygeo_ros checkpoint")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="forward pass: auto = bf16 (else fp16) on CUDA, bf16 on a CPU with AMX, else fp32")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--cache", default="auto", choices=["auto", "yes", "no"],
                    help="keep resized pairs in memory (auto: when under 4 GiB)")
@@ -49,6 +51,38 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     add_json_flag(p)
     p.set_defaults(handler=train_command)
+
+    b = bench_sub.add_parser("train", help="training step time per precision (fp32, bf16, fp16) on random batches")
+    b.add_argument("--config", default="small", help="small | paper (default small)")
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--steps", type=int, default=8, help="timed steps per precision (default 8)")
+    b.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    b.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16, auto")
+    b.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    add_json_flag(b)
+    b.set_defaults(handler=bench_train_command)
+
+
+def bench_train_command(args) -> int:
+    from .bench import bench_training
+
+    try:
+        result = bench_training(args.config, args.batch_size, args.steps, args.warmup,
+                                tuple(p.strip() for p in args.precisions.split(",") if p.strip()), args.device)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+    def human(r: dict) -> str:
+        lines = [f"training step, {r['config']}, batch {r['batch_size']}, {r['device']} ({r['threads']} threads), "
+                 f"median of {r['steps']}:"]
+        for name, p in r["precisions"].items():
+            lines.append(f"  {name:5s} " + (f"skipped: {p['skipped']}" if "skipped" in p else
+                         f"{p['median_step_s']:.3f} s/step, {p['pairs_per_s']:.1f} pairs/s"
+                         + (f", x{p['speedup_vs_fp32']:.2f} vs fp32" if "speedup_vs_fp32" in p else "")))
+        return "\n".join(lines)
+
+    emit(result, args.json, human)
+    return 0
 
 
 def train_command(args) -> int:
@@ -67,7 +101,8 @@ def train_command(args) -> int:
 
     def human(r: dict) -> str:
         loss = ", ".join(f"{k} {v:.3f}" for k, v in r["final_loss"].items())
-        return (f"trained {r['steps']} steps ({r['epochs_done']} epochs, {r['pairs']} pairs) on {r['device']} in "
+        return (f"trained {r['steps']} steps ({r['epochs_done']} epochs, {r['pairs']} pairs) on {r['device']}"
+                f"{' (' + r['autocast'] + ' autocast)' if r.get('autocast', 'fp32') != 'fp32' else ''} in "
                 f"{r['train_seconds']:.0f} s\nlast losses: {loss}\nmodel: {r['model']}\nresume state: {r['last']}")
 
     emit(summary, args.json, human)

@@ -48,8 +48,8 @@ from ..model.losses import loss_g
 from ..model.unifygeo import UnifyGeo, load_checkpoint, save_checkpoint
 from .augment import fov_column_mask
 from .sampler import ConflictFreeBatchSampler
-from .trainer import (_param_groups, _sampler_inputs, given_options, learning_rate, open_log, pick_device,
-                      release_freed_memory, resume_state)
+from .trainer import (_param_groups, _sampler_inputs, autocast_dtype, given_options, learning_rate, open_log,
+                      pick_device, release_freed_memory, resume_state)
 
 DEFAULT_LAYOUT_CHANNELS = 32
 CACHE_BUDGET_BYTES = 12 * 2 ** 30
@@ -80,6 +80,7 @@ class RetrievalStageConfig:
     reinit: bool = False                # start the S-heads and aggregators afresh instead of from --init
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"             # the maps' and the heads' forward pass (trainer.autocast_dtype)
     max_steps: int | None = None
     resume: bool = False
 
@@ -132,7 +133,8 @@ class FeatureCache:
     ``tiles`` (T, 8, C, a, a): variant ``f * 4 + k`` = mirrored (f = 1) then turned k
     quarter turns counter-clockwise (the order of :class:`.augment.PairAugment`)."""
 
-    def __init__(self, model: UnifyGeo, queries, refs, device: torch.device, batch: int = 64, progress: bool = True):
+    def __init__(self, model: UnifyGeo, queries, refs, device: torch.device, batch: int = 64, progress: bool = True,
+                 amp_dtype: torch.dtype | None = None):
         from tqdm import tqdm
 
         cfg = model.cfg
@@ -144,7 +146,8 @@ class FeatureCache:
                              f"needed, more than {CACHE_BUDGET_BYTES / 2 ** 30:.0f} GiB; train on fewer cities "
                              f"(--cities) or use the full training")
         def encode(encoder, images):        # images come normalised; flips and turns commute with that
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                                        enabled=amp_dtype is not None):
                 return encoder(images.to(device))[-1].half().cpu()
 
         panos = []
@@ -204,6 +207,7 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
     model, payload, init_hash = stage_model(cfg.init, cfg.layout_channels, cfg.config)
     mcfg = model.cfg
     if cfg.reinit:                      # (a resumed run then loads its own last.pt over these)
@@ -223,7 +227,7 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
                          f"smaller batch or more cities")
     model = model.to(device).eval()
     t_cache = time.perf_counter()
-    cache = FeatureCache(model, queries, refs, device, progress=progress)
+    cache = FeatureCache(model, queries, refs, device, progress=progress, amp_dtype=amp_dtype)
     cache_s = time.perf_counter() - t_cache
     _freeze_all_but_descriptors(model)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
@@ -254,9 +258,10 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
             lr = learning_rate(step, total, warmup, cfg.lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            v_g = model.ground.aggregator(model.ground.s_head(ground), valid)
-            v_a = model.aerial.aggregator(model.aerial.s_head(aerial))
-            loss = loss_g(v_g, v_a, model.logit_scale, cfg.label_smoothing)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                v_g = model.ground.aggregator(model.ground.s_head(ground), valid)
+                v_a = model.aerial.aggregator(model.aerial.s_head(aerial))
+            loss = loss_g(v_g.float(), v_a.float(), model.logit_scale, cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -287,7 +292,8 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
     training["retrieval_stage"] = {
         "init": str(cfg.init), "init_model_hash": init_hash, "config": cfg.as_dict(), "steps": step,
         "epochs_done": epoch + 1, "train_seconds": round(elapsed, 1), "cache_seconds": round(cache_s, 1),
-        "device": str(device), "panoramas": len(queries), "tiles": len(refs), "command": " ".join(sys.argv),
+        "device": str(device), "autocast": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+        "panoramas": len(queries), "tiles": len(refs), "command": " ".join(sys.argv),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
     }
@@ -295,7 +301,8 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
     save_checkpoint(model, model_path, training=training)
     return {"model": str(model_path), "last": str(last_path), "log": str(log_path), "steps": step,
             "epochs_done": epoch + 1, "pairs": len(queries), "tiles": len(refs), "train_seconds": round(elapsed, 1),
-            "cache_seconds": round(cache_s, 1), "device": str(device), "final_loss": {"G": last_loss},
+            "cache_seconds": round(cache_s, 1), "device": str(device),
+            "autocast": training["retrieval_stage"]["autocast"], "final_loss": {"G": last_loss},
             "layout_channels": mcfg.layout_channels}
 
 
@@ -319,4 +326,4 @@ def stage_config_from_args(args) -> RetrievalStageConfig:
         **given_options(args, "batch_size", "lr"), weight_decay=args.weight_decay,
         hard_fraction=args.hard_fraction, fov=args.fov, feature_dropout=args.feature_dropout,
         layout_channels=args.layout_channels, reinit=args.reinit_descriptors, seed=args.seed, device=args.device,
-        max_steps=args.max_steps, resume=args.resume)
+        precision=args.precision, max_steps=args.max_steps, resume=args.resume)

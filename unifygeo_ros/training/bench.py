@@ -1,0 +1,107 @@
+"""``unifygeo bench train``: the training step rate of a configuration, per precision.
+
+One step is what :func:`.trainer.train` does per batch (forward pass, the UnifyGeo loss,
+backward pass, AdamW step), on seeded random images, panorama headings and camera pixels,
+so that the data pipeline is left out: it measures the device. The step times of every
+precision are interleaved round by round, so that a machine whose speed drifts (shared
+cores) affects each precision alike; medians are reported.
+
+Entry point: :func:`bench_training`.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+from ..model.config import get_config
+from ..model.heading import teacher_prior, true_alignment
+from ..model.losses import LossConfig, unifygeo_loss
+from ..model.unifygeo import UnifyGeo
+from .trainer import _param_groups, autocast_dtype, pick_device
+
+
+def _step_inputs(cfg, batch: int, rng: np.random.Generator, device: torch.device) -> dict:
+    h, w = cfg.ground_size
+    a = cfg.aerial_size
+    yaw = rng.uniform(-180.0, 180.0, batch)
+    k_true, field_yaw = true_alignment(yaw, cfg, whole_columns=True)
+    k_true = torch.from_numpy(np.asarray(k_true)).to(device)
+    return {
+        "ground": torch.from_numpy(rng.standard_normal((batch, 3, h, w), dtype=np.float32)).to(device),
+        "aerial": torch.from_numpy(rng.standard_normal((batch, 3, a, a), dtype=np.float32)).to(device),
+        "mask": torch.ones(batch, w, device=device),
+        "rows": torch.from_numpy(rng.uniform(0, a - 1, batch).astype(np.float32)).to(device),
+        "cols": torch.from_numpy(rng.uniform(0, a - 1, batch).astype(np.float32)).to(device),
+        "k_true": k_true,
+        "field_yaw": torch.from_numpy(np.asarray(field_yaw, dtype=np.float32)).to(device),
+    }
+
+
+def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, warmup: int = 2,
+                   precisions: tuple[str, ...] = ("fp32", "bf16"), device: str = "auto", seed: int = 0,
+                   progress: bool = True) -> dict:
+    """Median seconds per training step for each precision (see the module docstring).
+    A precision the device cannot run is reported with the reason instead of a time."""
+    from tqdm import tqdm
+
+    if steps < 1 or warmup < 0 or batch_size < 2:
+        raise ValueError(f"expected steps >= 1, warmup >= 0 and batch_size >= 2, got {steps}, {warmup}, {batch_size}")
+    dev = pick_device(device)
+    cfg = get_config(config)
+    runs, results = {}, {}
+    for precision in precisions:
+        try:
+            dtype = autocast_dtype(precision, dev)
+        except ValueError as exc:
+            results[precision] = {"skipped": str(exc)}
+            continue
+        torch.manual_seed(seed)
+        model = UnifyGeo(cfg).to(dev).train()
+        runs[precision] = {"dtype": dtype, "model": model, "times": [], "losses": [],
+                           "optimizer": torch.optim.AdamW(_param_groups(model, 0.04), lr=1e-4)}
+    loss_cfg = LossConfig()
+    rng = np.random.default_rng(seed)
+    inputs = [_step_inputs(cfg, batch_size, rng, dev) for _ in range(min(4, warmup + steps))]
+    bar = tqdm(total=(warmup + steps) * len(runs), desc=f"bench train ({config}, batch {batch_size})", unit="step",
+               disable=not progress, file=sys.stderr)
+    for i in range(warmup + steps):
+        x = inputs[i % len(inputs)]
+        for precision, run in runs.items():
+            model, dtype = run["model"], run["dtype"]
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                out = model(x["ground"], x["aerial"], x["mask"], teacher_prior(x["k_true"], cfg))
+            out = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else
+                       [t.float() for t in v] if isinstance(v, list) else v) for k, v in out.items()}
+            terms = unifygeo_loss(out, model, x["rows"], x["cols"], x["field_yaw"], x["k_true"], loss_cfg,
+                                  cfg.heading_subdivisions)
+            run["optimizer"].zero_grad(set_to_none=True)
+            terms["total"].backward()
+            run["optimizer"].step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            if i >= warmup:
+                run["times"].append(time.perf_counter() - t0)
+                run["losses"].append(float(terms["total"].detach()))
+            bar.update(1)
+    bar.close()
+    for precision, run in runs.items():
+        t = np.asarray(run["times"])
+        results[precision] = {"autocast": str(run["dtype"]).replace("torch.", "") if run["dtype"] else "fp32",
+                              "median_step_s": float(np.median(t)), "min_step_s": float(t.min()),
+                              "pairs_per_s": float(batch_size / np.median(t)),
+                              "final_loss": run["losses"][-1]}
+    base = results.get("fp32", {}).get("median_step_s")
+    for r in results.values():
+        if base and "median_step_s" in r:
+            r["speedup_vs_fp32"] = base / r["median_step_s"]
+    return {"config": config, "batch_size": batch_size, "steps": steps, "warmup": warmup, "device": str(dev),
+            "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+            "platform": platform.platform(), "precisions": results}
