@@ -52,3 +52,22 @@ def test_bench_model_json_shape():
             assert backend[case]["median_ms"] > 0
         assert backend["peak_rss_mb"] > 0
     assert report["machine"]["cpu_count"] >= 1
+
+
+def test_bench_train_json_reports_each_precision_or_why_not():
+    out = json.loads(run_cli("bench", "train", "--batch-size", "2", "--steps", "2", "--warmup", "0",
+                             "--precisions", "fp32,fp16", "--device", "cpu", "--json").stdout)
+    assert out["device"] == "cpu" and out["batch_size"] == 2 and out["steps"] == 2
+    fp32 = out["precisions"]["fp32"]
+    assert fp32["autocast"] == "fp32" and fp32["median_step_s"] > 0 and fp32["speedup_vs_fp32"] == 1.0
+    assert fp32["pairs_per_s"] == 2 / fp32["median_step_s"]
+    assert "needs CUDA" in out["precisions"]["fp16"]["skipped"]      # no fp16 training on a CPU
+
+
+def test_bench_train_bad_input_is_one_json_error():
+    proc = run_cli("bench", "train", "--steps", "0", "--json", check=False)
+    assert proc.returncode == 2
+    assert "expected steps >= 1" in json.loads(proc.stdout)["error"]
+    proc = run_cli("bench", "train", "--precisions", "fp32,half", "--steps", "1", "--batch-size", "2",
+                   "--json", check=False)
+    assert proc.returncode == 2 and "expected one of" in json.loads(proc.stdout)["error"]

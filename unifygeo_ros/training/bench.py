@@ -1,7 +1,7 @@
 """``unifygeo bench train``: the training step rate of a configuration, per precision.
 
-One step is what :func:`.trainer.train` does per batch (forward pass, the UnifyGeo loss,
-backward pass, AdamW step), on seeded random images, panorama headings and camera pixels,
+One step is what :func:`.trainer.train` does per batch (:func:`.trainer.forward_and_loss`,
+the backward pass, an AdamW step), on seeded random images, panorama headings and camera pixels,
 so that the data pipeline is left out: it measures the device. The step times of every
 precision are interleaved round by round, so that a machine whose speed drifts (shared
 cores) affects each precision alike; medians are reported.
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from ..model.config import get_config
-from ..model.heading import teacher_prior, true_alignment
-from ..model.losses import LossConfig, unifygeo_loss
+from ..model.heading import true_alignment
+from ..model.losses import LossConfig
 from ..model.unifygeo import UnifyGeo
-from .trainer import _param_groups, autocast_dtype, pick_device
+from .trainer import PRECISIONS, _param_groups, autocast_dtype, forward_and_loss, pick_device
 
 
 def _step_inputs(cfg, batch: int, rng: np.random.Generator, device: torch.device) -> dict:
@@ -51,6 +51,9 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
 
     if steps < 1 or warmup < 0 or batch_size < 2:
         raise ValueError(f"expected steps >= 1, warmup >= 0 and batch_size >= 2, got {steps}, {warmup}, {batch_size}")
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise ValueError(f"precisions: expected one of {', '.join(PRECISIONS)}, got {', '.join(unknown) or 'none'}")
     dev = pick_device(device)
     cfg = get_config(config)
     runs, results = {}, {}
@@ -76,12 +79,8 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             t0 = time.perf_counter()
-            with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                out = model(x["ground"], x["aerial"], x["mask"], teacher_prior(x["k_true"], cfg))
-            out = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else
-                       [t.float() for t in v] if isinstance(v, list) else v) for k, v in out.items()}
-            terms = unifygeo_loss(out, model, x["rows"], x["cols"], x["field_yaw"], x["k_true"], loss_cfg,
-                                  cfg.heading_subdivisions)
+            terms = forward_and_loss(model, x["ground"], x["aerial"], x["mask"], x["rows"], x["cols"],
+                                     x["field_yaw"], x["k_true"], loss_cfg, dtype)
             run["optimizer"].zero_grad(set_to_none=True)
             terms["total"].backward()
             run["optimizer"].step()

@@ -175,6 +175,18 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+def forward_and_loss(model: UnifyGeo, ground, aerial, column_mask, rows, cols, field_yaw, k_true,
+                     loss: LossConfig, amp_dtype: torch.dtype | None = None) -> dict:
+    """One batch's forward pass (teacher-forced at the true alignment ``k_true``), in
+    ``amp_dtype`` autocast where given, and its loss terms, computed in fp32."""
+    device_type = ground.device.type
+    with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        outputs = model(ground, aerial, column_mask, teacher_prior(k_true, model.cfg))
+    outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else
+                   [t.float() for t in v] if isinstance(v, list) else v) for k, v in outputs.items()}
+    return unifygeo_loss(outputs, model, rows, cols, field_yaw, k_true, loss, model.cfg.heading_subdivisions)
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -312,7 +324,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     except Exception:  # tensorboard not installed
         tb = None
 
-    bin_stride = model_cfg.heading_subdivisions
     last_terms: dict[str, float] = {}
     stop = False
     epoch = start_epoch - 1
@@ -338,11 +349,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             aerial = batch["aerial"].to(device, non_blocking=True)
             mask = batch["column_mask"].to(device)
             rows, cols = batch["pixel"][:, 0].to(device), batch["pixel"][:, 1].to(device)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=use_amp):
-                outputs = model(ground, aerial, mask, teacher_prior(k_true, model_cfg))
-            outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else
-                           [t.float() for t in v] if isinstance(v, list) else v) for k, v in outputs.items()}
-            terms = unifygeo_loss(outputs, model, rows, cols, field_yaw, k_true, cfg.loss, bin_stride)
+            terms = forward_and_loss(model, ground, aerial, mask, rows, cols, field_yaw, k_true, cfg.loss, amp_dtype)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms["total"]).backward()
             if cfg.grad_clip:
