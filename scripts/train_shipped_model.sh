@@ -6,12 +6,13 @@
 #
 #   scripts/train_shipped_model.sh [WORKDIR]      (default: ./out/shipped)
 #
-# On the 2-core development CPU: data ~25 min, training ~62 min + ~28 min (retrieval stage,
-# both with their caching; measured 89 min in all),
-# evaluation ~20-30 min.
+# On the 2-core development CPU (with Intel AMX, bf16): data ~25 min, training ~67 min +
+# ~17 min (retrieval stage, both with their caching; measured 84 min in all, wall clock),
+# evaluation ~16 min.
 # An interrupted run continues where it stopped when the same command is run again.
-# The shipped model was trained in fp32 (--precision fp32); on a CPU with AMX the default
-# (bf16 autocast) runs the steps faster, see `unifygeo bench train`.
+# The shipped model was trained with bf16 autocast (--precision bf16, which needs a CPU with
+# AVX-512 BF16 or AMX, or a GPU; `unifygeo bench train` compares the step times). With
+# --precision fp32 the same recipe runs on any CPU, about 1.4 times slower per step.
 set -euo pipefail
 W=${1:-out/shipped}
 U=${UNIFYGEO:-.venv/bin/unifygeo}
@@ -47,14 +48,14 @@ city RandK 51 suburb   -23.55,-46.63  700 1700 4 random:51
 city RandL 52 oldtown  30.04,31.24    700 1700 4 random:52
 
 # First stage, the published recipe on all eighteen cities (30,600 pairs, held in memory as
-# uint8: about 4.5 GB): 3 epochs of 956 batches. Resumes from WORKDIR/run/last.pt when it
+# uint8: about 4.5 GB): 4 epochs of 956 batches. Resumes from WORKDIR/run/last.pt when it
 # exists.
 CITIES=TrainDefault,TrainDowntown,TrainOldtown,TrainSuburb,TrainDenver,TrainToronto,RandA,RandB,RandC,RandD,RandE,RandF,RandG,RandH,RandI,RandJ,RandK,RandL
 if [ ! -f "$W/run/model.pt" ]; then
   RESUME=(); [ -f "$W/run/last.pt" ] && RESUME=(--resume)
   $U train --data "$W/vigor" --out "$W/run" --config small --protocol cross_area --cities "$CITIES" \
-    --batch-size 32 --unknown-heading 0.5 --fov 0.2 --heading-term 3 --seed 0 --epochs 3 --cache yes \
-    --precision fp32 "${RESUME[@]}" --json
+    --batch-size 32 --unknown-heading 0.5 --fov 0.2 --heading-term 3 --seed 0 --epochs 4 --cache yes \
+    --precision bf16 "${RESUME[@]}" --json
 fi
 
 # Second stage: the global descriptors (S-heads, aggregators with their layout term) are
@@ -64,7 +65,7 @@ if [ ! -f "$W/retrieval/model.pt" ]; then
   RRESUME=(); [ -f "$W/retrieval/last.pt" ] && RRESUME=(--resume)
   $U train --stage retrieval --init "$W/run/model.pt" --reinit-descriptors --data "$W/vigor" --out "$W/retrieval" \
     --config small --protocol cross_area \
-    --cities "$CITIES" --epochs 20 --fov 0.2 --seed 0 --precision fp32 "${RRESUME[@]}" --json
+    --cities "$CITIES" --epochs 20 --fov 0.2 --seed 0 --precision bf16 "${RRESUME[@]}" --json
 fi
 
 # The fp16 checkpoint that ships, then its evaluation on the held-out city.

@@ -4,7 +4,45 @@ Each entry says how and on what it was measured (held-out synthetic cities, neve
 training seeds 11-16, the validation seed 21 nor the demo's 2026). See :mod:`.calibration`.
 """
 
-CALIBRATIONS: dict[str, dict] = {'69dd037646e1fa87a534d2aef4cabe127b2f4559106f3a333711d41743f4b19f': {'c_pos': 1.941524673043946,
+CALIBRATIONS: dict[str, dict] = {'62b8ff4444a2f52438c7cd3812b838163a5c497563784a9e8cd2aca41443b162': {'c_pos': 2.029952209676141,
+                                                                      'c_yaw': 0.6515273426474139,
+                                                                      'coverage_unscaled': 0.8791666666666667,
+                                                                      'date': '2026-12-03',
+                                                                      'measured_on': {'failed': 0,
+                                                                                      'modes': ['panorama, '
+                                                                                                'known '
+                                                                                                'heading',
+                                                                                                'panorama, '
+                                                                                                'unknown '
+                                                                                                'heading',
+                                                                                                'pinhole 90 '
+                                                                                                'deg, known '
+                                                                                                'heading',
+                                                                                                'pinhole 90 '
+                                                                                                'deg, '
+                                                                                                'unknown '
+                                                                                                'heading',
+                                                                                                'panorama, '
+                                                                                                'unknown '
+                                                                                                'heading, '
+                                                                                                'GNSS prior'],
+                                                                                      'records': 1200,
+                                                                                      'seeds': [101,
+                                                                                                102,
+                                                                                                103,
+                                                                                                104],
+                                                                                      'size_m': 400.0,
+                                                                                      'styles': ['default',
+                                                                                                 'downtown',
+                                                                                                 'oldtown',
+                                                                                                 'suburb'],
+                                                                                      'views_per_city_and_mode': 60},
+                                                                      'pinhole': {'c_pos': 16.066356547462,
+                                                                                  'c_yaw': 1.3741152663626062,
+                                                                                  'coverage_unscaled': 0.4125,
+                                                                                  'yaw_coverage_unscaled': 0.8791666666666667},
+                                                                      'yaw_coverage_unscaled': 0.9680555555555556},
+ '69dd037646e1fa87a534d2aef4cabe127b2f4559106f3a333711d41743f4b19f': {'c_pos': 1.941524673043946,
                                                                       'c_yaw': 0.6777773574702569,
                                                                       'coverage_unscaled': 0.8958333333333334,
                                                                       'date': '2026-12-03',
