@@ -22,7 +22,7 @@ from ..model.config import get_config
 from ..model.heading import true_alignment
 from ..model.losses import LossConfig
 from ..model.unifygeo import UnifyGeo
-from .trainer import PRECISIONS, _param_groups, autocast_dtype, forward_and_loss, pick_device
+from .trainer import PRECISIONS, _param_groups, autocast_dtype, autocast_name, forward_and_loss, pick_device
 
 
 def _step_inputs(cfg, batch: int, rng: np.random.Generator, device: torch.device) -> dict:
@@ -93,7 +93,7 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
     bar.close()
     for precision, run in runs.items():
         t = np.asarray(run["times"])
-        results[precision] = {"autocast": str(run["dtype"]).replace("torch.", "") if run["dtype"] else "fp32",
+        results[precision] = {"autocast": autocast_name(run["dtype"]),
                               "median_step_s": float(np.median(t)), "min_step_s": float(t.min()),
                               "pairs_per_s": float(batch_size / np.median(t)),
                               "final_loss": run["losses"][-1]}

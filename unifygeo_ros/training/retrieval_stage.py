@@ -48,8 +48,8 @@ from ..model.losses import loss_g
 from ..model.unifygeo import UnifyGeo, load_checkpoint, save_checkpoint
 from .augment import fov_column_mask
 from .sampler import ConflictFreeBatchSampler
-from .trainer import (_param_groups, _sampler_inputs, autocast_dtype, given_options, learning_rate, open_log,
-                      pick_device, release_freed_memory, resume_state)
+from .trainer import (_param_groups, _sampler_inputs, autocast, autocast_dtype, autocast_name, given_options,
+                      learning_rate, open_log, pick_device, release_freed_memory, resume_state)
 
 DEFAULT_LAYOUT_CHANNELS = 32
 CACHE_BUDGET_BYTES = 12 * 2 ** 30
@@ -146,8 +146,7 @@ class FeatureCache:
                              f"needed, more than {CACHE_BUDGET_BYTES / 2 ** 30:.0f} GiB; train on fewer cities "
                              f"(--cities) or use the full training")
         def encode(encoder, images):        # images come normalised; flips and turns commute with that
-            with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                                        enabled=amp_dtype is not None):
+            with torch.inference_mode(), autocast(device.type, amp_dtype):
                 return encoder(images.to(device))[-1].half().cpu()
 
         panos = []
@@ -258,7 +257,7 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
             lr = learning_rate(step, total, warmup, cfg.lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with autocast(device.type, amp_dtype):
                 v_g = model.ground.aggregator(model.ground.s_head(ground), valid)
                 v_a = model.aerial.aggregator(model.aerial.s_head(aerial))
             loss = loss_g(v_g.float(), v_a.float(), model.logit_scale, cfg.label_smoothing)
@@ -292,7 +291,7 @@ def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
     training["retrieval_stage"] = {
         "init": str(cfg.init), "init_model_hash": init_hash, "config": cfg.as_dict(), "steps": step,
         "epochs_done": epoch + 1, "train_seconds": round(elapsed, 1), "cache_seconds": round(cache_s, 1),
-        "device": str(device), "autocast": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+        "device": str(device), "autocast": autocast_name(amp_dtype),
         "panoramas": len(queries), "tiles": len(refs), "command": " ".join(sys.argv),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None},

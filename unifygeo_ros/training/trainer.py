@@ -175,12 +175,22 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
+def autocast(device_type: str, amp_dtype: torch.dtype | None):
+    """The autocast context of :func:`autocast_dtype`'s choice (a no-op for ``None``)."""
+    return torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+
+def autocast_name(amp_dtype: torch.dtype | None) -> str:
+    """How summaries and checkpoints record the choice: ``bfloat16``, ``float16`` or ``fp32``."""
+    return str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "fp32"
+
+
 def forward_and_loss(model: UnifyGeo, ground, aerial, column_mask, rows, cols, field_yaw, k_true,
                      loss: LossConfig, amp_dtype: torch.dtype | None = None) -> dict:
     """One batch's forward pass (teacher-forced at the true alignment ``k_true``), in
     ``amp_dtype`` autocast where given, and its loss terms, computed in fp32."""
     device_type = ground.device.type
-    with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+    with autocast(device_type, amp_dtype):
         outputs = model(ground, aerial, column_mask, teacher_prior(k_true, model.cfg))
     outputs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else
                    [t.float() for t in v] if isinstance(v, list) else v) for k, v in outputs.items()}
@@ -309,7 +319,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     model = build_model(cfg).to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     amp_dtype = autocast_dtype(cfg.precision, device)
-    use_amp = amp_dtype is not None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     steps_per_epoch = len(sampler)
     total_steps = steps_per_epoch * cfg.epochs
@@ -393,7 +402,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     training = {
         "data": str(cfg.data), "config": cfg.as_dict(), "steps": step, "epochs_done": epoch + 1,
         "train_seconds": round(elapsed, 1), "device": str(device),
-        "autocast": str(amp_dtype).replace("torch.", "") if use_amp else "fp32",
+        "autocast": autocast_name(amp_dtype),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
         "command": " ".join(sys.argv), "pairs": len(store), "cached": cache,
