@@ -237,3 +237,48 @@ def test_cli_sim_preview_writes_png(tmp_path, capsys):
     assert img is not None and [img.shape[1], img.shape[0]] == res["size_px"]
     assert img.std() > 20
     assert main(["sim", "preview", "--city", str(tmp_path / "nothing"), "--json"]) == 2
+
+
+def test_random_sun_is_seeded_and_within_its_ranges():
+    from unifygeo_ros.sim.world import RANDOM_SUN_ELEVATION_DEG, random_sun
+
+    suns = [random_sun(s) for s in range(200)]
+    assert random_sun(7) == random_sun(7) and random_sun(7) != random_sun(8)
+    az = np.array([a for a, _ in suns])
+    el = np.array([e for _, e in suns])
+    assert az.min() >= 0.0 and az.max() < 360.0 and np.ptp(az) > 300.0      # the whole circle
+    lo, hi = RANDOM_SUN_ELEVATION_DEG
+    assert el.min() >= lo and el.max() <= hi and np.ptp(el) > 0.8 * (hi - lo)
+    with pytest.raises(ValueError, match="non-negative"):
+        random_sun(-1)
+
+
+def test_cli_sim_city_with_a_given_or_random_sun(tmp_path, capsys):
+    from unifygeo_ros.sim.world import random_sun
+
+    out = tmp_path / "c"
+    rc = main(["sim", "city", "--seed", "4", "--size-m", "120", "--origin", "47.37,8.54", "--style", "suburb",
+               "--sun=-60,25", "--mpp", "1.0", "--out", str(out), "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["sun"] == {"azimuth_deg": 300.0, "elevation_deg": 25.0}          # -60 deg is bearing 300
+    city = City.load(out)                                                       # the sun round-trips
+    assert (city.style.sun_azimuth_deg, city.style.sun_elevation_deg) == (300.0, 25.0)
+    plain = generate_city(4, 120.0, 47.37, 8.54, "suburb")
+    assert len(city.buildings) == len(plain.buildings)                          # the geometry does not move
+    assert [b.height for b in city.buildings] == [b.height for b in plain.buildings]
+    # a low western sun casts longer shadows than the preset's (40 deg from the south-south-west):
+    # the orthophoto is darker
+    a = render.render_ortho(city, (60.0, 60.0), 80, 1.0).astype(float).mean()
+    b = render.render_ortho(plain, (60.0, 60.0), 80, 1.0).astype(float).mean()
+    assert a < b
+
+    rc = main(["sim", "city", "--seed", "4", "--size-m", "120", "--origin", "47.37,8.54",
+               "--sun", "random:3", "--mpp", "1.0", "--out", str(tmp_path / "r"), "--json"])
+    assert rc == 0
+    az, el = random_sun(3)
+    assert json.loads(capsys.readouterr().out)["sun"] == {"azimuth_deg": az, "elevation_deg": el}
+    for bad, expected in (("random:x", "random:SEED"), ("90", "AZIMUTH,ELEVATION"), ("90,5", "[10, 85]")):
+        rc = main(["sim", "city", "--origin", "47,8", "--sun", bad, "--out", str(tmp_path / "x"), "--json"])
+        assert rc == 2 and expected in json.loads(capsys.readouterr().out)["error"]
+        assert not (tmp_path / "x").exists()

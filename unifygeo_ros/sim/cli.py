@@ -43,8 +43,36 @@ def _parse_pair(text: str, name: str) -> tuple[float, float]:
         raise CommandError(f"{name} must be X,Y in local metres, got {text!r}") from None
 
 
-def _style(name: str, palette: str | None = None):
-    """The style preset ``name``, with its palette replaced by ``palette`` when given."""
+SUN_RANDOM_PREFIX = "random:"
+
+
+def parse_sun(text: str) -> tuple[float, float]:
+    """``--sun``: ``"AZIMUTH,ELEVATION"`` in degrees (azimuth a compass bearing, clockwise from
+    grid north) or ``"random:SEED"`` (:func:`unifygeo_ros.sim.world.random_sun`) -> (azimuth, elevation)."""
+    from unifygeo_ros.sim.world import random_sun
+
+    text = str(text).strip()
+    if text.startswith(SUN_RANDOM_PREFIX):
+        seed = text[len(SUN_RANDOM_PREFIX):]
+        if not seed.isdigit():
+            raise CommandError(f"--sun random:SEED needs a non-negative integer SEED, got {text!r}")
+        return random_sun(int(seed))
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        azimuth, elevation = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise CommandError("--sun must be AZIMUTH,ELEVATION in degrees (azimuth a compass bearing, clockwise "
+                           f"from north; e.g. 190,30) or random:SEED, got {text!r}") from None
+    if not 10.0 <= elevation <= 85.0:
+        raise CommandError(f"--sun elevation must be in [10, 85] degrees, got {elevation:g}")
+    return azimuth % 360.0, elevation
+
+
+def _style(name: str, palette: str | None = None, sun: str | None = None):
+    """The style preset ``name``, with its palette replaced by ``palette`` and its sun by
+    ``sun`` (see :func:`parse_sun`) when given."""
     from dataclasses import replace
 
     from unifygeo_ros.sim.world import STYLE_PRESETS, CityStyle
@@ -52,6 +80,9 @@ def _style(name: str, palette: str | None = None):
     if name not in STYLE_PRESETS:
         raise CommandError(f"unknown --style {name!r}; expected one of: {', '.join(sorted(STYLE_PRESETS))}")
     style = CityStyle.preset(name)
+    if sun is not None:
+        azimuth, elevation = parse_sun(sun)
+        style = replace(style, sun_azimuth_deg=azimuth, sun_elevation_deg=elevation)
     if palette is None:
         return style
     try:
@@ -76,7 +107,7 @@ def _cmd_city(args: argparse.Namespace) -> int:
 
     size = _check_size(args.size_m)
     lat, lon = parse_origin(args.origin)
-    style = _style(args.style, args.palette)
+    style = _style(args.style, args.palette, args.sun)
     if not 0.02 <= args.mpp <= 10.0:
         raise CommandError(f"--mpp must be in [0.02, 10] metres per pixel, got {args.mpp}")
     if not 0.02 <= args.raster_mpp <= 1.0:
@@ -101,6 +132,7 @@ def _cmd_city(args: argparse.Namespace) -> int:
         "size_m": size,
         "style": style.name,
         "palette": style.palette,
+        "sun": {"azimuth_deg": style.sun_azimuth_deg, "elevation_deg": style.sun_elevation_deg},
         "origin": {"lat": lat, "lon": lon},
         "crs": f"EPSG:{city.epsg}",
         "mpp": args.mpp,
@@ -167,6 +199,10 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--palette", metavar="NAME",
                    help="replace the style's colour palette: temperate, metropolis, mediterranean, nordic, or "
                         "random:SEED (colours drawn at random for each material: domain randomisation)")
+    p.add_argument("--sun", metavar="AZ,EL",
+                   help="replace the style's sun: AZIMUTH,ELEVATION in degrees (azimuth a compass bearing, "
+                        "clockwise from north; elevation 10-85; --sun=AZ,EL for a negative azimuth), or random:SEED (azimuth uniform over the "
+                        "circle, elevation uniform in 20-70 deg: domain randomisation of the lighting)")
     p.add_argument("--mpp", type=float, default=0.2, help="orthophoto metres per pixel")
     p.add_argument("--raster-mpp", type=float, default=0.1,
                    help="resolution of the city's shared ground/aerial rasters, saved in city.json; renders finer "

@@ -123,6 +123,25 @@ class CityStyle:
         return np.array([math.sin(az) * math.cos(el), math.cos(az) * math.cos(el), math.sin(el)])
 
 
+RANDOM_SUN_ELEVATION_DEG = (20.0, 70.0)
+
+
+def random_sun(seed: int) -> tuple[float, float]:
+    """A sun drawn at random (domain randomisation of lighting), the same for the same ``seed``.
+
+    Returns ``(azimuth, elevation)`` in degrees: the azimuth a compass bearing (clockwise
+    from grid north, as :attr:`CityStyle.sun_azimuth_deg`), uniform over the full circle;
+    the elevation uniform over :data:`RANDOM_SUN_ELEVATION_DEG`, from a long winter-morning
+    shadow to a short summer-noon one. The generator is independent of the palette's.
+    """
+    if int(seed) < 0:
+        raise ValueError(f"random sun seed must be a non-negative integer, got {seed}")
+    rng = np.random.default_rng([0x5E1A5, int(seed)])
+    azimuth = float(rng.uniform(0.0, 360.0))
+    elevation = float(rng.uniform(*RANDOM_SUN_ELEVATION_DEG))
+    return round(azimuth, 3), round(elevation, 3)
+
+
 STYLE_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "suburb": dict(
