@@ -320,3 +320,22 @@ def test_config_lookup_and_checkpoint_roundtrip(tmp_path):
     torch.save({"x": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="expected a unifygeo_ros checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_unreadable_or_mismatched_checkpoint_is_a_clear_error(tmp_path):
+    """A text file, a truncated download and weights of another configuration all raise a
+    ValueError naming the file and what was expected (the CLIs turn it into an error line)."""
+    torch.manual_seed(3)
+    model = UnifyGeo("small").eval()
+    good = tmp_path / "m.pt"
+    save_checkpoint(model, good)
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:2000])
+    for name in ("text.pt", "cut.pt"):
+        with pytest.raises(ValueError, match=rf"{name}: not a readable checkpoint .*expected a unifygeo_ros"):
+            load_checkpoint(tmp_path / name)
+    payload = torch.load(good, weights_only=True)
+    payload["state_dict"].pop(next(iter(payload["state_dict"])))
+    torch.save(payload, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match="partial.pt: checkpoint does not match its model configuration"):
+        load_checkpoint(tmp_path / "partial.pt")

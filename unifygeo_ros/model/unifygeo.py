@@ -154,10 +154,20 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[UnifyGeo, dic
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model checkpoint not found: {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:        # a truncated, foreign or non-torch file fails in many ways
+        why = ("a damaged or truncated archive" if "zip archive" in str(exc)
+               else f"not a file written by torch.save, {type(exc).__name__}")
+        raise ValueError(f"{path}: not a readable checkpoint ({why}); expected a "
+                         f"unifygeo_ros checkpoint ({CHECKPOINT_FORMAT}) written by `unifygeo train`") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: expected a unifygeo_ros checkpoint ({CHECKPOINT_FORMAT}), got "
                          f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}")
-    model = UnifyGeo(get_config(payload["config"]))
-    model.load_state_dict(payload["state_dict"], strict=True)
+    try:
+        model = UnifyGeo(get_config(payload["config"]))
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (KeyError, RuntimeError) as exc:
+        raise ValueError(f"{path}: checkpoint does not match its model configuration "
+                         f"({type(exc).__name__}: {str(exc)[:300]})") from exc
     return model.eval(), payload

@@ -309,6 +309,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                             ground_size=model_cfg.ground_size, aerial_size=model_cfg.aerial_size, normalize=False)
     if len(base) == 0:
         raise ValueError(f"{cfg.data}: no training pairs for protocol {cfg.protocol!r}, split {cfg.split!r}")
+    model = build_model(cfg).to(device)        # before caching: a bad --init or --imagenet fails at once
     pair_bytes = 3 * (model_cfg.ground_size[0] * model_cfg.ground_size[1] + model_cfg.aerial_size ** 2)
     cache = cfg.cache == "yes" or (cfg.cache == "auto" and len(base) * pair_bytes < 4 * 2 ** 30)
     store = PairStore(base, PairAugment(cfg.augment), cfg.seed, cache, progress)
@@ -316,7 +317,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     sampler = ConflictFreeBatchSampler(positives, tiles, positions, cfg.batch_size, cfg.hard_fraction, cfg.seed)
     workers = cfg.workers if cfg.workers is not None else (0 if cache or device.type == "cpu" else min(8, os.cpu_count() or 1))
 
-    model = build_model(cfg).to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     amp_dtype = autocast_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
