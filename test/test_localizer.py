@@ -135,6 +135,10 @@ def test_bad_frames_raise_and_the_next_frame_still_works(loc, pano):
         (pano[..., :2], "H x W x 3"),
         (pano.tolist(), "numpy array"),
         (np.zeros((8, 16, 3), np.uint8), "at least 16 px"),
+        (np.zeros_like(pano), "no content"),                         # a covered lens
+        (np.full_like(pano, 255), "no content"),                     # a saturated frame
+        (np.clip(np.full_like(pano, 128) + np.random.default_rng(0).integers(0, 2, pano.shape), 0, 255)
+         .astype(np.uint8), "no content"),                          # sensor noise on a grey frame
     ]
     for image, message in bad:
         with pytest.raises(LocalizationError, match=message):

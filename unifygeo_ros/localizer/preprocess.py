@@ -1,7 +1,8 @@
 """Input checks and the image -> network-input path of the localizer.
 
 * Images are ``H x W x 3`` uint8 RGB of any size; a panorama must be 2:1 (within one pixel
-  of width = 2 x height).
+  of width = 2 x height). A uniform frame (a covered lens, an all-black or saturated
+  exposure) is refused: the network would still rank tiles and place the camera somewhere.
 * A panorama is resized to the model's ``H x W`` (area averaging when shrinking, as the
   training data was). A pinhole image is first shrunk to about twice the panorama's angular
   resolution (to avoid aliasing) and then placed in the panorama frame by
@@ -22,6 +23,7 @@ IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), np.float32)   # as model.unifyge
 IMAGENET_STD = np.array((0.229, 0.224, 0.225), np.float32)
 MIN_SIDE = 16
 MAX_PIXELS = 100_000_000
+MIN_CONTRAST = 2.0      # grey levels (0-255): below this standard deviation a frame shows nothing
 
 
 def normalize_images(images: np.ndarray) -> np.ndarray:
@@ -51,6 +53,12 @@ def check_image(image, camera: Camera) -> np.ndarray:
         raise LocalizationError(f"panorama: {w} x {h} pixels is not 2:1; expected an equirectangular 360 x 180 "
                                 f"degree image with width = 2 x height (use Camera('pinhole', hfov_deg=...) for a "
                                 f"pinhole image)")
+    step = max(1, min(h, w) // 64)      # about 64 x 128 samples are plenty for a contrast check
+    contrast = float(image[::step, ::step].mean(axis=2, dtype=np.float32).std())
+    if contrast < MIN_CONTRAST:
+        raise LocalizationError(f"image: no content (grey-level standard deviation {contrast:.2f}, expected at "
+                                f"least {MIN_CONTRAST:g}); a uniform frame (covered lens, black or saturated "
+                                f"exposure, a failing driver) cannot be localized")
     return image
 
 
