@@ -62,6 +62,13 @@ def test_bench_train_json_reports_each_precision_or_why_not():
     assert fp32["autocast"] == "fp32" and fp32["median_step_s"] > 0 and fp32["speedup_vs_fp32"] == 1.0
     assert fp32["pairs_per_s"] == 2 / fp32["median_step_s"]
     assert "needs CUDA" in out["precisions"]["fp16"]["skipped"]      # no fp16 training on a CPU
+    assert fp32["memory_format"] == "channels_last" and out["memory_formats"] == ["channels_last"]
+    out = json.loads(run_cli("bench", "train", "--batch-size", "2", "--steps", "1", "--warmup", "0",
+                             "--precisions", "fp32", "--memory-formats", "channels_last,contiguous",
+                             "--device", "cpu", "--json").stdout)
+    assert set(out["precisions"]) == {"fp32", "fp32 contiguous"}
+    assert out["precisions"]["fp32 contiguous"]["memory_format"] == "contiguous"
+    assert out["precisions"]["fp32 contiguous"]["median_step_s"] > 0
 
 
 def test_bench_train_bad_input_is_one_json_error():
@@ -71,3 +78,6 @@ def test_bench_train_bad_input_is_one_json_error():
     proc = run_cli("bench", "train", "--precisions", "fp32,half", "--steps", "1", "--batch-size", "2",
                    "--json", check=False)
     assert proc.returncode == 2 and "expected one of" in json.loads(proc.stdout)["error"]
+    proc = run_cli("bench", "train", "--memory-formats", "nhwc", "--steps", "1", "--batch-size", "2",
+                   "--json", check=False)
+    assert proc.returncode == 2 and "memory format: expected one of" in json.loads(proc.stdout)["error"]

@@ -74,6 +74,24 @@ def test_D_sums_to_one_per_sample(models, name):
     assert bool(torch.isfinite(out["yaw_field"]).all())
 
 
+def test_channels_last_layout_computes_the_same_outputs(models):
+    """Training runs the model in NHWC (channels_last); every output must equal the NCHW one."""
+    import copy
+
+    model = models["small"]
+    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    ground, aerial = _pair_batch(model, 2, seed=7)
+    with torch.no_grad():
+        ref = model(ground, aerial)
+        out = nhwc(ground.contiguous(memory_format=torch.channels_last),
+                   aerial.contiguous(memory_format=torch.channels_last))
+    assert set(out) == set(ref)
+    for key, value in ref.items():
+        for a, b in zip(value if isinstance(value, list) else [value], out[key] if isinstance(value, list) else [out[key]]):
+            if torch.is_tensor(a) and a.is_floating_point():
+                assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()) + 1e-7), key
+
+
 def test_paper_parameter_count(models):
     model = models["paper"]
     without_yaw = model.parameter_count() - model.yaw_head_parameters()

@@ -129,6 +129,26 @@ def test_bf16_training_on_the_cpu_learns_like_fp32(tiny_root, tmp_path):
     assert all(p.dtype == torch.float32 for p in model.parameters())   # the weights stay fp32
 
 
+def test_channels_last_training_follows_the_contiguous_one(tiny_root, tmp_path):
+    """The memory format changes the layout, not the arithmetic: same seed, same batches,
+    the same losses (to convolution-algorithm rounding), and a checkpoint stored contiguous."""
+    runs = {}
+    for fmt in ("contiguous", "channels_last"):
+        cfg = TrainConfig(data=str(tiny_root), out=str(tmp_path / fmt), config="small", epochs=2, batch_size=8,
+                          lr=1e-3, protocol="cross_area", cities=("Tiny",), seed=0, precision="fp32",
+                          memory_format=fmt, augment=AugmentConfig(unknown_heading=0.3, fov=0.2))
+        train(cfg, progress=False)
+        runs[fmt] = np.array([float(r["total"]) for r in _read_log(tmp_path / fmt / "log.csv")])
+    assert len(runs["contiguous"]) == len(runs["channels_last"]) > 4
+    assert abs(runs["channels_last"][0] - runs["contiguous"][0]) < 1e-4 * runs["contiguous"][0]
+    assert np.abs(runs["channels_last"] - runs["contiguous"]).mean() < 0.01 * runs["contiguous"].mean()
+    state = torch.load(tmp_path / "channels_last" / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
+    assert all(v.is_contiguous() for v in state.values())
+    assert any(v.ndim == 4 for v in state.values())
+    with pytest.raises(ValueError, match="expected one of channels_last, contiguous, got 'nhwc'"):
+        train(TrainConfig(data=str(tiny_root), out=str(tmp_path / "bad"), memory_format="nhwc"), progress=False)
+
+
 def test_cached_pairs_equal_the_uncached_ones(tiny_root):
     from unifygeo_ros.data.vigor import VigorPairDataset
     from unifygeo_ros.model.config import get_config
@@ -240,6 +260,9 @@ def test_descriptor_stage_options_are_refused_by_the_full_training(tmp_path, cap
 
     from unifygeo_ros.cli import main
 
+    rc = main(["train", "--stage", "retrieval", "--init", str(tmp_path / "x.pt"), "--data", str(tmp_path), "--out",
+               str(tmp_path / "o"), "--memory-format", "contiguous", "--json"])
+    assert rc == 2 and "applies to the full stage only" in json.loads(capsys.readouterr().out)["error"]
     for flag in (["--reinit-descriptors"], ["--layout-channels", "16"]):
         rc = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *flag, "--json"])
         assert rc == 2

@@ -129,7 +129,7 @@ def save_checkpoint(model: UnifyGeo, path: str | Path, half: bool = False, **ext
     tensors as fp16 (half the size; loading casts them back to the model's fp32)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = model.state_dict()
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}   # whatever layout it trained in
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {"format": CHECKPOINT_FORMAT, "config": model.cfg.as_dict(), "state_dict": state,

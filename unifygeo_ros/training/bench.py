@@ -22,7 +22,8 @@ from ..model.config import get_config
 from ..model.heading import true_alignment
 from ..model.losses import LossConfig
 from ..model.unifygeo import UnifyGeo
-from .trainer import PRECISIONS, _param_groups, autocast_dtype, autocast_name, forward_and_loss, pick_device
+from .trainer import (PRECISIONS, _param_groups, autocast_dtype, autocast_name, forward_and_loss, pick_device,
+                      torch_memory_format)
 
 
 def _step_inputs(cfg, batch: int, rng: np.random.Generator, device: torch.device) -> dict:
@@ -44,9 +45,13 @@ def _step_inputs(cfg, batch: int, rng: np.random.Generator, device: torch.device
 
 def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, warmup: int = 2,
                    precisions: tuple[str, ...] = ("fp32", "bf16"), device: str = "auto", seed: int = 0,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, memory_formats: tuple[str, ...] = ("channels_last",)) -> dict:
     """Median seconds per training step for each precision (see the module docstring).
-    A precision the device cannot run is reported with the reason instead of a time."""
+    A precision the device cannot run is reported with the reason instead of a time.
+
+    Every precision runs in each of ``memory_formats`` (the training's layout of the model
+    and batches, :func:`.trainer.torch_memory_format`): the first format's runs are keyed
+    by the precision's name, the others' by ``"PRECISION FORMAT"``."""
     from tqdm import tqdm
 
     if steps < 1 or warmup < 0 or batch_size < 2:
@@ -54,19 +59,25 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or not precisions:
         raise ValueError(f"precisions: expected one of {', '.join(PRECISIONS)}, got {', '.join(unknown) or 'none'}")
+    if not memory_formats:
+        raise ValueError("memory formats: expected at least one of channels_last, contiguous")
+    layouts = {name: torch_memory_format(name) for name in memory_formats}
     dev = pick_device(device)
     cfg = get_config(config)
     runs, results = {}, {}
-    for precision in precisions:
-        try:
-            dtype = autocast_dtype(precision, dev)
-        except ValueError as exc:
-            results[precision] = {"skipped": str(exc)}
-            continue
-        torch.manual_seed(seed)
-        model = UnifyGeo(cfg).to(dev).train()
-        runs[precision] = {"dtype": dtype, "model": model, "times": [], "losses": [],
-                           "optimizer": torch.optim.AdamW(_param_groups(model, 0.04), lr=1e-4)}
+    for f, (layout_name, layout) in enumerate(layouts.items()):
+        for precision in precisions:
+            key = precision if f == 0 else f"{precision} {layout_name}"
+            try:
+                dtype = autocast_dtype(precision, dev)
+            except ValueError as exc:
+                results[key] = {"skipped": str(exc)}
+                continue
+            torch.manual_seed(seed)
+            model = UnifyGeo(cfg).to(dev).train().to(memory_format=layout)
+            runs[key] = {"dtype": dtype, "model": model, "times": [], "losses": [], "layout": layout,
+                         "memory_format": layout_name,
+                         "optimizer": torch.optim.AdamW(_param_groups(model, 0.04), lr=1e-4)}
     loss_cfg = LossConfig()
     rng = np.random.default_rng(seed)
     inputs = [_step_inputs(cfg, batch_size, rng, dev) for _ in range(min(4, warmup + steps))]
@@ -76,10 +87,12 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
         x = inputs[i % len(inputs)]
         for precision, run in runs.items():
             model, dtype = run["model"], run["dtype"]
+            ground = x["ground"].contiguous(memory_format=run["layout"])
+            aerial = x["aerial"].contiguous(memory_format=run["layout"])
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             t0 = time.perf_counter()
-            terms = forward_and_loss(model, x["ground"], x["aerial"], x["mask"], x["rows"], x["cols"],
+            terms = forward_and_loss(model, ground, aerial, x["mask"], x["rows"], x["cols"],
                                      x["field_yaw"], x["k_true"], loss_cfg, dtype)
             run["optimizer"].zero_grad(set_to_none=True)
             terms["total"].backward()
@@ -93,7 +106,7 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
     bar.close()
     for precision, run in runs.items():
         t = np.asarray(run["times"])
-        results[precision] = {"autocast": autocast_name(run["dtype"]),
+        results[precision] = {"autocast": autocast_name(run["dtype"]), "memory_format": run["memory_format"],
                               "median_step_s": float(np.median(t)), "min_step_s": float(t.min()),
                               "pairs_per_s": float(batch_size / np.median(t)),
                               "final_loss": run["losses"][-1]}
@@ -103,4 +116,4 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
             r["speedup_vs_fp32"] = base / r["median_step_s"]
     return {"config": config, "batch_size": batch_size, "steps": steps, "warmup": warmup, "device": str(dev),
             "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
-            "platform": platform.platform(), "precisions": results}
+            "platform": platform.platform(), "memory_formats": list(layouts), "precisions": results}

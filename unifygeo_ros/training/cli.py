@@ -43,6 +43,9 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="forward pass: auto = bf16 (else fp16) on CUDA, bf16 on a CPU with AMX, else fp32")
+    p.add_argument("--memory-format", default=None, choices=["channels_last", "contiguous"],
+                   help="full stage: layout of the model and batches (default channels_last, NHWC, faster; "
+                        "the checkpoints are the same either way)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--cache", default="auto", choices=["auto", "yes", "no"],
                    help="keep resized pairs in memory (auto: when under 4 GiB)")
@@ -58,6 +61,9 @@ def register(sub, bench_sub) -> None:
     b.add_argument("--steps", type=int, default=8, help="timed steps per precision (default 8)")
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     b.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16, auto")
+    b.add_argument("--memory-formats", default="channels_last",
+                   help="comma-separated: channels_last (the training's default), contiguous; each one after the "
+                        "first is reported as 'PRECISION FORMAT'")
     b.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     add_json_flag(b)
     b.set_defaults(handler=bench_train_command)
@@ -68,7 +74,8 @@ def bench_train_command(args) -> int:
 
     try:
         result = bench_training(args.config, args.batch_size, args.steps, args.warmup,
-                                tuple(p.strip() for p in args.precisions.split(",") if p.strip()), args.device)
+                                tuple(p.strip() for p in args.precisions.split(",") if p.strip()), args.device,
+                                memory_formats=tuple(f.strip() for f in args.memory_formats.split(",") if f.strip()))
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
 

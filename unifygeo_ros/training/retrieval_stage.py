@@ -319,6 +319,8 @@ def stage_config_from_args(args) -> RetrievalStageConfig:
         raise ValueError("--stage retrieval needs --init CHECKPOINT (a trained model to start from)")
     if args.imagenet:
         raise ValueError("--stage retrieval starts from --init; --imagenet does not apply")
+    if getattr(args, "memory_format", None):
+        raise ValueError("--memory-format applies to the full stage only (the retrieval stage trains on cached maps)")
     return RetrievalStageConfig(
         data=args.data, out=args.out, init=args.init, config=args.config, protocol=args.protocol,
         cities=tuple(args.cities.split(",")) if args.cities else None, epochs=args.epochs,

@@ -61,6 +61,7 @@ class TrainConfig:
     init: str | None = None             # start from a unifygeo_ros checkpoint
     device: str = "auto"
     precision: str = "auto"             # auto | fp32 | bf16 | fp16 (see autocast_dtype)
+    memory_format: str = "channels_last"  # of the model and the batches (see torch_memory_format)
     grad_clip: float = 5.0
     max_steps: int | None = None        # stop after this many optimizer steps (smoke runs)
     resume: bool = False
@@ -197,6 +198,20 @@ def forward_and_loss(model: UnifyGeo, ground, aerial, column_mask, rows, cols, f
     return unifygeo_loss(outputs, model, rows, cols, field_yaw, k_true, loss, model.cfg.heading_subdivisions)
 
 
+MEMORY_FORMATS = ("channels_last", "contiguous")
+
+
+def torch_memory_format(name: str) -> torch.memory_format:
+    """The layout of the convolutions' tensors during training: ``channels_last`` (NHWC,
+    the default) or ``contiguous`` (NCHW). The arithmetic is the same; NHWC spares the
+    ConvNeXt blocks' permutes around their channel MLPs a copy and suits oneDNN and tensor
+    cores (`unifygeo bench train --memory-formats` compares them). Checkpoints are always
+    written contiguous."""
+    if name not in MEMORY_FORMATS:
+        raise ValueError(f"memory format: expected one of {', '.join(MEMORY_FORMATS)}, got {name!r}")
+    return torch.channels_last if name == "channels_last" else torch.contiguous_format
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -309,7 +324,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                             ground_size=model_cfg.ground_size, aerial_size=model_cfg.aerial_size, normalize=False)
     if len(base) == 0:
         raise ValueError(f"{cfg.data}: no training pairs for protocol {cfg.protocol!r}, split {cfg.split!r}")
+    memory_format = torch_memory_format(cfg.memory_format)
     model = build_model(cfg).to(device)        # before caching: a bad --init or --imagenet fails at once
+    model = model.to(memory_format=memory_format)
     pair_bytes = 3 * (model_cfg.ground_size[0] * model_cfg.ground_size[1] + model_cfg.aerial_size ** 2)
     cache = cfg.cache == "yes" or (cfg.cache == "auto" and len(base) * pair_bytes < 4 * 2 ** 30)
     store = PairStore(base, PairAugment(cfg.augment), cfg.seed, cache, progress)
@@ -354,8 +371,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             k_true, field_yaw = true_alignment(batch["yaw_deg"].numpy(), model_cfg, whole_columns=True)
             k_true = torch.from_numpy(np.asarray(k_true)).to(device)
             field_yaw = torch.from_numpy(np.asarray(field_yaw, dtype=np.float32)).to(device)
-            ground = batch["ground"].to(device, non_blocking=True)
-            aerial = batch["aerial"].to(device, non_blocking=True)
+            ground = batch["ground"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            aerial = batch["aerial"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
             mask = batch["column_mask"].to(device)
             rows, cols = batch["pixel"][:, 0].to(device), batch["pixel"][:, 1].to(device)
             terms = forward_and_loss(model, ground, aerial, mask, rows, cols, field_yaw, k_true, cfg.loss, amp_dtype)
@@ -439,5 +456,6 @@ def config_from_args(args) -> TrainConfig:
                       protocol=args.protocol, cities=tuple(args.cities.split(",")) if args.cities else None,
                       seed=args.seed, workers=args.workers, cache=args.cache, hard_fraction=args.hard_fraction,
                       augment=aug, loss=loss, imagenet=args.imagenet, init=args.init, device=args.device,
-                      max_steps=args.max_steps, resume=args.resume, precision=args.precision)
+                      max_steps=args.max_steps, resume=args.resume, precision=args.precision,
+                      **given_options(args, "memory_format"))
     return cfg
