@@ -22,8 +22,8 @@ from ..model.config import get_config
 from ..model.heading import true_alignment
 from ..model.losses import LossConfig
 from ..model.unifygeo import UnifyGeo
-from .trainer import (PRECISIONS, _param_groups, autocast_dtype, autocast_name, forward_and_loss, pick_device,
-                      torch_memory_format)
+from .trainer import (MEMORY_FORMATS, PRECISIONS, _param_groups, autocast_dtype, autocast_name, forward_and_loss,
+                      pick_device, torch_memory_format)
 
 
 def _step_inputs(cfg, batch: int, rng: np.random.Generator, device: torch.device) -> dict:
@@ -60,7 +60,7 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
     if unknown or not precisions:
         raise ValueError(f"precisions: expected one of {', '.join(PRECISIONS)}, got {', '.join(unknown) or 'none'}")
     if not memory_formats:
-        raise ValueError("memory formats: expected at least one of channels_last, contiguous")
+        raise ValueError(f"memory formats: expected at least one of {', '.join(MEMORY_FORMATS)}")
     layouts = {name: torch_memory_format(name) for name in memory_formats}
     dev = pick_device(device)
     cfg = get_config(config)
@@ -74,7 +74,7 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
                 results[key] = {"skipped": str(exc)}
                 continue
             torch.manual_seed(seed)
-            model = UnifyGeo(cfg).to(dev).train().to(memory_format=layout)
+            model = UnifyGeo(cfg).to(dev, memory_format=layout).train()
             runs[key] = {"dtype": dtype, "model": model, "times": [], "losses": [], "layout": layout,
                          "memory_format": layout_name,
                          "optimizer": torch.optim.AdamW(_param_groups(model, 0.04), lr=1e-4)}
@@ -85,7 +85,7 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
                disable=not progress, file=sys.stderr)
     for i in range(warmup + steps):
         x = inputs[i % len(inputs)]
-        for precision, run in runs.items():
+        for run in runs.values():
             model, dtype = run["model"], run["dtype"]
             ground = x["ground"].contiguous(memory_format=run["layout"])
             aerial = x["aerial"].contiguous(memory_format=run["layout"])
@@ -104,12 +104,12 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
                 run["losses"].append(float(terms["total"].detach()))
             bar.update(1)
     bar.close()
-    for precision, run in runs.items():
+    for key, run in runs.items():
         t = np.asarray(run["times"])
-        results[precision] = {"autocast": autocast_name(run["dtype"]), "memory_format": run["memory_format"],
-                              "median_step_s": float(np.median(t)), "min_step_s": float(t.min()),
-                              "pairs_per_s": float(batch_size / np.median(t)),
-                              "final_loss": run["losses"][-1]}
+        results[key] = {"autocast": autocast_name(run["dtype"]), "memory_format": run["memory_format"],
+                        "median_step_s": float(np.median(t)), "min_step_s": float(t.min()),
+                        "pairs_per_s": float(batch_size / np.median(t)),
+                        "final_loss": run["losses"][-1]}
     base = results.get("fp32", {}).get("median_step_s")
     for r in results.values():
         if base and "median_step_s" in r:

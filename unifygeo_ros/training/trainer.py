@@ -325,8 +325,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if len(base) == 0:
         raise ValueError(f"{cfg.data}: no training pairs for protocol {cfg.protocol!r}, split {cfg.split!r}")
     memory_format = torch_memory_format(cfg.memory_format)
-    model = build_model(cfg).to(device)        # before caching: a bad --init or --imagenet fails at once
-    model = model.to(memory_format=memory_format)
+    # Before caching: a bad --init or --imagenet fails at once.
+    model = build_model(cfg).to(device, memory_format=memory_format)
     pair_bytes = 3 * (model_cfg.ground_size[0] * model_cfg.ground_size[1] + model_cfg.aerial_size ** 2)
     cache = cfg.cache == "yes" or (cfg.cache == "auto" and len(base) * pair_bytes < 4 * 2 ** 30)
     store = PairStore(base, PairAugment(cfg.augment), cfg.seed, cache, progress)
