@@ -118,6 +118,44 @@ CALIBRATIONS: dict[str, dict] = {'62b8ff4444a2f52438c7cd3812b838163a5c497563784a
                                                                                   'coverage_unscaled': 0.34375,
                                                                                   'yaw_coverage_unscaled': 0.93125},
                                                                       'yaw_coverage_unscaled': 0.9472222222222222},
+ '77fdda4b27e9e57a26cfd2e89a44baa47f80ace657014a90a3372a7a7524fe56': {'c_pos': 1.6074184963762865,
+                                                                      'c_yaw': 0.5065734822225567,
+                                                                      'coverage_unscaled': 0.9208333333333333,
+                                                                      'date': '2026-12-04',
+                                                                      'measured_on': {'failed': 0,
+                                                                                      'modes': ['panorama, '
+                                                                                                'known '
+                                                                                                'heading',
+                                                                                                'panorama, '
+                                                                                                'unknown '
+                                                                                                'heading',
+                                                                                                'pinhole 90 '
+                                                                                                'deg, known '
+                                                                                                'heading',
+                                                                                                'pinhole 90 '
+                                                                                                'deg, '
+                                                                                                'unknown '
+                                                                                                'heading',
+                                                                                                'panorama, '
+                                                                                                'unknown '
+                                                                                                'heading, '
+                                                                                                'GNSS prior'],
+                                                                                      'records': 1200,
+                                                                                      'seeds': [101,
+                                                                                                102,
+                                                                                                103,
+                                                                                                104],
+                                                                                      'size_m': 400.0,
+                                                                                      'styles': ['default',
+                                                                                                 'downtown',
+                                                                                                 'oldtown',
+                                                                                                 'suburb'],
+                                                                                      'views_per_city_and_mode': 60},
+                                                                      'pinhole': {'c_pos': 17.068495268689553,
+                                                                                  'c_yaw': 1.1381172156264103,
+                                                                                  'coverage_unscaled': 0.4125,
+                                                                                  'yaw_coverage_unscaled': 0.9083333333333333},
+                                                                      'yaw_coverage_unscaled': 0.9819444444444444},
  '97ae2c82679290427211c0956d52ebd9faf185fac1682137d19101e6cd75ae01': {'c_pos': 2.515192048652876,
                                                                       'c_yaw': 0.7730762341763586,
                                                                       'coverage_unscaled': 0.8611111111111112,
