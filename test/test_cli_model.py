@@ -81,3 +81,29 @@ def test_bench_train_bad_input_is_one_json_error():
     proc = run_cli("bench", "train", "--memory-formats", "nhwc", "--steps", "1", "--batch-size", "2",
                    "--json", check=False)
     assert proc.returncode == 2 and "memory format: expected one of" in json.loads(proc.stdout)["error"]
+
+
+def _subcommands(parser, path=("unifygeo",)):
+    """Every (path, parser) below ``parser``, depth first."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _subcommands(sub, (*path, name))
+
+
+def test_every_option_has_help_and_every_command_takes_json():
+    from unifygeo_ros.cli import build_parser
+
+    subcommands = list(_subcommands(build_parser()))
+    assert len(subcommands) >= 15                   # demo, train, eval, build-db, localize, replay, bench ..., sim ...
+    missing = [f"{' '.join(path)} {action.option_strings[-1]}"
+               for path, sub in subcommands for action in sub._actions
+               if action.option_strings and action.help is None]
+    assert not missing, "options without a help string: " + ", ".join(missing)
+    leaves = [(path, sub) for path, sub in subcommands if not sub._subparsers]
+    without_json = [" ".join(path) for path, sub in leaves
+                    if "--json" not in {o for action in sub._actions for o in action.option_strings}]
+    assert not without_json, "reporting commands without --json: " + ", ".join(without_json)

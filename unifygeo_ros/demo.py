@@ -6,8 +6,9 @@
 2. Build its database with the shipped model (``unifygeo build-db``: tiles, features,
    FAISS index).
 3. Render street views at random street positions and headings and localize each of them
-   in four modes: panorama with known / unknown heading, 90-degree pinhole with known /
-   unknown heading (the same positions in every mode).
+   in five modes (``localizer.synthetic.MODES``): panorama with known / unknown heading,
+   90-degree pinhole with known / unknown heading, and panorama with unknown heading plus a
+   degraded-GNSS position prior (the same positions in every mode).
 4. Print a table per mode (R@1 of the chosen tile, mean and median error, R@1m / R@5m /
    R@10m, yaw error, share of truths inside the 95 % covariance ellipse, milliseconds per
    stage) and write ``demo.png``: truths, estimates and 95 % ellipses over the orthophoto.
@@ -30,9 +31,9 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"city seed (default {DEMO_SEED}; never a training seed)")
     p.add_argument("--size-m", type=float, default=500.0, help="city side in metres (default 500)")
     p.add_argument("--style", default="default", help="city style (default, downtown, oldtown, suburb, nordic)")
-    p.add_argument("--views", type=int, default=100, help="views per mode (default 100; four modes)")
+    p.add_argument("--views", type=int, default=100, help="views per mode (default 100; five modes)")
     p.add_argument("--weights", help="model checkpoint (default: the shipped small model)")
-    p.add_argument("--backend", default="auto")
+    p.add_argument("--backend", default="auto", help="auto (the fastest available) | torch | onnxruntime | an exact backend name")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     add_json_flag(p)
     p.set_defaults(handler=demo_command)

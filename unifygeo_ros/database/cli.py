@@ -19,7 +19,7 @@ def register(sub, bench_sub) -> None:
                         "stored when they fit in 4 GiB")
     p.add_argument("--index", default="auto", choices=["auto", "flat", "pqfs", "hnsw", "ivf"],
                    help="FAISS index (auto: exact up to 100k tiles, refined PQ fast scan above)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="tiles encoded per batch (default 32)")
     p.add_argument("--turns", type=int, default=4, choices=[1, 4],
                    help="rotation ensemble: encode every tile in 4 quarter turns (default) or as it is (1); "
                         "4 costs four aerial encodings per tile and improves retrieval")
@@ -33,10 +33,10 @@ def register(sub, bench_sub) -> None:
     b = bench_sub.add_parser("retrieval", help="FAISS index types at scale: build time, memory, latency, recall")
     b.add_argument("--tiles", default="10000,100000,1000000", help="comma-separated database sizes")
     b.add_argument("--dim", type=int, default=None, help="descriptor dimension (default: the small model's)")
-    b.add_argument("--kinds", default="flat,pqfs,ivf,hnsw")
-    b.add_argument("--queries", type=int, default=200)
+    b.add_argument("--kinds", default="flat,pqfs,ivf,hnsw", help="comma-separated FAISS index kinds (default flat,pqfs,ivf,hnsw)")
+    b.add_argument("--queries", type=int, default=200, help="queries per size for latency and recall (default 200)")
     b.add_argument("--threads", type=int, default=1, help="FAISS threads for building and searching (default 1)")
-    b.add_argument("--hnsw-m", type=int, default=None)
+    b.add_argument("--hnsw-m", type=int, default=None, help="HNSW neighbours per node, M (default: build-db's, 32)")
     b.add_argument("--ef-search", default=None, help="HNSW efSearch values to sweep, comma-separated")
     b.add_argument("--nprobe", default=None, help="IVF nprobe values to sweep, comma-separated")
     b.add_argument("--k-factor", default=None, help="pqfs refine factors to sweep, comma-separated")

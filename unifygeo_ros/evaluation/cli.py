@@ -9,11 +9,13 @@ def register(sub, bench_sub) -> None:
     p = sub.add_parser("eval", help="retrieval, metric localization and full-pipeline metrics of a checkpoint")
     p.add_argument("--data", required=True, help="VIGOR root (real or synthetic)")
     p.add_argument("--weights", required=True, help="a unifygeo_ros checkpoint")
-    p.add_argument("--protocol", default="same_area", choices=["same_area", "cross_area"])
-    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--protocol", default="same_area", choices=["same_area", "cross_area"],
+                   help="VIGOR protocol: same_area (*_balanced_test lists) or cross_area (the test cities)")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="protocol split (default test)")
     p.add_argument("--cities", help="comma-separated cities (default: the protocol's)")
-    p.add_argument("--heading", default="both", choices=["known", "unknown", "both"])
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--heading", default="both", choices=["known", "unknown", "both"],
+                   help="known: panoramas as stored; unknown: each turned by a seeded random angle; both (default)")
+    p.add_argument("--top-k", type=int, default=5, help="full pipeline: retrieved tiles decoded and re-ranked (default 5)")
     p.add_argument("--rerank-score", default="matching", choices=["matching", "m0"],
                    help="re-ranking term: the matching score of every level (default) or max M^0 (paper Eq. 4)")
     p.add_argument("--alignment-candidates", type=int, default=4,   # = alignment_search.DEFAULT_CANDIDATES
@@ -25,11 +27,11 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--decoder-turns", type=int, default=4, choices=[1, 4, 8],
                    help="decoder ensemble on the tile whose D is measured: 4 quarter turns (default, as the "
                         "localizer), 8 (the turns and their mirror images) or 1 (none)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-queries", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32, help="tiles and panoramas encoded per batch (default 32)")
+    p.add_argument("--max-queries", type=int, default=None, help="evaluate only the first N queries of the split (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the unknown-heading rotations")
     p.add_argument("--png", help="write a PNG of a few queries here")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     add_json_flag(p)
     p.set_defaults(handler=eval_command)
 

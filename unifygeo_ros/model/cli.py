@@ -20,10 +20,10 @@ def register(sub, bench_sub) -> None:
 
     b = bench_sub.add_parser("model", help="per-branch latency and peak memory: PyTorch eager vs ONNX Runtime")
     b.add_argument("--config", default="small", help="paper | small (default: small)")
-    b.add_argument("--repeats", type=int, default=20)
-    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--repeats", type=int, default=20, help="timed runs per branch and backend (default 20)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
-    b.add_argument("--backends", default="torch,onnxruntime")
+    b.add_argument("--backends", default="torch,onnxruntime", help="comma-separated backends (default torch,onnxruntime)")
     add_json_flag(b)
     b.set_defaults(handler=bench_model_command)
 

@@ -36,7 +36,8 @@ def register(sub, bench_sub) -> None:
                                         "(default: the database's frame)")
     p.add_argument("--ortho", help="orthophoto for the trajectory picture (default: <bag>.meta/orthophoto.tif)")
     p.add_argument("--out-bag", help="write our poses, fixes and results (and the truth) to this new bag")
-    p.add_argument("--out-storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--out-storage", choices=("mcap", "sqlite3"), default="mcap",
+                   help="storage of --out-bag (default mcap)")
     p.add_argument("--report", help="folder for report.json, frames.csv, trajectory.png and error.png")
     p.add_argument("--max-frames", type=int, help="stop after this many images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

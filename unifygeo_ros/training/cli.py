@@ -17,7 +17,7 @@ def register(sub, bench_sub) -> None:
                    help="full: the published recipe; retrieval: retrain the global descriptors (S-heads, "
                         "aggregators with a layout term) on the frozen encoders of --init (see "
                         "training/retrieval_stage.py)")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
     p.add_argument("--batch-size", type=int, default=None, help="default 32 (full), 256 (retrieval)")
     p.add_argument("--lr", type=float, default=None, help="default 4.5e-4 (full), 1e-3 (retrieval)")
     p.add_argument("--layout-channels", type=int, default=None,
@@ -27,7 +27,8 @@ def register(sub, bench_sub) -> None:
                         "those of --init")
     p.add_argument("--feature-dropout", type=float, default=0.1,
                    help="retrieval stage: channel dropout on the cached encoder maps")
-    p.add_argument("--weight-decay", type=float, default=0.04)
+    p.add_argument("--weight-decay", type=float, default=0.04,
+                   help="AdamW weight decay on weight matrices and kernels (default 0.04)")
     p.add_argument("--unknown-heading", type=float, default=0.0, metavar="P",
                    help="probability of a random panorama heading (yaw target rolled with it)")
     p.add_argument("--fov", type=float, default=0.0, metavar="P",
@@ -46,10 +47,11 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--memory-format", default=None, choices=["channels_last", "contiguous"],
                    help="full stage: layout of the model and batches (default channels_last, NHWC, faster; "
                         "the checkpoints are the same either way)")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader workers (default: 0 on a CPU or with the cache, else up to 8)")
     p.add_argument("--cache", default="auto", choices=["auto", "yes", "no"],
                    help="keep resized pairs in memory (auto: when under 4 GiB)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, batches and augmentations (default 0)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     add_json_flag(p)
@@ -57,7 +59,7 @@ def register(sub, bench_sub) -> None:
 
     b = bench_sub.add_parser("train", help="training step time per precision (fp32, bf16, fp16) on random batches")
     b.add_argument("--config", default="small", help="small | paper (default small)")
-    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--batch-size", type=int, default=32, help="pairs per step (default 32)")
     b.add_argument("--steps", type=int, default=8, help="timed steps per precision (default 8)")
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     b.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16, auto")
