@@ -189,6 +189,24 @@ def test_every_default_of_the_alignment_search_and_the_decoder_ensemble_is_the_s
     with open(Path(__file__).resolve().parents[1] / "config" / "localize.yaml") as f:
         shipped = yaml.safe_load(f)
     assert shipped["/**"]["ros__parameters"]["decoder_turns"] == default
+    # The tile choice: the consensus by default everywhere (localizer, node, its shipped
+    # configuration, localize, replay); the choices are the localizer's.
+    from unifygeo_ros.model.rerank import TILE_CHOICES
+    from unifygeo_ros.replay.cli import register as register_replay
+
+    register_replay(sub, bench_sub)
+    default = inspect.signature(Localizer.open).parameters["tile_choice"].default
+    assert default == inspect.signature(Localizer).parameters["tile_choice"].default == "consensus"
+    assert NodeConfig().tile_choice == default == shipped["/**"]["ros__parameters"]["tile_choice"]
+    assert {p.name: p.default for p in PARAMETERS}["tile_choice"] == default
+    assert {p.name: p.choices for p in PARAMETERS}["tile_choice"] == TILE_CHOICES
+    assert parser.parse_args(["localize", "image.png", "--db", "d"]).tile_choice == default
+    assert parser.parse_args(["replay", "--bag", "b", "--db", "d"]).tile_choice is None   # the parameters'
+    for choice in TILE_CHOICES:
+        assert parser.parse_args(["localize", "image.png", "--db", "d", "--tile-choice", choice]).tile_choice == choice
+        assert parser.parse_args(["replay", "--bag", "b", "--db", "d", "--tile-choice", choice]).tile_choice == choice
+    with pytest.raises(SystemExit):
+        parser.parse_args(["localize", "image.png", "--db", "d", "--tile-choice", "best"])
 
 
 def test_reusing_the_first_pass_row_changes_nothing_but_the_work():

@@ -69,8 +69,10 @@ def test_result_contract(loc, pano):
     assert set(res.timings_ms) == {"preprocess", "ground", "search", "aerial", "decoder", "ensemble", "posterior",
                                    "total"}
     assert len(res.candidates) == 5 and res.candidates[0].tile_id == res.tile_id
-    combined = [c.combined for c in res.candidates]
-    assert combined == sorted(combined, reverse=True)
+    # The default tile choice, the consensus: the candidates by their support, best first.
+    assert res.diagnostics["tile_choice"] == "consensus"
+    support = list(res.diagnostics["consensus_support"])
+    assert len(support) == 5 and support == sorted(support, reverse=True)
     for c in res.candidates:
         assert c.combined == pytest.approx(c.retrieval_score + c.matching_score)   # rerank_score "matching"
     # x, y is the MAP pixel's centre in the chosen tile; lat / lon is the same point.
@@ -325,6 +327,73 @@ def _with_backend(loc, backend, **kw):
     """A localizer on ``backend``; the canned outputs do not turn with the tile, so the
     decoder ensemble is off unless asked for."""
     return Localizer(loc.db, backend, 5, Calibration(1.0, 1.0, "explicit"), **{"decoder_turns": 1, **kw})
+
+
+class _FixedCandidates:
+    """The database with its search replaced by fixed candidates (scores, tile ids)."""
+
+    def __init__(self, db, scores, ids):
+        self._db, self._scores, self._ids = db, np.asarray(scores, np.float32), np.asarray(ids, np.int64)
+
+    def search(self, query, k, prior=None):
+        return self._scores[:k], self._ids[:k]
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+class _PerCandidateBackend(FakeBackend):
+    """Canned outputs with one D and one matching score per candidate row (known heading:
+    the localizer decodes the k candidates once, in the search's order)."""
+
+    def __init__(self, real, ds, match):
+        super().__init__(real, (64.0, 64.0), 90.0, 0)
+        self.ds, self.match = np.asarray(ds, np.float32), np.asarray(match, np.float32)
+
+    def decode(self, inputs):
+        out = super().decode(inputs)
+        b = inputs["heading_logprior"].shape[0]
+        assert b == len(self.ds), "expected one decode of every candidate"
+        return {**out, "D": self.ds, "match_score": self.match}
+
+
+def test_tile_choice_rerank_or_consensus(loc, pano):
+    """Five candidates: three overlapping tiles whose D all peak at one map point P, and two
+    tiles far from them, one of which has the best re-ranking score (by 0.05) and a D peaked
+    at its own centre. ``rerank`` (the paper) takes that lonely tile; ``consensus`` the place
+    three candidates confirm, P; both publish the chosen tile's MAP pixel."""
+    db = loc.db
+    x, y = db.tiles["x"], db.tiles["y"]
+    half_m = db.tile_size / 2 * db.mpp
+    a = int(np.argmin(np.hypot(x - np.median(x), y - np.median(y))))
+    p = np.array([x[a] + 8.0, y[a] + 8.0])
+    inside = np.nonzero((np.abs(x - p[0]) < half_m - 4) & (np.abs(y - p[1]) < half_m - 4))[0]
+    far = np.argsort(-np.hypot(x - p[0], y - p[1]))[:2]
+    assert len(inside) >= 3 and np.hypot(x[far] - p[0], y[far] - p[1]).min() > 2 * half_m
+    ids = [int(far[0]), int(inside[0]), int(inside[1]), int(inside[2]), int(far[1])]
+    ds = []
+    for t in ids:
+        centre = (db.tile_size / 2, db.tile_size / 2) if t in far else db.xy_to_pixel(t, *p)
+        ds.append(_gaussian((db.tile_size, db.tile_size), centre, 2.0))
+    match = [0.30, 0.25, 0.25, 0.25, 0.0]
+    fixed = _FixedCandidates(db, [0.5] * 5, ids)
+    results = {}
+    for choice in ("rerank", "consensus"):
+        located = Localizer(fixed, _PerCandidateBackend(loc.backend, ds, match), 5,
+                            Calibration(1.0, 1.0, "explicit"), decoder_turns=1, tile_choice=choice)
+        results[choice] = located.localize(pano, heading=0.0)
+    paper, ours = results["rerank"], results["consensus"]
+    assert paper.tile_id == ids[0] and paper.diagnostics["tile_choice"] == "rerank"
+    assert (paper.x, paper.y) == pytest.approx((x[ids[0]], y[ids[0]]), abs=db.mpp)
+    assert "consensus_support" not in paper.diagnostics
+    combined = [c.combined for c in paper.candidates]
+    assert combined == sorted(combined, reverse=True)
+    assert ours.tile_id == ids[1] and ours.diagnostics["tile_choice"] == "consensus"   # a tie keeps s + m order
+    assert (ours.x, ours.y) == pytest.approx(tuple(p), abs=db.mpp)
+    support = list(ours.diagnostics["consensus_support"])
+    assert support == sorted(support, reverse=True) and [c.tile_id for c in ours.candidates][:3] == ids[1:4]
+    with pytest.raises(ValueError, match="tile choice: expected one of consensus, rerank"):
+        Localizer(db, loc.backend, 5, Calibration(1.0, 1.0, "explicit"), tile_choice="best")
 
 
 def test_pose_arithmetic_with_canned_network_outputs(loc, pano):

@@ -61,3 +61,18 @@ def test_map_pixel_is_the_centre_of_the_most_probable_pixel():
     d = np.zeros((8, 8))
     d[5, 2] = 1.0
     assert map_pixel(d) == (5.5, 2.5)
+
+
+def test_tile_centres_for_the_consensus_are_east_north_metres():
+    """The evaluation's consensus places the candidates by their centres' east / north metres
+    from the first one (WGS 84 at 45 deg N: 0.001 deg of latitude is 111.13 m, 0.001 deg of
+    longitude 78.85 m)."""
+    from types import SimpleNamespace
+
+    from unifygeo_ros.evaluation.evaluate import _tile_centers
+
+    sats = [SimpleNamespace(lat=45.0, lon=7.0), SimpleNamespace(lat=45.001, lon=7.0),
+            SimpleNamespace(lat=45.0, lon=7.001)]
+    refs = SimpleNamespace(index=SimpleNamespace(satellites=sats))
+    np.testing.assert_allclose(_tile_centers(refs, [0, 1, 2]), [[0, 0], [0, 111.13], [78.85, 0]], atol=0.02)
+    np.testing.assert_allclose(_tile_centers(refs, [1, 0])[1], [0, -111.13], atol=0.02)

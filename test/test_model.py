@@ -12,7 +12,7 @@ from unifygeo_ros.model.fov import pinhole_to_panorama
 from unifygeo_ros.model.heading import (heading_window_prior, known_heading_prior, teacher_prior,
                                         true_alignment, unknown_heading_prior, yaw_from_alignment)
 from unifygeo_ros.model.losses import unifygeo_loss
-from unifygeo_ros.model.rerank import rerank, rerank_output
+from unifygeo_ros.model.rerank import check_tile_choice, consensus, rerank, rerank_output
 from unifygeo_ros.model.unifygeo import UnifyGeo, load_checkpoint, save_checkpoint
 
 PAPER_REFERENCE = 57_700_330
@@ -128,6 +128,57 @@ def test_rerank_picks_highest_combined_score():
     assert rerank_output("matching") == "match_score" and rerank_output("m0") == "m0_max"
     with pytest.raises(ValueError, match="expected one of"):
         rerank_output("m1")
+
+
+def _peaked(side: int, row: int, col: int, peak: float) -> np.ndarray:
+    d = np.full((side, side), (1.0 - peak) / (side * side - 1))
+    d[row, col] = peak
+    return d
+
+
+def test_consensus_prefers_the_place_two_overlapping_candidates_confirm():
+    """Hand-computed: 4 x 4 tiles at 1 m/px. Tiles 0 and 1 overlap (centres 2 m apart) and
+    both peak at the map point (0.5, 0.5): tile 0 at pixel (1, 2) with 0.7, tile 1 at (1, 0)
+    with 0.6. Tile 2, 100 m away, has the best re-ranking score and a 0.9 peak."""
+    d = np.stack([_peaked(4, 1, 2, 0.7), _peaked(4, 1, 0, 0.6), _peaked(4, 0, 0, 0.9)])
+    centers = [[0.0, 0.0], [2.0, 0.0], [100.0, 0.0]]
+    combined = [0.0, 0.0, 1.0]
+    assert rerank([0.0, 0.0, 0.5], [0.0, 0.0, 0.5])[0][0] == 2          # the paper's choice
+    # beta 0: equal weights 1/3; supports (0.7 + 0.6) / 3 for tiles 0 and 1, 0.9 / 3 for tile 2.
+    order, support = consensus(d, centers, 1.0, combined, beta=0.0, window=1)
+    np.testing.assert_allclose(support, [1.3 / 3, 1.3 / 3, 0.3])
+    assert list(order) == [0, 1, 2]                   # the tie between 0 and 1 keeps their order
+    # beta ln 2: weights 1/4, 1/4, 1/2; supports 0.25 * 0.7 + 0.25 * 0.6 = 0.325 and 0.45.
+    order, support = consensus(d, centers, 1.0, combined, beta=np.log(2.0), window=1)
+    np.testing.assert_allclose(support, [0.325, 0.325, 0.45])
+    assert list(order) == [2, 0, 1]
+    # A 3 x 3 window: tile 0 sums rows 0-2, cols 1-3 (0.7 + 8 x 0.02); tile 1 rows 0-2, cols 0-1
+    # (the window's left column is off the tile: 0.6 + 5 x 0.4 / 15).
+    order, support = consensus(d, centers, 1.0, combined, beta=0.0, window=3)
+    np.testing.assert_allclose(support[:2], [(0.86 + 0.6 + 5 * 0.4 / 15) / 3] * 2)
+    np.testing.assert_allclose(support[2], (0.9 + 3 * 0.1 / 15) / 3)
+    assert list(order) == [0, 1, 2]
+    # Metres per pixel per candidate: tile 1 at 2 m/px puts the point (0.5, 0.5) at pixel
+    # (floor(2 - 0.25), floor(2 - 0.75)) = (1, 1), where D_1 has only 0.4 / 15.
+    _, support = consensus(d, centers, [1.0, 2.0, 1.0], combined, beta=0.0, window=1)
+    np.testing.assert_allclose(support[0], (0.7 + 0.4 / 15) / 3)
+
+
+def test_consensus_edge_cases_and_bad_input():
+    one = _peaked(8, 3, 4, 0.5)[None]
+    order, support = consensus(one, [[5.0, -3.0]], 0.5, [0.2])
+    assert list(order) == [0] and support[0] == pytest.approx(0.5 + 8 * 0.5 / 63)   # its own 3 x 3 window
+    with pytest.raises(ValueError, match=r"\(K, L, L\)"):
+        consensus(np.zeros((2, 4, 5)), [[0, 0], [1, 1]], 1.0, [0, 0])
+    with pytest.raises(ValueError, match=r"\(2, 2\) centres and 2 scores"):
+        consensus(np.zeros((2, 4, 4)), [[0, 0]], 1.0, [0, 0])
+    with pytest.raises(ValueError, match="finite"):
+        consensus(np.full((1, 4, 4), np.nan), [[0, 0]], 1.0, [0])
+    with pytest.raises(ValueError, match="odd window"):
+        consensus(one, [[0, 0]], 1.0, [0], window=2)
+    assert check_tile_choice("consensus") == "consensus"
+    with pytest.raises(ValueError, match="expected one of consensus, rerank"):
+        check_tile_choice("best")
 
 
 def test_rerank_with_the_decoder_finds_the_matching_tile():

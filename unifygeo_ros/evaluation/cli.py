@@ -47,14 +47,16 @@ def _fmt(r: dict) -> str:
             f"[{mode} heading] {ret['queries']} queries, {ret['references']} references",
             f"  retrieval  R@1 {100 * ret['R@1']:.2f}  R@5 {100 * ret['R@5']:.2f}  R@10 {100 * ret['R@10']:.2f}  "
             f"R@1% {100 * ret['R@1%']:.2f}  hit rate {100 * ret['hit_rate']:.2f}  "
-            f"(R@1 after re-ranking {100 * m['retrieval_after_rerank_R@1']:.2f})",
+            f"(R@1 after re-ranking {100 * m['retrieval_after_rerank_R@1']:.2f}, after the consensus "
+            f"{100 * m.get('retrieval_after_consensus_R@1', float('nan')):.2f})",
             f"  localization on the positive tile: mean {loc['mean_m']:.2f} m, median {loc['median_m']:.2f} m; "
             f"yaw mean {yaw['mean_deg']:.2f} deg, median {yaw['median_deg']:.2f} deg",
         ]
         other = "m0" if pipe.get("rerank_score", "matching") == "matching" else "matching"
         for key, name in (("with_rerank", f"with re-ranking ({pipe.get('rerank_score', 'matching')})"),
                           (f"with_rerank_{other}", f"with re-ranking ({other})"),
-                          ("without_rerank", "without re-ranking")):
+                          ("without_rerank", "without re-ranking"),
+                          ("with_consensus", "with the consensus of the candidates")):
             if key not in pipe:
                 continue
             p = pipe[key]

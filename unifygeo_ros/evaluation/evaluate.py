@@ -18,7 +18,9 @@ yaw error, (3) the full pipeline: FAISS top-k, decoder on the k candidates, re-r
 ``s_t + m_t`` (``m_t``: the matching score of every level by default, ``max M^0_t`` as in
 Eq. 4 with ``rerank_score="m0"``; both are reported), D's MAP pixel on the chosen tile
 turned into latitude / longitude and compared with the panorama's: R@1m, R@5m, R@10m with
-and without re-ranking.
+and without re-ranking; and with the consensus of the candidates
+(:func:`unifygeo_ros.model.rerank.consensus`, ours, the localizer's default tile choice) on
+the re-ranking's scores.
 
 With an unknown heading the alignment search of :mod:`unifygeo_ros.model.alignment_search`
 (the localizer's) runs on every decoded tile, unless ``alignment_candidates`` is 0. With
@@ -43,7 +45,7 @@ from ..model.decoder_ensemble import (check_decoder_turns, decode_turn_ensemble,
                                       mirror_panorama)
 from ..model.heading import known_heading_prior, unknown_heading_prior, yaw_from_alignment
 from ..model.export_names import DECODER_OUTPUTS
-from ..model.rerank import rerank, rerank_output
+from ..model.rerank import consensus, rerank, rerank_output
 from ..model.retrieval import (best_alignment_scores, check_turns, ensemble_queries, ensemble_references,
                                ensemble_search, first_turn, turned_tiles)
 from ..model.unifygeo import load_checkpoint
@@ -132,6 +134,12 @@ def _pixel_to_latlon(refs, tile: int, row: float, col: float) -> tuple[float, fl
     mpp = refs.tile_mpp(tile)
     lat0, lon0 = _tile_latlon(refs, tile)
     return latlon_from_enu_offset(lat0, lon0, (col - side / 2) * mpp, (side / 2 - row) * mpp)
+
+
+def _tile_centers(refs, tiles) -> np.ndarray:
+    """(K, 2) east / north metres of the tiles' centres from the first one's (for the consensus)."""
+    lat0, lon0 = _tile_latlon(refs, int(tiles[0]))
+    return np.array([enu_offset_m(lat0, lon0, *_tile_latlon(refs, int(t))) for t in tiles], dtype=np.float64)
 
 
 def _latlon_to_pixel(refs, tile: int, lat: float, lon: float) -> tuple[float, float]:
@@ -226,7 +234,8 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
     n_queries = mcfg.heading_bins if mode == "unknown" else 1
     qglobal = np.zeros((n, n_queries, bank.globals.shape[1]), dtype=np.float32)
     loc_err, yaw_est, yaw_true = [], [], []
-    pipe_err, pipe_err_norerank, pipe_err_other, rerank_top1 = [], [], [], []
+    pipe_err, pipe_err_norerank, pipe_err_other, pipe_err_consensus = [], [], [], []
+    rerank_top1, consensus_top1 = [], []
     examples = []
     times = {"ground_ms": 0.0, "decoder_positive_ms": 0.0, "search_ms": 0.0, "decoder_topk_ms": 0.0}
     for idx in tqdm(list(_batches(n, cfg.batch_size)), desc=f"queries ({mode} heading)", unit="batch",
@@ -272,18 +281,21 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
             t0 = time.perf_counter()
             ck, _ = _decode_searched(model, ground, np.full(k, j), bank.features_of(cand),
                                      prior[j:j + 1].expand(k, -1), n_align)
-            order, _ = rerank(scores, ck[rerank_output(cfg.rerank_score)])
+            order, combined = rerank(scores, ck[rerank_output(cfg.rerank_score)])
             order_other, _ = rerank(scores, ck[rerank_output(other)])
+            order_cons, _ = consensus(ck["D"], _tile_centers(refs, cand), [refs.tile_mpp(int(t)) for t in cand],
+                                      combined)
+            picks = (int(order[0]), 0, int(order_other[0]), int(order_cons[0]))
             dk = ck["D"]
             if cfg.decoder_turns > 1:      # the ensemble's D on each tile a re-ranking variant chooses
                 dk = dk.copy()
-                for t in {int(order[0]), 0, int(order_other[0])}:
+                for t in set(picks):
                     dk[t] = _turn_ensemble(model, grounds, j, refs[int(cand[t])]["aerial"].to(device),
                                            prior[j].cpu().numpy(), cfg.decoder_turns)[0]["D"][0]
             times["decoder_topk_ms"] += (time.perf_counter() - t0) * 1e3
             lat, lon = (float(v) for v in it["latlon"])
             errs = []
-            for t in (int(order[0]), 0, int(order_other[0])):
+            for t in picks:
                 row, col = map_pixel(dk[t])
                 plat, plon = _pixel_to_latlon(refs, int(cand[t]), row, col)
                 e, nn = enu_offset_m(lat, lon, plat, plon)
@@ -291,7 +303,9 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
             pipe_err.append(errs[0])
             pipe_err_norerank.append(errs[1])
             pipe_err_other.append(errs[2])
+            pipe_err_consensus.append(errs[3])
             rerank_top1.append(int(cand[order[0]]) == int(positives[i, 0]))
+            consensus_top1.append(int(cand[order_cons[0]]) == int(positives[i, 0]))
             if len(examples) < keep_examples:
                 best = int(order[0])
                 row, col = map_pixel(dk[best])
@@ -304,12 +318,14 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
     result = {
         "retrieval": retrieval_metrics(scores, positives[:, 0], positives[:, 1:]),
         "retrieval_after_rerank_R@1": float(np.mean(rerank_top1)),
+        "retrieval_after_consensus_R@1": float(np.mean(consensus_top1)),
         "localization_on_positive": distance_stats(loc_err),
         "yaw": yaw_stats(yaw_est, yaw_true),
         "pipeline": {"with_rerank": {**recall_at_distances(pipe_err), **distance_stats(pipe_err)},
                      "without_rerank": {**recall_at_distances(pipe_err_norerank), **distance_stats(pipe_err_norerank)},
                      f"with_rerank_{other}": {
                          **recall_at_distances(pipe_err_other), **distance_stats(pipe_err_other)},
+                     "with_consensus": {**recall_at_distances(pipe_err_consensus), **distance_stats(pipe_err_consensus)},
                      "rerank_score": cfg.rerank_score, "top_k": k},
         "ms_per_query": {k2: round(v / n, 2) for k2, v in times.items()},
     }

@@ -23,6 +23,9 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--top-k", type=int, default=5, help="retrieved tiles decoded and re-ranked (default 5)")
     p.add_argument("--rerank-score", default="matching", choices=["matching", "m0"],
                    help="re-ranking term: the matching score of every level (default) or max M^0 (paper Eq. 4)")
+    p.add_argument("--tile-choice", default="consensus", choices=["consensus", "rerank"],
+                   help="consensus (default): the candidate whose D peak the overlapping candidates' D confirm; "
+                        "rerank: the best re-ranked tile (the paper)")
     p.add_argument("--alignment-candidates", type=int, default=4,   # = alignment_search.DEFAULT_CANDIDATES
                    help="without a known heading: alignments re-decoded per tile (0: the decoder's max-M^0 choice)")
     p.add_argument("--decoder-turns", type=int, default=4, choices=[1, 4, 8],
@@ -100,7 +103,7 @@ def localize_command(args: argparse.Namespace) -> int:
     try:
         loc = Localizer.open(args.db, backend=args.backend, engines=args.engines, top_k=args.top_k,
                              rerank_score=args.rerank_score, alignment_candidates=args.alignment_candidates,
-                             decoder_turns=args.decoder_turns)
+                             decoder_turns=args.decoder_turns, tile_choice=args.tile_choice)
         res = loc.localize(image, camera=camera, heading=args.heading, prior=tuple(priors) or None,
                            return_distribution=bool(args.distribution))
     except (DatabaseError, LocalizationError, ValueError, RuntimeError, FileNotFoundError) as exc:

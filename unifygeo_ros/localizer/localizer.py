@@ -17,16 +17,19 @@ Per frame (``Localizer.localize``):
    (:mod:`unifygeo_ros.model.alignment_search`) then re-decodes each candidate at its
    ``alignment_candidates`` best alignments and their neighbours and keeps the best
    matching one (0 turns it off: the decoder's own max-M^0 choice);
-6. **decoder ensemble** (``decoder_turns = 4``, the default): the tile the re-ranking
-   chooses is decoded again by the rotation ensemble of
+6. **tile choice**: re-ranking (retrieval score + the matching score of every level, or
+   max M^0 as in the paper's Eq. 4: ``rerank_score``), then, by default, the consensus of
+   the candidates' D (:func:`unifygeo_ros.model.rerank.consensus`: the candidate whose MAP
+   position the other overlapping candidates confirm; ``tile_choice = "rerank"``: the
+   paper's best re-ranked tile);
+7. **decoder ensemble** (``decoder_turns = 4``, the default): the chosen tile is decoded again by the rotation ensemble of
    :mod:`unifygeo_ros.model.decoder_ensemble` (the tile turned by 0-3 quarters through the
    aerial branch, every allowed alignment; with ``decoder_turns = 8`` also the mirrored tile
    in its four turns against the mirrored panorama), which replaces its D, alignment and yaw field;
    its pixels come from the database (``recompute``) or the source orthophotos
    (``stored``, kept for the last :data:`TURNED_CACHE_TILES` tiles); where they cannot be
    read the frame goes on without the ensemble (logged once, ``diagnostics``);
-7. **posterior**: re-ranking (retrieval score + the matching score of every level, or
-   max M^0 as in the paper's Eq. 4: ``rerank_score``), D's MAP pixel on the chosen tile
+8. **posterior**: D's MAP pixel on the chosen tile
    -> map x, y and latitude / longitude, yaw from the alignment (refined within the bin by
    the search) and the yaw field, covariance and confidence (:mod:`.posterior`).
 
@@ -47,7 +50,7 @@ from ..conventions import wrap_deg_180
 from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
 from ..model.decoder_ensemble import (check_decoder_turns, decode_turn_ensemble, is_mirrored, member_tiles,
                                       mirror_panorama)
-from ..model.rerank import rerank, rerank_output
+from ..model.rerank import check_tile_choice, consensus, rerank, rerank_output
 from ..model.retrieval import query_descriptors
 from . import posterior
 from .calibration import Calibration, lookup_calibration
@@ -98,9 +101,10 @@ def set_search_threads(threads: int | None, tiles: int) -> int:
     return int(n)
 
 
-def _search_options(rerank_score: str, alignment_candidates: int) -> tuple[str, int]:
-    """Check the re-ranking and alignment-search options; return the decoder output the
-    re-ranking uses and the number of alignment candidates."""
+def _search_options(rerank_score: str, alignment_candidates: int, tile_choice: str = "consensus") -> tuple[str, int]:
+    """Check the re-ranking, tile-choice and alignment-search options; return the decoder
+    output the re-ranking uses and the number of alignment candidates."""
+    check_tile_choice(tile_choice)
     if int(alignment_candidates) < 0:
         raise ValueError(f"alignment_candidates: expected >= 0 (0: no alignment search), got {alignment_candidates}")
     return rerank_output(rerank_score), int(alignment_candidates)
@@ -110,7 +114,8 @@ class Localizer:
     """Open with :meth:`open`; see the module docstring and :mod:`.types` for the contract."""
 
     def __init__(self, db, backend, top_k: int, calibration: Calibration, rerank_score: str = "matching",
-                 alignment_candidates: int = DEFAULT_CANDIDATES, decoder_turns: int = 4):
+                 alignment_candidates: int = DEFAULT_CANDIDATES, decoder_turns: int = 4,
+                 tile_choice: str = "consensus"):
         from collections import OrderedDict
 
         from ..model.config import get_config
@@ -122,7 +127,9 @@ class Localizer:
         self.frame = db.frame
         self.top_k = int(top_k)
         self.rerank_score = rerank_score
-        self.rerank_output, self.alignment_candidates = _search_options(rerank_score, alignment_candidates)
+        self.rerank_output, self.alignment_candidates = _search_options(rerank_score, alignment_candidates,
+                                                                        tile_choice)
+        self.tile_choice = tile_choice
         self.decoder_turns = check_decoder_turns(decoder_turns)
         self._turned: OrderedDict[int, list[np.ndarray] | str] = OrderedDict()   # tile -> turned features, or why not
         self._turned_warned = False
@@ -137,7 +144,7 @@ class Localizer:
              weights: str | Path | None = None, threads: int | None = None, fp16: bool = True,
              calibration: Calibration | None = None, rerank_score: str = "matching",
              alignment_candidates: int = DEFAULT_CANDIDATES, search_threads: int | None = None,
-             decoder_turns: int = 4) -> "Localizer":
+             decoder_turns: int = 4, tile_choice: str = "consensus") -> "Localizer":
         """Open database ``db`` and the backend that will run the model it was built with.
 
         ``backend``: ``auto`` (fastest available, logged), ``torch``, ``onnxruntime`` or an
@@ -145,7 +152,9 @@ class Localizer:
         export / TensorRT engines (default: ``db/engines``, created on first use).
         ``weights``: a checkpoint to use instead of ``db/model.pt``; it must be the model the
         database was built with. ``rerank_score``: ``matching`` (every level) or ``m0``
-        (Eq. 4); ``alignment_candidates``: alignments searched per candidate tile when the
+        (Eq. 4); ``tile_choice``: ``consensus`` (default: the candidate the overlapping
+        candidates' D confirm, :func:`unifygeo_ros.model.rerank.consensus`) or ``rerank`` (the
+        best re-ranked tile, as in the paper); ``alignment_candidates``: alignments searched per candidate tile when the
         heading is not known (0: none). ``decoder_turns``: 4 runs the decoder's rotation
         ensemble on the chosen tile, 8 adds the mirror images, 1 runs none (about 4 / 8 decoder
         rows more per frame with a known heading, 4 K / 8 K with an unknown one). ``search_threads``: FAISS threads (default: one for
@@ -158,7 +167,7 @@ class Localizer:
 
         if top_k < 1:
             raise ValueError(f"top_k: expected >= 1, got {top_k}")
-        _search_options(rerank_score, alignment_candidates)     # refuse bad options before opening anything
+        _search_options(rerank_score, alignment_candidates, tile_choice)     # refuse bad options before opening anything
         check_decoder_turns(decoder_turns)
         _check_search_threads(search_threads)
         database = Database(db)
@@ -191,7 +200,7 @@ class Localizer:
         cal = calibration or lookup_calibration(model_hash)
         if cal.source == "none":
             log.warning("no covariance calibration for model %s: covariances are unscaled", model_hash[:12])
-        return cls(database, be, top_k, cal, rerank_score, alignment_candidates, decoder_turns)
+        return cls(database, be, top_k, cal, rerank_score, alignment_candidates, decoder_turns, tile_choice)
 
     def warmup(self) -> None:
         """Run one frame through every stage (first-call allocations, lazy engine set-up)."""
@@ -293,8 +302,17 @@ class Localizer:
         t5 = time.perf_counter()
         timings["decoder"] = (t5 - t4) * 1e3
 
-        # Re-ranking: the decoder ensemble keeps the matching scores, so this order stands.
+        # Re-ranking, then the consensus of the candidates (tile_choice); the decoder ensemble
+        # keeps the matching scores, so this order stands.
         order, combined = rerank(scores, np.asarray(out[self.rerank_output], dtype=np.float64))
+        support = None
+        if self.tile_choice == "consensus":
+            d_all = np.asarray(out["D"], dtype=np.float64)
+            if not np.all(np.isfinite(d_all)):
+                raise LocalizationError("the decoder produced a non-finite distribution D for this image")
+            tiles = np.asarray(ids, dtype=np.int64)
+            centers = np.stack([self.db.tiles["x"][tiles], self.db.tiles["y"][tiles]], axis=1)
+            order, support = consensus(d_all, centers, self.db.mpp * self.db.tile_size / d_all.shape[-1], combined)
         ensemble = {"decoder_turns": 1}
         if self.decoder_turns > 1:
             out, offsets, ensemble = self._decoder_ensemble(out, offsets, int(order[0]), ids, feats, (descs, valid),
@@ -304,6 +322,9 @@ class Localizer:
         result = self._posterior(out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
                                  offsets, camera)
         result.diagnostics.update(ensemble)
+        result.diagnostics["tile_choice"] = self.tile_choice
+        if support is not None:
+            result.diagnostics["consensus_support"] = support[order]
         t7 = time.perf_counter()
         timings["posterior"] = (t7 - t6) * 1e3
         timings["total"] = (t7 - t0) * 1e3
@@ -369,8 +390,8 @@ class Localizer:
 
     def _decoder_ensemble(self, out: dict, offsets: np.ndarray, best: int, ids, feats, ground: tuple,
                           logprior: np.ndarray, panorama: tuple):
-        """The decoder's rotation (and mirror) ensemble on candidate ``best``, the tile the
-        re-ranking chooses: its D, yaw field, alignment and sub-bin offset are replaced in
+        """The decoder's rotation (and mirror) ensemble on candidate ``best``, the chosen
+        tile: its D, yaw field, alignment and sub-bin offset are replaced in
         ``out``; the matching scores are kept, so that the re-ranking's order does not change.
         ``ground``: the frame's (descriptors, validity); ``panorama``: (pano, mask, known), from
         which the mirrored members' ground descriptors are computed."""

@@ -93,7 +93,7 @@ class LocalizationResult:
     yaw_deg: float | None
     covariance: np.ndarray
     confidence: float
-    candidates: list[Candidate]
+    candidates: list[Candidate]     # the top-k in the order of the tile choice, the chosen tile first
     tile_id: int
     pixel: tuple[float, float]      # (row, col) of D's MAP pixel centre in the chosen tile
     heading_mode: str               # "known" | "prior" | "unknown"

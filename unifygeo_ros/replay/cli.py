@@ -31,6 +31,8 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--backend", help="inference backend (default: the parameters', auto)")
     p.add_argument("--engines", help="ONNX / TensorRT engines folder (default: DB/engines)")
     p.add_argument("--top-k", type=int, help="retrieval candidates per frame")
+    p.add_argument("--tile-choice", choices=("consensus", "rerank"),
+                   help="how the tile is chosen among the candidates (default: the parameters', consensus)")
     p.add_argument("--min-confidence", type=float, help="confidence gate (default: the parameters', 0.1)")
     p.add_argument("--map-origin", help="LAT,LON of the map frame's origin when the bag has no drive.json "
                                         "(default: the database's frame)")
@@ -55,7 +57,7 @@ def _config(args):
         except ConfigError as exc:
             raise CommandError(f"--params: {exc}") from None
     values["database"] = args.db
-    for opt, name in (("backend", "backend"), ("engines", "engines"), ("top_k", "top_k"),
+    for opt, name in (("backend", "backend"), ("engines", "engines"), ("top_k", "top_k"), ("tile_choice", "tile_choice"),
                       ("min_confidence", "min_confidence"), ("odom_heading_mode", "priors.odom_heading_mode")):
         v = getattr(args, opt)
         if v is not None:

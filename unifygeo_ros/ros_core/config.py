@@ -54,6 +54,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("top_k", "top_k", 5, "retrieval candidates re-ranked per frame", low=1, high=100),
     ParamSpec("rerank_score", "rerank_score", "matching", "re-ranking term added to the retrieval score: matching "
               "(max of every matching level, averaged) or m0 (max M^0, the paper's Eq. 4)", choices=("matching", "m0")),
+    ParamSpec("tile_choice", "tile_choice", "consensus", "how the tile is chosen among the re-ranked candidates: "
+              "consensus (the candidate whose D peak the overlapping candidates' D confirm) or rerank (the best "
+              "re-ranked tile, as in the paper)", choices=("consensus", "rerank")),
     ParamSpec("alignment_candidates", "alignment_candidates", 4, "without a known heading: alignments re-decoded "
               "per candidate tile by the alignment search (0: the decoder's max-M^0 choice)", low=0, high=32),
     ParamSpec("decoder_turns", "decoder_turns", 4, "ensemble of the decoder on the chosen tile: 4 (the tile in "
@@ -150,6 +153,7 @@ class NodeConfig:
     threads: int = 0
     top_k: int = 5
     rerank_score: str = "matching"
+    tile_choice: str = "consensus"
     alignment_candidates: int = 4
     decoder_turns: int = 4
     warmup: bool = True

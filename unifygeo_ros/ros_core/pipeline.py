@@ -106,6 +106,7 @@ class FrameProcessor:
         t0 = time.perf_counter()
         loc = Localizer.open(cfg.database, backend=cfg.backend, engines=cfg.engines or None, top_k=cfg.top_k,
                              rerank_score=cfg.rerank_score, alignment_candidates=cfg.alignment_candidates,
+                             tile_choice=cfg.tile_choice,
                              decoder_turns=cfg.decoder_turns,
                              weights=cfg.weights or None, threads=cfg.threads or None)
         t1 = time.perf_counter()
