@@ -110,6 +110,15 @@ def _search_options(rerank_score: str, alignment_candidates: int, tile_choice: s
     return rerank_output(rerank_score), int(alignment_candidates)
 
 
+def _distributions(out: dict) -> np.ndarray:
+    """The decoder's D of every candidate (K, L, L, pixels of the database's tiles), or a
+    failed frame where it is not finite."""
+    d_all = np.asarray(out["D"], dtype=np.float64)
+    if not np.all(np.isfinite(d_all)):
+        raise LocalizationError("the decoder produced a non-finite distribution D for this image")
+    return d_all
+
+
 class Localizer:
     """Open with :meth:`open`; see the module docstring and :mod:`.types` for the contract."""
 
@@ -307,12 +316,9 @@ class Localizer:
         order, combined = rerank(scores, np.asarray(out[self.rerank_output], dtype=np.float64))
         support = None
         if self.tile_choice == "consensus":
-            d_all = np.asarray(out["D"], dtype=np.float64)
-            if not np.all(np.isfinite(d_all)):
-                raise LocalizationError("the decoder produced a non-finite distribution D for this image")
             tiles = np.asarray(ids, dtype=np.int64)
             centers = np.stack([self.db.tiles["x"][tiles], self.db.tiles["y"][tiles]], axis=1)
-            order, support = consensus(d_all, centers, self.db.mpp * self.db.tile_size / d_all.shape[-1], combined)
+            order, support = consensus(_distributions(out), centers, self.db.mpp, combined)
         ensemble = {"decoder_turns": 1}
         if self.decoder_turns > 1:
             out, offsets, ensemble = self._decoder_ensemble(out, offsets, int(order[0]), ids, feats, (descs, valid),
@@ -442,9 +448,7 @@ class Localizer:
         from ..model.heading import yaw_from_alignment
 
         cfg = self.cfg
-        d_all = np.asarray(out["D"], dtype=np.float64)
-        if not np.all(np.isfinite(d_all)):
-            raise LocalizationError("the decoder produced a non-finite distribution D for this image")
+        d_all = _distributions(out)
         m0 = np.asarray(out["m0_max"], dtype=np.float64)
         matching = np.asarray(out["match_score"], dtype=np.float64)
         best = int(order[0])
