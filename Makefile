@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11, no GPU):
-#   make demo   - create .venv/ if needed, then run the main job on its embedded default
+#   make demo   - create .venv/ if needed, then run the demo on the embedded synthetic city
 #   make test   - create .venv/ if needed, then run the test suite
 VENV    := .venv
 PY      := $(VENV)/bin/python

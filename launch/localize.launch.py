@@ -18,33 +18,39 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from unifygeo_ros.options import option
+
+# Launch argument -> the node parameter it sets (defaults and help from the declaration).
+PARAMETER_OF = {"engines": "engines", "camera_topic": "image_topic",
+                "compressed_camera_topic": "compressed_image_topic", "backend": "backend"}
+
+
+def _argument(name: str) -> DeclareLaunchArgument:
+    o = option(PARAMETER_OF[name])
+    return DeclareLaunchArgument(name, default_value=str(o.default), description=f"{o.help} (parameter {o.name})")
+
 
 def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("database", description="folder of the aerial database (`unifygeo build-db`)"),
-        DeclareLaunchArgument("engines", default_value="",
-                              description="ONNX / TensorRT engines folder; empty: DATABASE/engines"),
+        _argument("engines"),
         DeclareLaunchArgument("config", default_value=PathJoinSubstitution(
             [FindPackageShare("unifygeo_ros"), "config", "localize.yaml"]), description="parameter file"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
-        DeclareLaunchArgument("camera_topic", default_value="/camera/panorama/image_raw",
-                              description="sensor_msgs/Image input; empty: none"),
-        DeclareLaunchArgument("compressed_camera_topic", default_value="",
-                              description="sensor_msgs/CompressedImage input; empty: none"),
-        DeclareLaunchArgument("backend", default_value="auto", description="auto | torch | onnxruntime | tensorrt"),
+        _argument("camera_topic"),
+        _argument("compressed_camera_topic"),
+        _argument("backend"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
         DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
     ]
+
     def text(name):
         # typed explicitly: an empty or numeric-looking string must stay a string
         return ParameterValue(LaunchConfiguration(name), value_type=str)
 
     overrides = {
         "database": text("database"),
-        "engines": text("engines"),
-        "image_topic": text("camera_topic"),
-        "compressed_image_topic": text("compressed_camera_topic"),
-        "backend": text("backend"),
+        **{parameter: text(argument) for argument, parameter in PARAMETER_OF.items()},
         "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
     }
     node = Node(

@@ -9,7 +9,7 @@
 # STAGE1_EPOCHS (default 5, the shipped model's) sets the first stage's epochs: more epochs
 # improve every metric (MODEL_CARD.md, "More stage-1 training moves every metric"); on the
 # development CPU five fit the 90-minute budget with the channels-last layout (83.9 minutes
-# of training, fifteenth session); 4, the model before it's count, is the fallback on a slow day.
+# of training, 2026-12-04); 4 is the fallback when the machine is slower.
 #
 # On the 2-core development CPU (with Intel AMX, bf16): data ~25 min, training ~67 min +
 # ~17 min (retrieval stage, both with their caching; measured 83.9 min in all, wall clock),

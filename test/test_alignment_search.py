@@ -10,9 +10,15 @@ import pytest
 import torch
 
 from unifygeo_ros.backends.base import Backend
-from unifygeo_ros.model.alignment_search import (AlignmentSearch, candidate_alignments, one_hot_logprior,
-                                                 parabolic_offset, search_alignments)
-from unifygeo_ros.model.heading import EXCLUDED, heading_window_prior, unknown_heading_prior
+from unifygeo_ros.inference.alignment_search import (
+    AlignmentSearch,
+    candidate_alignments,
+    one_hot_logprior,
+    parabolic_offset,
+    search_alignments,
+)
+from unifygeo_ros.inference.heading import EXCLUDED
+from unifygeo_ros.model.heading import heading_window_prior, unknown_heading_prior
 from unifygeo_ros.model.unifygeo import UnifyGeo
 
 
@@ -141,72 +147,6 @@ def test_backend_splits_batches_larger_than_its_limit():
     be.batches.clear()
     be.decode({k: v[:3] for k, v in feeds.items()})
     assert be.batches == [3]
-
-
-def test_every_default_of_the_alignment_search_and_the_decoder_ensemble_is_the_same():
-    """The torch-free CLI parsers and node parameters repeat the default as a literal (so
-    that `unifygeo --help` does not import torch): they must agree with the module's."""
-    import argparse
-
-    from unifygeo_ros.evaluation.cli import register as register_eval
-    from unifygeo_ros.localizer.cli import register as register_localize
-    from unifygeo_ros.model.alignment_search import DEFAULT_CANDIDATES
-    from unifygeo_ros.ros_core.config import PARAMETERS, NodeConfig
-
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    bench_sub = sub.add_parser("bench").add_subparsers()
-    register_eval(sub, bench_sub)
-    register_localize(sub, bench_sub)
-    for cmd in (["eval", "--data", "d", "--weights", "w"], ["localize", "image.png", "--db", "d"]):
-        assert parser.parse_args(cmd).alignment_candidates == DEFAULT_CANDIDATES, cmd
-    assert NodeConfig().alignment_candidates == DEFAULT_CANDIDATES
-    assert {p.name: p.default for p in PARAMETERS}["alignment_candidates"] == DEFAULT_CANDIDATES
-    # The decoder ensemble's default (4 turns) likewise, and the shipped node configuration's.
-    import inspect
-
-    import yaml
-
-    from unifygeo_ros.evaluation.evaluate import EvalConfig
-    from unifygeo_ros.localizer.localizer import Localizer
-
-    default = inspect.signature(Localizer.open).parameters["decoder_turns"].default
-    assert default == EvalConfig("d", "w").decoder_turns == NodeConfig().decoder_turns == 4
-    assert {p.name: p.default for p in PARAMETERS}["decoder_turns"] == default
-    for cmd in (["eval", "--data", "d", "--weights", "w"], ["localize", "image.png", "--db", "d"],
-                ["bench", "localize"]):
-        assert parser.parse_args(cmd).decoder_turns == default, cmd
-    # ... and the values they allow are the ensemble's.
-    from unifygeo_ros.model.decoder_ensemble import DECODER_TURNS
-
-    assert {p.name: p.choices for p in PARAMETERS}["decoder_turns"] == DECODER_TURNS
-    for cmd in (["eval", "--data", "d", "--weights", "w"], ["localize", "image.png", "--db", "d"],
-                ["bench", "localize"]):
-        for turns in DECODER_TURNS:
-            assert parser.parse_args(cmd + ["--decoder-turns", str(turns)]).decoder_turns == turns
-        with pytest.raises(SystemExit):
-            parser.parse_args(cmd + ["--decoder-turns", "2"])
-    with open(Path(__file__).resolve().parents[1] / "config" / "localize.yaml") as f:
-        shipped = yaml.safe_load(f)
-    assert shipped["/**"]["ros__parameters"]["decoder_turns"] == default
-    # The tile choice: the consensus by default everywhere (localizer, node, its shipped
-    # configuration, localize, replay); the choices are the localizer's.
-    from unifygeo_ros.model.rerank import TILE_CHOICES
-    from unifygeo_ros.replay.cli import register as register_replay
-
-    register_replay(sub, bench_sub)
-    default = inspect.signature(Localizer.open).parameters["tile_choice"].default
-    assert default == inspect.signature(Localizer).parameters["tile_choice"].default == "consensus"
-    assert NodeConfig().tile_choice == default == shipped["/**"]["ros__parameters"]["tile_choice"]
-    assert {p.name: p.default for p in PARAMETERS}["tile_choice"] == default
-    assert {p.name: p.choices for p in PARAMETERS}["tile_choice"] == TILE_CHOICES
-    assert parser.parse_args(["localize", "image.png", "--db", "d"]).tile_choice == default
-    assert parser.parse_args(["replay", "--bag", "b", "--db", "d"]).tile_choice is None   # the parameters'
-    for choice in TILE_CHOICES:
-        assert parser.parse_args(["localize", "image.png", "--db", "d", "--tile-choice", choice]).tile_choice == choice
-        assert parser.parse_args(["replay", "--bag", "b", "--db", "d", "--tile-choice", choice]).tile_choice == choice
-    with pytest.raises(SystemExit):
-        parser.parse_args(["localize", "image.png", "--db", "d", "--tile-choice", "best"])
 
 
 def test_reusing_the_first_pass_row_changes_nothing_but_the_work():

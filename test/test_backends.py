@@ -23,11 +23,15 @@ from unifygeo_ros.backends.ort_backend import OrtBackend
 from unifygeo_ros.backends.torch_backend import TorchBackend
 from unifygeo_ros.database.build import BuildConfig, build_database
 from unifygeo_ros.localizer.localizer import Localizer
-from unifygeo_ros.localizer.types import DatabaseError
-from unifygeo_ros.model.export_names import DECODER_OUTPUTS
 from unifygeo_ros.model.unifygeo import UnifyGeo, save_checkpoint
-from unifygeo_ros.sim.render import render_panorama, render_pinhole, write_orthophoto_geotiff
+from unifygeo_ros.onnx_names import DECODER_OUTPUTS
+from unifygeo_ros.sim.render import (
+    render_panorama,
+    render_pinhole,
+    write_orthophoto_geotiff,
+)
 from unifygeo_ros.sim.world import generate_city
+from unifygeo_ros.types import DatabaseError
 
 ROOT = Path(__file__).resolve().parent.parent
 TRT_FILE = ROOT / "unifygeo_ros" / "backends" / "tensorrt_backend.py"
@@ -118,7 +122,7 @@ def test_localizer_parity_between_backends(city_db):
     frames = [(render_panorama(city, (90.0, 110.0), 10.0, 512, 256), {}),
               (render_panorama(city, (90.0, 110.0), 10.0, 512, 256), {"heading": 10.0}),
               (render_pinhole(city, (120.0, 80.0), -60.0, 90.0, 320, 240), {"heading": -60.0})]
-    from unifygeo_ros.localizer.types import Camera
+    from unifygeo_ros.types import Camera
 
     for i, (img, kw) in enumerate(frames):
         cam = Camera("pinhole", hfov_deg=90.0) if i == 2 else Camera()

@@ -21,9 +21,10 @@ from pyproj import Geod, Transformer
 from unifygeo_ros.database.build import BuildConfig, build_database
 from unifygeo_ros.database.raster import TileReader, inspect, plan_grid
 from unifygeo_ros.database.store import Database
-from unifygeo_ros.localizer.types import DatabaseError
-from unifygeo_ros.model.config import SMALL
+from unifygeo_ros.inference.retrieval import search_tiles
 from unifygeo_ros.model.unifygeo import UnifyGeo, save_checkpoint
+from unifygeo_ros.model_config import SMALL
+from unifygeo_ros.types import DatabaseError
 
 DATA = Path(__file__).parent / "data" / "orthophoto"
 ATLANTA = DATA / "atlanta_0p5m_epsg32616.tif"
@@ -339,7 +340,7 @@ def test_build_db_cli_prints_one_json_object(tmp_path, weights):
 
 
 def test_rotation_ensemble_descriptors_and_single_turn_databases(tmp_path, weights, atlanta_db):
-    """Default builds store the four quarter turns' descriptors (model.retrieval); a
+    """Default builds store the four quarter turns' descriptors (inference.retrieval); a
     single-turn build, and a database from before the ensemble (no "retrieval" entry in the
     manifest), open as one turn; a manifest that disagrees with its descriptors is refused."""
     four = Database(atlanta_db[0])
@@ -356,10 +357,10 @@ def test_rotation_ensemble_descriptors_and_single_turn_databases(tmp_path, weigh
     np.testing.assert_allclose(2 * four.descriptors[:, :d], one.descriptors, atol=1e-5)
     assert four.index.d == d                      # the index holds turn 0; the ensemble re-scores its shortlist
     q = np.asarray(four.descriptors[[7, 100]])
-    scores, ids = four.search(q, 5)
+    scores, ids = search_tiles(four, q, 5)
     assert ids[0] in (7, 100) and scores[0] == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(ValueError, match="expected 768-d queries"):
-        four.search(q[:, :d], 5)
+        search_tiles(four, q[:, :d], 5)
     manifest = json.loads((out / "manifest.json").read_text())
     legacy = {k: v for k, v in manifest.items() if k != "retrieval"}
     (out / "manifest.json").write_text(json.dumps(legacy))

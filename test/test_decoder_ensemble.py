@@ -1,4 +1,4 @@
-"""The decoder's rotation and mirror ensemble (model/decoder_ensemble.py): hand-made cases and the real network."""
+"""The decoder's rotation and mirror ensemble (inference/decoder_ensemble.py): hand-made cases and the real network."""
 
 from __future__ import annotations
 
@@ -6,10 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from unifygeo_ros.model.alignment_search import one_hot_logprior, parabolic_offset
-from unifygeo_ros.model.decoder_ensemble import (check_decoder_turns, decode_turn_ensemble, member_alignments,
-                                                 member_back, member_tiles, mirror_panorama, turn_back)
-from unifygeo_ros.model.heading import heading_window_prior, known_heading_prior, unknown_heading_prior
+from unifygeo_ros.inference.alignment_search import one_hot_logprior, parabolic_offset
+from unifygeo_ros.inference.decoder_ensemble import (
+    check_decoder_turns,
+    decode_turn_ensemble,
+    member_alignments,
+    member_back,
+    member_tiles,
+    mirror_panorama,
+    turn_back,
+)
+from unifygeo_ros.model.heading import (
+    heading_window_prior,
+    known_heading_prior,
+    unknown_heading_prior,
+)
 
 K = 32
 Q = K // 4
@@ -159,8 +170,8 @@ def test_real_decoder_ensemble_follows_a_quarter_turn_of_the_tile():
     """Real network, untrained weights: turning the tile a quarter counter-clockwise permutes
     the four decoded turns, so the ensemble's scores move by K / 4 alignments and its D
     and yaw field turn with the tile, while a single turn's scores do not follow."""
+    from unifygeo_ros.inference.retrieval import turned_tiles
     from unifygeo_ros.model.unifygeo import UnifyGeo
-    from unifygeo_ros.model.retrieval import turned_tiles
 
     torch.manual_seed(0)
     model = UnifyGeo("small").eval()

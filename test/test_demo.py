@@ -87,12 +87,16 @@ def test_demo_refuses_a_training_seed(weights, tmp_path, cli, seed):
 
 
 def test_demo_refuses_a_calibration_seed(weights, tmp_path, cli, monkeypatch):
-    from unifygeo_ros.localizer import calibration_data
+    from unifygeo_ros.inference import calibration
     from unifygeo_ros.model.unifygeo import load_checkpoint
+    from unifygeo_ros.tools.calibrate import write_calibration
 
     h = load_checkpoint(weights)[0].state_hash()
-    monkeypatch.setattr(calibration_data, "CALIBRATIONS",
-                        {h: {"c_pos": 2.0, "c_yaw": 1.5, "measured_on": {"seeds": [2026, 101]}}})
+    table = tmp_path / "table" / "calibration.json"
+    table.parent.mkdir()
+    write_calibration(h, {"c_pos": 2.0, "c_yaw": 1.5, "measured_on": {"seeds": [2026, 101]}}, table)
+    monkeypatch.setattr(calibration, "CALIBRATION_FILE", table)
+    tmp_path = tmp_path / "out"
     proc = cli("demo", "--weights", str(weights), "--out", str(tmp_path), "--json", check=False)
     assert proc.returncode == 2 and "used to calibrate" in json.loads(proc.stdout)["error"]
 
@@ -151,22 +155,22 @@ def test_bench_retrieval_json_shape(cli):
 
 
 def test_calibrate_fits_and_writes_a_table_entry(weights, tmp_path):
-    from unifygeo_ros.localizer.calibrate import calibrate, write_calibration
-
-    from unifygeo_ros.localizer.synthetic import MODES
+    from unifygeo_ros.inference.calibration import lookup_calibration, read_calibrations
+    from unifygeo_ros.tools.calibrate import calibrate, write_calibration
+    from unifygeo_ros.tools.synthetic import MODES
 
     report = calibrate(str(weights), [3003], ["suburb"], 200.0, 4, str(tmp_path / "cal"), progress=False)
     assert report["c_pos"] > 0 and report["c_yaw"] > 0 and report["measured_on"]["records"] == 4 * len(MODES)
     assert report["pinhole"]["c_pos"] > 0 and report["pinhole"]["c_yaw"] > 0     # fitted on the pinhole views alone
     assert set(report["per_mode_after_scaling"]) == set(MODES)
     assert (tmp_path / "cal" / "records.json").is_file()
-    table = tmp_path / "calibration_data.py"
-    table.write_text('"""copy"""\n\nCALIBRATIONS: dict[str, dict] = {}\n')
+    table = tmp_path / "calibration.json"
     write_calibration(report["model_hash"], {"c_pos": report["c_pos"], "c_yaw": report["c_yaw"]}, table)
     write_calibration("f" * 64, {"c_pos": 1.5, "c_yaw": 2.0}, table)
-    ns: dict = {}
-    exec(table.read_text(), ns)
-    assert ns["CALIBRATIONS"][report["model_hash"]]["c_pos"] == report["c_pos"] and len(ns["CALIBRATIONS"]) == 2
+    stored = read_calibrations(table)          # plain JSON data, both entries
+    assert stored[report["model_hash"]]["c_pos"] == report["c_pos"] and len(stored) == 2
+    assert json.loads(table.read_text())["models"]["f" * 64] == {"c_pos": 1.5, "c_yaw": 2.0}
+    assert lookup_calibration("f" * 64, table).scales("panorama") == (1.5, 2.0)
     for seed in (13, 15, 16, 21, 2026):
         with pytest.raises(ValueError, match="training or demo seeds"):
             calibrate(str(weights), [seed], ["default"], 200.0, 4, str(tmp_path / "x"), progress=False)

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from unifygeo_ros.conventions import quaternion_to_yaw
 from unifygeo_ros.sim.drive import (
     DriveConfig,
     DriveTopics,
     drive_metadata_dir,
     plan_trajectory,
-    quaternion_yaw,
     simulate_gnss_errors,
     simulate_odometry,
     write_drive_bag,
@@ -221,7 +221,7 @@ def test_drive_bag_round_trip(city_dir, tmp_path, capsys, storage, image):
         pose = poses[t]
         assert pose.header.frame_id == "map" and fix.status.status == 0
         q = pose.pose.orientation
-        yaw = quaternion_yaw(q.x, q.y, q.z, q.w)
+        yaw = quaternion_to_yaw(q.x, q.y, q.z, q.w)
         ax = pose.pose.position.x + math.cos(yaw) * ant.x - math.sin(yaw) * ant.y
         ay = pose.pose.position.y + math.sin(yaw) * ant.x + math.cos(yaw) * ant.y
         fx, fy = frame.from_latlon(fix.latitude, fix.longitude)

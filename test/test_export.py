@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-from unifygeo_ros.model.export import export_onnx, onnx_parity
+from unifygeo_ros.backends.export import export_onnx, onnx_parity
 from unifygeo_ros.model.unifygeo import UnifyGeo
 
 

@@ -3,6 +3,7 @@ confidence, calibration, and bad frames that never take the localizer down."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -11,13 +12,29 @@ import torch
 
 from unifygeo_ros.conventions import angle_diff_deg
 from unifygeo_ros.database.build import BuildConfig, build_database
-from unifygeo_ros.localizer import (Camera, HeadingPrior, LocalizationError, LocalizationResult, Localizer,
-                                    PositionPrior)
-from unifygeo_ros.localizer import posterior
-from unifygeo_ros.localizer.calibration import CHI2_2_95, Calibration, fit_scales, mahalanobis2
-from unifygeo_ros.localizer.preprocess import ground_input
+from unifygeo_ros.inference import posterior
+from unifygeo_ros.inference.calibration import (
+    CHI2_2_95,
+    Calibration,
+    fit_scales,
+    mahalanobis2,
+)
+from unifygeo_ros.inference.preprocess import ground_input
+from unifygeo_ros.localizer import (
+    Camera,
+    HeadingPrior,
+    LocalizationError,
+    LocalizationResult,
+    Localizer,
+    PositionPrior,
+)
+from unifygeo_ros.localizer import localizer as localizer_module
 from unifygeo_ros.model.unifygeo import UnifyGeo, save_checkpoint
-from unifygeo_ros.sim.render import render_panorama, render_pinhole, write_orthophoto_geotiff
+from unifygeo_ros.sim.render import (
+    render_panorama,
+    render_pinhole,
+    write_orthophoto_geotiff,
+)
 from unifygeo_ros.sim.world import generate_city
 
 SEED = 3001          # a held-out city seed (training used 11-16, validation 21)
@@ -269,13 +286,15 @@ def test_pinhole_views_get_their_own_scale_factors(db_path, pano):
     assert two.scales("pinhole") == (5.0, 0.5) and two.scales("panorama") == (2.0, 3.0)
 
 
-def test_calibration_table_entries_with_and_without_a_pinhole_pair(monkeypatch):
-    from unifygeo_ros.localizer import calibration_data
-    from unifygeo_ros.localizer.calibration import lookup_calibration
+def test_calibration_table_entries_with_and_without_a_pinhole_pair(monkeypatch, tmp_path):
+    from unifygeo_ros.inference import calibration
+    from unifygeo_ros.inference.calibration import lookup_calibration
 
-    monkeypatch.setattr(calibration_data, "CALIBRATIONS", {
+    table = tmp_path / "calibration.json"
+    table.write_text(json.dumps({"format": calibration.CALIBRATION_FORMAT, "models": {
         "a" * 64: {"c_pos": 2.0, "c_yaw": 1.5, "pinhole": {"c_pos": 9.0, "c_yaw": 1.1}, "date": "x"},
-        "b" * 64: {"c_pos": 3.0, "c_yaw": 1.2}})
+        "b" * 64: {"c_pos": 3.0, "c_yaw": 1.2}}}))
+    monkeypatch.setattr(calibration, "CALIBRATION_FILE", table)
     a = lookup_calibration("a" * 64)
     assert a.source == "table" and a.scales("pinhole") == (9.0, 1.1) and a.scales("panorama") == (2.0, 1.5)
     assert "pinhole" not in a.details and a.details["date"] == "x"
@@ -329,19 +348,6 @@ def _with_backend(loc, backend, **kw):
     return Localizer(loc.db, backend, 5, Calibration(1.0, 1.0, "explicit"), **{"decoder_turns": 1, **kw})
 
 
-class _FixedCandidates:
-    """The database with its search replaced by fixed candidates (scores, tile ids)."""
-
-    def __init__(self, db, scores, ids):
-        self._db, self._scores, self._ids = db, np.asarray(scores, np.float32), np.asarray(ids, np.int64)
-
-    def search(self, query, k, prior=None):
-        return self._scores[:k], self._ids[:k]
-
-    def __getattr__(self, name):
-        return getattr(self._db, name)
-
-
 class _PerCandidateBackend(FakeBackend):
     """Canned outputs with one D and one matching score per candidate row (known heading:
     the localizer decodes the k candidates once, in the search's order)."""
@@ -357,7 +363,7 @@ class _PerCandidateBackend(FakeBackend):
         return {**out, "D": self.ds, "match_score": self.match}
 
 
-def test_tile_choice_rerank_or_consensus(loc, pano):
+def test_tile_choice_rerank_or_consensus(loc, pano, monkeypatch):
     """Five candidates: three overlapping tiles whose D all peak at one map point P, and two
     tiles far from them, one of which has the best re-ranking score (by 0.05) and a D peaked
     at its own centre. ``rerank`` (the paper) takes that lonely tile; ``consensus`` the place
@@ -376,10 +382,12 @@ def test_tile_choice_rerank_or_consensus(loc, pano):
         centre = (db.tile_size / 2, db.tile_size / 2) if t in far else db.xy_to_pixel(t, *p)
         ds.append(_gaussian((db.tile_size, db.tile_size), centre, 2.0))
     match = [0.30, 0.25, 0.25, 0.25, 0.0]
-    fixed = _FixedCandidates(db, [0.5] * 5, ids)
+    # The retrieval replaced by fixed candidates (scores, tile ids).
+    monkeypatch.setattr(localizer_module, "search_tiles",
+                        lambda _db, _query, k, near=None: (np.full(5, 0.5, np.float32)[:k], np.asarray(ids)[:k]))
     results = {}
     for choice in ("rerank", "consensus"):
-        located = Localizer(fixed, _PerCandidateBackend(loc.backend, ds, match), 5,
+        located = Localizer(db, _PerCandidateBackend(loc.backend, ds, match), 5,
                             Calibration(1.0, 1.0, "explicit"), decoder_turns=1, tile_choice=choice)
         results[choice] = located.localize(pano, heading=0.0)
     paper, ours = results["rerank"], results["consensus"]
@@ -427,8 +435,8 @@ def test_trained_model_localizes_rendered_panoramas(tmp_path):
     """End to end with the shipped model on a held-out city: known heading, a 25 m position prior
     (its centre 10 m off the truth). A sign or axis error anywhere (tiles, pixels, map frame,
     heading rotation) would put the estimates tens of metres off."""
-    from unifygeo_ros.localizer.synthetic import make_area, render_view, sample_truths
-    from unifygeo_ros.model.unifygeo import shipped_model_path
+    from unifygeo_ros.model_config import shipped_model_path
+    from unifygeo_ros.tools.synthetic import make_area, render_view, sample_truths
 
     weights = shipped_model_path()          # ships with the package: missing is a failure, not a skip
     area = make_area(3004, 200.0, (44.43, 26.10), "default", tmp_path, weights, progress=False)
@@ -460,7 +468,10 @@ def test_an_open_localizer_keeps_openblas_to_one_thread(loc):
 def test_small_databases_are_searched_on_one_faiss_thread(loc):
     import faiss
 
-    from unifygeo_ros.localizer.localizer import SINGLE_THREAD_SEARCH_TILES, set_search_threads
+    from unifygeo_ros.localizer.localizer import (
+        SINGLE_THREAD_SEARCH_TILES,
+        set_search_threads,
+    )
 
     assert loc.db.n <= SINGLE_THREAD_SEARCH_TILES and faiss.omp_get_max_threads() == 1
     before = faiss.omp_get_max_threads()
@@ -481,7 +492,7 @@ def test_decoder_ensemble_on_the_chosen_tile(db_path, pano, tmp_path, caplog):
     import shutil
 
     from unifygeo_ros.database.store import read_manifest
-    from unifygeo_ros.localizer.preprocess import normalize_images
+    from unifygeo_ros.inference.preprocess import normalize_images
 
     four = Localizer.open(db_path, backend="torch-cpu")
     one = Localizer.open(db_path, backend="torch-cpu", decoder_turns=1)

@@ -7,13 +7,23 @@ import pytest
 import torch
 
 from unifygeo_ros.conventions import rotate_panorama
-from unifygeo_ros.model.config import PAPER, SMALL, get_config
-from unifygeo_ros.model.fov import pinhole_to_panorama
-from unifygeo_ros.model.heading import (heading_window_prior, known_heading_prior, teacher_prior,
-                                        true_alignment, unknown_heading_prior, yaw_from_alignment)
+from unifygeo_ros.inference.fov import pinhole_to_panorama
+from unifygeo_ros.inference.heading import true_alignment, yaw_from_alignment
+from unifygeo_ros.inference.rerank import (
+    check_tile_choice,
+    consensus,
+    rerank,
+    rerank_output,
+)
+from unifygeo_ros.model.heading import (
+    heading_window_prior,
+    known_heading_prior,
+    teacher_prior,
+    unknown_heading_prior,
+)
 from unifygeo_ros.model.losses import unifygeo_loss
-from unifygeo_ros.model.rerank import check_tile_choice, consensus, rerank, rerank_output
 from unifygeo_ros.model.unifygeo import UnifyGeo, load_checkpoint, save_checkpoint
+from unifygeo_ros.model_config import PAPER, SMALL, get_config
 
 PAPER_REFERENCE = 57_700_330
 

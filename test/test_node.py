@@ -25,9 +25,20 @@ import numpy as np
 import pytest
 
 from unifygeo_ros.geo import MapFrame
-from unifygeo_ros.ros_core.config import PARAMETERS, ConfigError, NodeConfig, params_from_yaml
-from unifygeo_ros.ros_core.geometry import (Extrinsic, FrameAdapter, covariance6, enu_true_covariance,
-                                            quaternion_to_yaw, yaw_to_quaternion)
+from unifygeo_ros.ros_core.config import (
+    PARAMETERS,
+    ConfigError,
+    NodeConfig,
+    params_from_yaml,
+)
+from unifygeo_ros.ros_core.geometry import (
+    Extrinsic,
+    FrameAdapter,
+    covariance6,
+    enu_true_covariance,
+    quaternion_to_yaw,
+    yaw_to_quaternion,
+)
 from unifygeo_ros.ros_core.images import ImageError, decode_image
 from unifygeo_ros.ros_core.priors import PriorTracker
 
@@ -240,7 +251,7 @@ class _TruthLocalizer:
         self.calls = []
 
     def localize(self, image, camera, prior=None, return_distribution=False):
-        from unifygeo_ros.localizer.types import Candidate, LocalizationResult
+        from unifygeo_ros.types import Candidate, LocalizationResult
 
         self.calls.append((image.shape, camera, prior))
         if isinstance(self.answer, Exception):
@@ -258,9 +269,9 @@ class _TruthLocalizer:
 
 
 def test_frame_processor_turns_the_camera_pose_into_base_link_in_the_map_frame():
-    from unifygeo_ros.localizer.types import HeadingPrior, LocalizationError, PositionPrior
     from unifygeo_ros.ros_core.pipeline import FrameProcessor
     from unifygeo_ros.ros_core.priors import PriorInfo
+    from unifygeo_ros.types import HeadingPrior, LocalizationError, PositionPrior
 
     out = MapFrame.utm_at(*ORIGIN)                                   # the vehicle's map frame
     db = MapFrame(out.crs_wkt, out.origin_e + 250.0, out.origin_n - 40.0)  # the database's, elsewhere
@@ -348,7 +359,7 @@ def _test_weights() -> Path:
     override = os.environ.get("UNIFYGEO_TEST_WEIGHTS")
     if override:
         return Path(override)
-    from unifygeo_ros.model.unifygeo import shipped_model_path
+    from unifygeo_ros.model_config import shipped_model_path
 
     return shipped_model_path()
 

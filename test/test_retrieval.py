@@ -1,4 +1,4 @@
-"""Retrieval over heading alignments (model/retrieval.py), checked by brute force."""
+"""Retrieval over heading alignments (inference/retrieval.py), checked by brute force."""
 
 from __future__ import annotations
 
@@ -6,11 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from unifygeo_ros.model.config import SMALL
-from unifygeo_ros.model.heading import heading_window_prior, known_heading_prior, unknown_heading_prior
-from unifygeo_ros.model.retrieval import (alignment_descriptors, best_alignment_scores, ensemble_queries,
-                                          ensemble_references, merge_alignment_hits, query_descriptors,
-                                          turned_tiles)
+from unifygeo_ros.inference.retrieval import (
+    alignment_descriptors,
+    best_alignment_scores,
+    ensemble_queries,
+    ensemble_references,
+    merge_alignment_hits,
+    query_descriptors,
+    turned_tiles,
+)
+from unifygeo_ros.model.heading import (
+    heading_window_prior,
+    known_heading_prior,
+    unknown_heading_prior,
+)
+from unifygeo_ros.model_config import SMALL
 
 
 def test_alignment_order_is_the_decoders_and_the_models():
@@ -132,7 +142,11 @@ def test_ensemble_search_rescores_the_index_shortlist(seed):
     ever returns tiles with their exact ensemble score."""
     import faiss
 
-    from unifygeo_ros.model.retrieval import ensemble_search, first_turn, shortlist_size
+    from unifygeo_ros.inference.retrieval import (
+        ensemble_search,
+        first_turn,
+        shortlist_size,
+    )
 
     rng = np.random.default_rng(seed)
     n, d, k_align, turns, k = 400, 8, 8, 4, 5

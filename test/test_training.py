@@ -11,9 +11,15 @@ import torch
 from unifygeo_ros.model.unifygeo import UnifyGeo, load_checkpoint
 from unifygeo_ros.sim.vigor_export import VigorExportConfig, export_vigor
 from unifygeo_ros.sim.world import generate_city
-from unifygeo_ros.training.augment import AugmentConfig
 from unifygeo_ros.training import trainer as trainer_module
-from unifygeo_ros.training.trainer import PairStore, TrainConfig, autocast_dtype, learning_rate, train
+from unifygeo_ros.training.augment import AugmentConfig
+from unifygeo_ros.training.trainer import (
+    PairStore,
+    TrainConfig,
+    autocast_dtype,
+    learning_rate,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +157,7 @@ def test_channels_last_training_follows_the_contiguous_one(tiny_root, tmp_path):
 
 def test_cached_pairs_equal_the_uncached_ones(tiny_root):
     from unifygeo_ros.data.vigor import VigorPairDataset
-    from unifygeo_ros.model.config import get_config
+    from unifygeo_ros.model_config import get_config
     from unifygeo_ros.training.augment import PairAugment
 
     cfg = get_config("small")
@@ -177,9 +183,13 @@ def test_training_refuses_missing_data(tmp_path):
 
 
 def test_retrieval_stage_trains_only_the_descriptors(tiny_root, tmp_path):
-    from unifygeo_ros.model.config import get_config
     from unifygeo_ros.model.unifygeo import save_checkpoint
-    from unifygeo_ros.training.retrieval_stage import TRAINED_PREFIXES, RetrievalStageConfig, train_retrieval
+    from unifygeo_ros.model_config import get_config
+    from unifygeo_ros.training.retrieval_stage import (
+        TRAINED_PREFIXES,
+        RetrievalStageConfig,
+        train_retrieval,
+    )
 
     torch.manual_seed(0)
     init = UnifyGeo(get_config("small").with_(layout_channels=0)).eval()     # a model without the layout term
@@ -221,7 +231,10 @@ def test_retrieval_stage_trains_only_the_descriptors(tiny_root, tmp_path):
 
 def test_retrieval_stage_refuses_what_it_cannot_do(tiny_root, tmp_path):
     from unifygeo_ros.model.unifygeo import save_checkpoint
-    from unifygeo_ros.training.retrieval_stage import RetrievalStageConfig, train_retrieval
+    from unifygeo_ros.training.retrieval_stage import (
+        RetrievalStageConfig,
+        train_retrieval,
+    )
 
     save_checkpoint(UnifyGeo("small"), tmp_path / "init.pt")
     base = dict(data=str(tiny_root), out=str(tmp_path / "o"), init=str(tmp_path / "init.pt"), protocol="cross_area",
@@ -235,8 +248,11 @@ def test_retrieval_stage_refuses_what_it_cannot_do(tiny_root, tmp_path):
 
 
 def test_retrieval_stage_can_start_the_descriptors_afresh():
-    from unifygeo_ros.model.config import get_config
-    from unifygeo_ros.training.retrieval_stage import TRAINED_PREFIXES, reinit_descriptors
+    from unifygeo_ros.model_config import get_config
+    from unifygeo_ros.training.retrieval_stage import (
+        TRAINED_PREFIXES,
+        reinit_descriptors,
+    )
 
     torch.manual_seed(1)
     model = UnifyGeo(get_config("small"))

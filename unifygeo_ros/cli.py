@@ -13,23 +13,29 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 from typing import Any, Callable
 
-# Subsystems that contribute subcommands, in help order.
+# Subsystems that contribute subcommands.
 COMMAND_MODULES = (
-    "unifygeo_ros.model.cli",
-    "unifygeo_ros.backends.cli",
+    "unifygeo_ros.tools.demo",
+    "unifygeo_ros.localizer.cli",
+    "unifygeo_ros.database.cli",
+    "unifygeo_ros.replay.cli",
+    "unifygeo_ros.evaluation.cli",
+    "unifygeo_ros.training.cli",
     "unifygeo_ros.sim.cli",
     "unifygeo_ros.sim.export_cli",
     "unifygeo_ros.data.cli",
-    "unifygeo_ros.training.cli",
-    "unifygeo_ros.evaluation.cli",
-    "unifygeo_ros.database.cli",
-    "unifygeo_ros.localizer.cli",
-    "unifygeo_ros.replay.cli",
-    "unifygeo_ros.demo",
+    "unifygeo_ros.backends.cli",
+    "unifygeo_ros.tools.cli",
+    "unifygeo_ros.model.cli",
 )
+
+# The order of ``unifygeo --help``: what a user reaches for first comes first.
+COMMAND_ORDER = ("demo", "localize", "build-db", "replay", "eval", "train", "sim", "export", "bench", "model-info",
+                 "calibrate", "vigor-check")
 
 
 class CommandError(Exception):
@@ -40,7 +46,7 @@ def weights_or_shipped(weights: str | None) -> str:
     """``--weights`` as given, else the model shipped in the package (a CommandError if absent)."""
     if weights:
         return weights
-    from .model.unifygeo import shipped_model_path
+    from .model_config import shipped_model_path
 
     try:
         return str(shipped_model_path())
@@ -85,19 +91,42 @@ def _plain(result: dict[str, Any], indent: int = 0) -> str:
     return "\n".join(lines)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with negative numbers and comma-separated lists of them taken as values:
+    ``--origin -33.45,-70.67`` and ``--prior -120,40,50`` work as written (plain argparse
+    reads a token that starts with ``-`` and is not a single number as an option)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBERS
+
+
+_NUMBER = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+NEGATIVE_NUMBERS = re.compile(rf"^-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?:,{_NUMBER})*$")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="unifygeo",
-        description="UnifyGeo cross-view geo-localization: model, synthetic world, data, benchmarks.",
+        description="UnifyGeo cross-view geo-localization: localize a camera against geo-referenced aerial "
+                    "imagery, build aerial databases, replay rosbags, train and evaluate the network, render "
+                    "synthetic cities, benchmark.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    bench = sub.add_parser("bench", help="benchmarks (speed and memory targets live here, not in tests)")
+    bench = sub.add_parser("bench", help="measure speed and memory: model, retrieval, localize, train, sim")
     bench_sub = bench.add_subparsers(dest="bench_target", metavar="TARGET")
     bench_sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub, bench_sub)
+    _order_commands(sub)
     return parser
+
+
+def _order_commands(sub) -> None:
+    """List the subcommands in :data:`COMMAND_ORDER` (others after them, as registered)."""
+    rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+    sub._choices_actions.sort(key=lambda a: rank.get(a.dest, len(rank)))
 
 
 def main(argv: list[str] | None = None) -> int:

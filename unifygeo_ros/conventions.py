@@ -10,6 +10,9 @@ Frames follow REP-103 and REP-105:
 The two are never mixed: convert explicitly with :func:`compass_to_enu_yaw` and
 :func:`enu_yaw_to_compass`.
 
+A yaw as a quaternion (``x, y, z, w``; ROS message order) is the rotation about ``z`` by
+the ENU yaw in radians: :func:`yaw_to_quaternion` and :func:`quaternion_to_yaw`.
+
 Equirectangular panoramas (``H x W``, full sphere, as VIGOR's):
 
 * Continuous column coordinate ``x`` in ``[0, W)``; pixel ``u`` covers ``[u, u + 1)``.
@@ -23,6 +26,8 @@ Equirectangular panoramas (``H x W``, full sphere, as VIGOR's):
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -54,6 +59,16 @@ def compass_to_enu_yaw(bearing_deg):
 def enu_yaw_to_compass(yaw_deg):
     """ENU yaw (0 = east, counter-clockwise) -> compass bearing (0 = north, clockwise)."""
     return wrap_deg_360(90.0 - np.asarray(yaw_deg, dtype=np.float64))
+
+
+def yaw_to_quaternion(yaw_rad: float) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a rotation by ``yaw_rad`` about z."""
+    return 0.0, 0.0, math.sin(yaw_rad / 2.0), math.cos(yaw_rad / 2.0)
+
+
+def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
+    """Yaw (rad, about z, ENU) of a quaternion: the heading of its rotated x axis."""
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 def panorama_column_to_bearing(x, width: int, forward_bearing_deg: float = 0.0):

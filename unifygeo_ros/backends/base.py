@@ -1,7 +1,7 @@
 """The interface every inference backend implements (torch-free).
 
-A backend runs the three deployable modules of :mod:`unifygeo_ros.model.export` with the
-tensor names of :mod:`unifygeo_ros.model.export_names`:
+A backend runs the three deployable modules of :mod:`unifygeo_ros.backends.export` with the
+tensor names of :mod:`unifygeo_ros.onnx_names`:
 
 * ``encode_ground(image (N,3,H,W) float32 normalised, column_mask (N,W) float32)``
   -> ``global_descriptor, ground_desc0..3, column_valid, global_rolls``
@@ -21,8 +21,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..model.config import ModelConfig
-from ..model.export_names import AERIAL_INPUTS, DECODER_INPUTS, GROUND_INPUTS
+from ..model_config import ModelConfig
+from ..onnx_names import AERIAL_INPUTS, DECODER_INPUTS, GROUND_INPUTS
 
 
 def as_numpy(x: Any, dtype=np.float32) -> np.ndarray:

@@ -3,29 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 
 from ..cli import CommandError, add_json_flag, emit
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of the record."""
-
-    def emit(self, record):
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-def setup_logging() -> None:
-    """INFO logs of the package on stderr (stdout stays one JSON object with --json)."""
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = _StderrHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    logging.getLogger("unifygeo_ros").setLevel(logging.INFO)
-    logging.getLogger("faiss").setLevel(logging.WARNING)
 
 
 def register(sub, bench_sub) -> None:
@@ -47,9 +26,10 @@ def register(sub, bench_sub) -> None:
 def export_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..log import setup_logging
     from ..model.cli import _load_model
-    from ..model.export import export_onnx, onnx_parity
-    from .registry import tensorrt_unavailable_reason
+    from .availability import tensorrt_unavailable_reason
+    from .export import export_onnx, onnx_parity
 
     setup_logging()
     model = _load_model(args)

@@ -1,6 +1,6 @@
 """The folder of exported ONNX files (``engines/``) and its ``manifest.json``; torch-free to read.
 
-``unifygeo export`` (:func:`unifygeo_ros.model.export.export_onnx`) writes
+``unifygeo export`` (:func:`unifygeo_ros.backends.export.export_onnx`) writes
 ``ground_branch.onnx``, ``aerial_branch.onnx``, ``decoder.onnx`` and ``manifest.json`` (model
 hash, configuration, opset). TensorRT engines built from them sit beside them, named by
 model hash, TensorRT version and GPU (see :mod:`.tensorrt_backend`).
@@ -12,11 +12,10 @@ import json
 import logging
 from pathlib import Path
 
-from ..model.export_names import FILES
+from ..onnx_names import FILES, ONNX_FORMAT
 
 log = logging.getLogger("unifygeo_ros.backends")
 
-ONNX_FORMAT = "unifygeo_ros/onnx/3"   # 2: the decoder outputs match_score; 3: the ground branch global_rolls
 
 
 class EnginesMismatch(ValueError):
@@ -57,7 +56,7 @@ def ensure_onnx(folder: str | Path, model_hash: str, model=None, may_replace: bo
     if model is None:
         raise FileNotFoundError(f"{folder}: no ONNX export of model {model_hash[:12]} and no weights to export "
                                 f"it from; run `unifygeo export --weights CKPT --out {folder}`")
-    from ..model.export import export_onnx
+    from .export import export_onnx
 
     log.info("exporting model %s to ONNX in %s", model_hash[:12], folder)
     export_onnx(model, folder)

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..model.config import get_config
-from ..model.export_names import FILES
+from ..model_config import get_config
+from ..onnx_names import FILES
 from .base import Backend, as_numpy
 from .onnx_files import read_onnx_manifest
 from .ort_session import make_session

@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
+from .availability import tensorrt_unavailable_reason, torch_cuda_unavailable_reason
 from .base import Backend
 
 log = logging.getLogger("unifygeo_ros.backends")
@@ -31,28 +32,6 @@ BACKEND_ORDER = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "torch-
 ALIASES = {"torch": ("torch-cuda", "torch-cpu"),
            "onnxruntime": ("onnxruntime-tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"),
            "ort": ("onnxruntime-tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")}
-
-
-def _torch_cuda() -> str | None:
-    if importlib.util.find_spec("torch") is None:
-        return "PyTorch is not installed"
-    import torch
-
-    return None if torch.cuda.is_available() else "PyTorch sees no CUDA device"
-
-
-def tensorrt_unavailable_reason() -> str | None:
-    """None when the TensorRT Python API and a CUDA device are usable, else why not."""
-    spec = importlib.util.find_spec("tensorrt")
-    if spec is None or spec.origin is None:      # a stubs-only install leaves a namespace package
-        return "the TensorRT Python package is not installed"
-    try:
-        import tensorrt
-    except Exception as exc:  # broken install: missing shared libraries
-        return f"TensorRT does not import ({exc})"
-    if not hasattr(tensorrt, "Builder"):
-        return "the tensorrt module has no Builder (type stubs only?)"
-    return _torch_cuda()
 
 
 def _ort_unavailable(provider: str) -> str | None:
@@ -71,7 +50,7 @@ def availability() -> dict[str, str | None]:
         "tensorrt": tensorrt_unavailable_reason(),
         "onnxruntime-tensorrt": _ort_unavailable("tensorrt"),
         "onnxruntime-cuda": _ort_unavailable("cuda"),
-        "torch-cuda": _torch_cuda(),
+        "torch-cuda": torch_cuda_unavailable_reason(),
         "onnxruntime-cpu": _ort_unavailable("cpu"),
         "torch-cpu": torch_cpu,
     }

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..model.config import get_config
-from ..model.export_names import FILES
+from ..model_config import get_config
+from ..onnx_names import FILES
 from .base import Backend
 from .onnx_files import read_onnx_manifest
 
@@ -43,7 +43,7 @@ _STATE: dict[str, Any] = {}
 def require_tensorrt() -> None:
     """Raise a clear RuntimeError unless the TensorRT Python API is importable (not stubs only)."""
     if trt is None or not hasattr(trt, "Builder"):
-        from .registry import tensorrt_unavailable_reason
+        from .availability import tensorrt_unavailable_reason
 
         raise RuntimeError(f"tensorrt: {tensorrt_unavailable_reason() or 'the TensorRT Python API is missing'}")
 

@@ -7,10 +7,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..model.export import AerialBranchModule, DecoderModule, GroundBranchModule, decoder_outputs
-from ..model.export_names import AERIAL_OUTPUTS, GROUND_OUTPUTS
 from ..model.unifygeo import UnifyGeo
+from ..onnx_names import AERIAL_OUTPUTS, GROUND_OUTPUTS
 from .base import Backend
+from .export import (
+    AerialBranchModule,
+    DecoderModule,
+    GroundBranchModule,
+    decoder_outputs,
+)
 
 
 class TorchBackend(Backend):

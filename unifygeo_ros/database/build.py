@@ -5,7 +5,7 @@ lattice of ``L x L`` tiles with the requested overlap over the grid and drop til
 valid data (planned on a coverage mask at 1/8 resolution); write the tile table and the
 manifest; encode the tiles with the aerial branch in batches (tqdm on stderr), writing the
 global descriptors (of the rotation ensemble: each tile in ``turns`` quarter turns, see
-:mod:`unifygeo_ros.model.retrieval`) and either the decoder's aerial features (``stored``: fp16,
+:mod:`unifygeo_ros.inference.retrieval`) and either the decoder's aerial features (``stored``: fp16,
 memory-mapped) or the tile pixels (``recompute``: re-encoded per query); then build the
 FAISS index and mark the manifest complete.
 
@@ -34,8 +34,13 @@ from typing import Callable
 
 import numpy as np
 
-from ..localizer.types import DatabaseError
-from ..model.retrieval import check_turns, ensemble_references, first_turn, turned_tiles
+from ..inference.retrieval import (
+    check_turns,
+    ensemble_references,
+    first_turn,
+    turned_tiles,
+)
+from ..types import DatabaseError
 from . import raster
 from .store import DB_FORMAT, FEATURE_MODES, MANIFEST, TILE_FIELDS, read_manifest
 
@@ -61,7 +66,7 @@ class BuildConfig:
     max_upsample: float = 2.0
     overwrite: bool = False
     threads: int | None = None
-    turns: int = 4                  # rotation ensemble of the tile descriptors (1 or 4; model.retrieval)
+    turns: int = 4                  # rotation ensemble of the tile descriptors (1 or 4; inference.retrieval)
     extra: dict = field(default_factory=dict)
 
 
@@ -235,7 +240,7 @@ def build_database(cfg: BuildConfig, progress: bool = True,
                             "meridian convergence (true - grid bearing) per tile is in tiles.npz"),
             "convergence_deg": {"min": float(conv.min()), "max": float(conv.max())},
             "retrieval": {"turns": turns, "descriptor_dim": turns * mcfg.descriptor_dim,
-                          "note": "tile descriptors of the rotation ensemble (unifygeo_ros.model.retrieval)"},
+                          "note": "tile descriptors of the rotation ensemble (unifygeo_ros.inference.retrieval)"},
             "features": features, "feature_bytes_per_tile": per_tile if features == "stored" else 3 * L * L,
             "sources": [s.as_dict() for s in sources],
             "tiles": n, "skipped_nodata": skipped, "encoded": 0,
@@ -272,8 +277,9 @@ def build_database(cfg: BuildConfig, progress: bool = True,
 
         backend = open_backend(cfg.backend, model_hash, out / "engines", load_model=lambda: model,
                                onnx_dir_owned=True, threads=cfg.threads)
-        from ..localizer.preprocess import normalize_images
-        from tqdm import tqdm
+        from unifygeo_ros.progress import tqdm
+
+        from ..inference.preprocess import normalize_images
 
         t_enc = time.perf_counter()
         bar = tqdm(total=n, initial=done, desc="encoding tiles", unit="tile", disable=not progress, file=sys.stderr)
@@ -303,7 +309,7 @@ def build_database(cfg: BuildConfig, progress: bool = True,
         reader.close()
 
     t_idx = time.perf_counter()
-    index = build_index(first_turn(np.asarray(desc), turns), cfg.index)      # turn 0; see model.retrieval
+    index = build_index(first_turn(np.asarray(desc), turns), cfg.index)      # turn 0; see inference.retrieval
     import faiss
 
     faiss.write_index(index, str(out / "index.faiss"))

@@ -30,23 +30,11 @@ def register(sub, bench_sub) -> None:
     add_json_flag(p)
     p.set_defaults(handler=build_db_command)
 
-    b = bench_sub.add_parser("retrieval", help="FAISS index types at scale: build time, memory, latency, recall")
-    b.add_argument("--tiles", default="10000,100000,1000000", help="comma-separated database sizes")
-    b.add_argument("--dim", type=int, default=None, help="descriptor dimension (default: the small model's)")
-    b.add_argument("--kinds", default="flat,pqfs,ivf,hnsw", help="comma-separated FAISS index kinds (default flat,pqfs,ivf,hnsw)")
-    b.add_argument("--queries", type=int, default=200, help="queries per size for latency and recall (default 200)")
-    b.add_argument("--threads", type=int, default=1, help="FAISS threads for building and searching (default 1)")
-    b.add_argument("--hnsw-m", type=int, default=None, help="HNSW neighbours per node, M (default: build-db's, 32)")
-    b.add_argument("--ef-search", default=None, help="HNSW efSearch values to sweep, comma-separated")
-    b.add_argument("--nprobe", default=None, help="IVF nprobe values to sweep, comma-separated")
-    b.add_argument("--k-factor", default=None, help="pqfs refine factors to sweep, comma-separated")
-    add_json_flag(b)
-    b.set_defaults(handler=bench_retrieval_command)
 
 
 def build_db_command(args: argparse.Namespace) -> int:
-    from ..backends.cli import setup_logging
-    from ..localizer.types import DatabaseError
+    from ..log import setup_logging
+    from ..types import DatabaseError
     from .build import BuildConfig, build_database
 
     setup_logging()
@@ -69,25 +57,3 @@ def build_db_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ints(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(float(v)) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise CommandError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def bench_retrieval_command(args: argparse.Namespace) -> int:
-    from .bench import bench_retrieval, format_retrieval
-
-    sizes = _ints(args.tiles)
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    bad = set(kinds) - {"flat", "pqfs", "ivf", "hnsw"}
-    if bad or not sizes or min(sizes) < 1000:
-        raise CommandError(f"--kinds: expected flat, pqfs, ivf, hnsw (got {sorted(bad)}); --tiles: sizes >= 1000")
-    report = bench_retrieval(sizes, kinds, dim=args.dim, queries=args.queries, threads=args.threads,
-                             hnsw_m=args.hnsw_m, ef_search=_ints(args.ef_search), nprobe=_ints(args.nprobe),
-                             k_factor=_ints(args.k_factor))
-    emit(report, args.json, format_retrieval)
-    return 0

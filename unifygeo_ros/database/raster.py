@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..localizer.types import DatabaseError
+from ..types import DatabaseError
 
 NATIVE_TOLERANCE = 0.02        # relative resolution difference under which a raster's own grid is used
 STRETCH_PERCENTILES = (1.0, 99.0)

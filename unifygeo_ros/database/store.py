@@ -9,7 +9,7 @@ Layout of ``DB/``::
     descriptors.npy        (N, turns * D) float32 global descriptors of the rotation ensemble
                            (``manifest["retrieval"]["turns"]``; 1 in databases built before it)
     index.faiss            FAISS index over turn 0 (the tile as it is); its shortlist is re-scored
-                           with the ensemble (:func:`unifygeo_ros.model.retrieval.ensemble_search`)
+                           with the ensemble (:func:`unifygeo_ros.inference.retrieval.search_tiles`)
     features_l{0..3}.npy   (N, C_l, h_l, h_l) float16 aerial features  ("stored" mode, memory-mapped)
     pixels.npy             (N, L, L, 3) uint8 tile pixels              ("recompute" mode, memory-mapped)
     engines/               ONNX export (and TensorRT engines) of model.pt, made on first use
@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from ..geo import MapFrame
-from ..localizer.types import DatabaseError, PositionPrior
+from ..types import DatabaseError
 
 DB_FORMAT = "unifygeo_ros/database/1"
 MANIFEST = "manifest.json"
 TILE_FIELDS = ("row0", "col0", "e", "n", "x", "y", "lat", "lon", "convergence_deg", "coverage")
 FEATURE_MODES = ("stored", "recompute")
-SUBSET_EXACT_MAX = 200_000     # position-restricted searches up to this many tiles are exact (numpy)
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -118,34 +117,16 @@ class Database:
         return np.nonzero(d <= radius_m + stride_m / np.sqrt(2.0))[0]
 
     # ---- queries ----------------------------------------------------------------------------
-    def search(self, query: np.ndarray, k: int, prior: PositionPrior | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` tiles by cosine with ``query``: (scores, tile ids), best first.
-
-        ``query`` is one descriptor (D,) or one per allowed heading alignment (A, D); a
-        tile then scores its best cosine over them (see :mod:`unifygeo_ros.model.retrieval`).
-        With a position prior only tiles near it are candidates (exact search over them)."""
-        from ..model.retrieval import best_alignment_scores, ensemble_search
-
-        q = np.ascontiguousarray(query, dtype=np.float32)
-        q = q.reshape(-1, q.shape[-1])
-        if q.shape[1] != self.descriptors.shape[1]:
-            raise ValueError(f"database search: expected {self.descriptors.shape[1]}-d queries "
-                             f"({self.turns} turn(s)), got {q.shape[1]}")
-        if prior is None:
-            return ensemble_search(self.index.search, self.descriptors, q, k, self.turns, self.n)
-        subset = self.tiles_near(prior.x, prior.y, prior.radius_m)
-        if subset.size == 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        k = min(k, subset.size)
-        if subset.size <= SUBSET_EXACT_MAX:
-            s = best_alignment_scores(q, self.descriptors[subset])
-            top = np.argsort(-s, kind="stable")[:k]
-            return s[top], subset[top].astype(np.int64)
+    def index_search(self, queries: np.ndarray, k: int, subset: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS top-``k`` over turn 0 (the tile as it is) for each row of ``queries`` (A, D):
+        (scores, ids), each (A, k); with ``subset`` only those tile ids are searched."""
+        if subset is None:
+            return self.index.search(queries, k)
         import faiss
 
-        params = faiss.SearchParameters(sel=faiss.IDSelectorArray(subset.astype(np.int64)))
-        return ensemble_search(lambda x, kk: self.index.search(x, kk, params=params), self.descriptors, q, k,
-                               self.turns, subset.size)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorArray(np.asarray(subset, dtype=np.int64)))
+        return self.index.search(queries, k, params=params)
 
     def stored_features(self, ids) -> list[np.ndarray]:
         assert self.features is not None

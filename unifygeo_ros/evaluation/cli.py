@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-from ..cli import CommandError, add_json_flag, emit
+from ..cli import CommandError, add_json_flag, emit, weights_or_shipped
+from ..options import add_cli_options
 
 
 def register(sub, bench_sub) -> None:
     p = sub.add_parser("eval", help="retrieval, metric localization and full-pipeline metrics of a checkpoint")
     p.add_argument("--data", required=True, help="VIGOR root (real or synthetic)")
-    p.add_argument("--weights", required=True, help="a unifygeo_ros checkpoint")
+    p.add_argument("--weights", help="a unifygeo_ros checkpoint (default: the shipped small model)")
     p.add_argument("--protocol", default="same_area", choices=["same_area", "cross_area"],
                    help="VIGOR protocol: same_area (*_balanced_test lists) or cross_area (the test cities)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="protocol split (default test)")
     p.add_argument("--cities", help="comma-separated cities (default: the protocol's)")
     p.add_argument("--heading", default="both", choices=["known", "unknown", "both"],
                    help="known: panoramas as stored; unknown: each turned by a seeded random angle; both (default)")
-    p.add_argument("--top-k", type=int, default=5, help="full pipeline: retrieved tiles decoded and re-ranked (default 5)")
-    p.add_argument("--rerank-score", default="matching", choices=["matching", "m0"],
-                   help="re-ranking term: the matching score of every level (default) or max M^0 (paper Eq. 4)")
-    p.add_argument("--alignment-candidates", type=int, default=4,   # = alignment_search.DEFAULT_CANDIDATES
-                   help="unknown heading: alignments searched per tile by detailed matching (0: the decoder's "
-                        "max-M^0 choice)")
+    add_cli_options(p, ["top_k", "rerank_score", "alignment_candidates"])
     p.add_argument("--turns", type=int, default=4, choices=[1, 4],
                    help="rotation ensemble of the retrieval descriptors: 4 quarter turns (default, as "
                         "`unifygeo build-db`) or 1 (the paper's single descriptor)")
-    p.add_argument("--decoder-turns", type=int, default=4, choices=[1, 4, 8],
-                   help="decoder ensemble on the tile whose D is measured: 4 quarter turns (default, as the "
-                        "localizer), 8 (the turns and their mirror images) or 1 (none)")
+    add_cli_options(p, ["decoder_turns"])
     p.add_argument("--batch-size", type=int, default=32, help="tiles and panoramas encoded per batch (default 32)")
     p.add_argument("--max-queries", type=int, default=None, help="evaluate only the first N queries of the split (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the unknown-heading rotations")
@@ -71,7 +65,7 @@ def eval_command(args) -> int:
     from ..data.vigor import VigorFormatError
     from .evaluate import EvalConfig, evaluate
 
-    cfg = EvalConfig(data=args.data, weights=args.weights, protocol=args.protocol, split=args.split,
+    cfg = EvalConfig(data=args.data, weights=weights_or_shipped(args.weights), protocol=args.protocol, split=args.split,
                      cities=tuple(args.cities.split(",")) if args.cities else None, heading=args.heading,
                      top_k=args.top_k, rerank_score=args.rerank_score,
                      alignment_candidates=args.alignment_candidates, turns=args.turns, decoder_turns=args.decoder_turns, batch_size=args.batch_size, max_queries=args.max_queries, seed=args.seed,

@@ -12,21 +12,21 @@ Then (1) retrieval over all references of the split's cities (R@1/5/10/1 %, hit 
 an unknown heading a tile scores its best cosine over the panorama's alignments; by
 default every score is the mean over the rotation ensemble's four quarter turns, as in the
 databases of ``unifygeo build-db``; ``turns = 1`` gives the paper's single descriptor; see
-:mod:`unifygeo_ros.model.retrieval`),
+:mod:`unifygeo_ros.inference.retrieval`),
 (2) metric localization of D's MAP pixel on the positive tile (mean / median metres) and
 yaw error, (3) the full pipeline: FAISS top-k, decoder on the k candidates, re-ranking by
 ``s_t + m_t`` (``m_t``: the matching score of every level by default, ``max M^0_t`` as in
 Eq. 4 with ``rerank_score="m0"``; both are reported), D's MAP pixel on the chosen tile
 turned into latitude / longitude and compared with the panorama's: R@1m, R@5m, R@10m with
 and without re-ranking; and with the consensus of the candidates
-(:func:`unifygeo_ros.model.rerank.consensus`, ours, the localizer's default tile choice) on
+(:func:`unifygeo_ros.inference.rerank.consensus`, ours, the localizer's default tile choice) on
 the re-ranking's scores.
 
-With an unknown heading the alignment search of :mod:`unifygeo_ros.model.alignment_search`
+With an unknown heading the alignment search of :mod:`unifygeo_ros.inference.alignment_search`
 (the localizer's) runs on every decoded tile, unless ``alignment_candidates`` is 0. With
 ``decoder_turns`` 4 (the default, as in the localizer) or 8 the tile whose D is measured, the
 positive tile in (2) and the chosen tile in (3), is then decoded again by the rotation (and
-mirror) ensemble of :mod:`unifygeo_ros.model.decoder_ensemble`, which gives its D, alignment
+mirror) ensemble of :mod:`unifygeo_ros.inference.decoder_ensemble`, which gives its D, alignment
 and yaw.
 """
 
@@ -40,16 +40,36 @@ import numpy as np
 import torch
 
 from ..geo import enu_offset_m, latlon_from_enu_offset
-from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
-from ..model.decoder_ensemble import (check_decoder_turns, decode_turn_ensemble, is_mirrored, member_tiles,
-                                      mirror_panorama)
-from ..model.heading import known_heading_prior, unknown_heading_prior, yaw_from_alignment
-from ..model.export_names import DECODER_OUTPUTS
-from ..model.rerank import consensus, rerank, rerank_output
-from ..model.retrieval import (best_alignment_scores, check_turns, ensemble_queries, ensemble_references,
-                               ensemble_search, first_turn, turned_tiles)
+from ..inference.alignment_search import one_hot_logprior, search_alignments
+from ..inference.decoder_ensemble import (
+    check_decoder_turns,
+    decode_turn_ensemble,
+    is_mirrored,
+    member_tiles,
+    mirror_panorama,
+)
+from ..inference.heading import yaw_from_alignment
+from ..inference.rerank import consensus, rerank, rerank_output
+from ..inference.retrieval import (
+    best_alignment_scores,
+    check_turns,
+    ensemble_queries,
+    ensemble_references,
+    ensemble_search,
+    first_turn,
+    turned_tiles,
+)
+from ..model.heading import known_heading_prior, unknown_heading_prior
 from ..model.unifygeo import load_checkpoint
-from .metrics import distance_stats, map_pixel, recall_at_distances, retrieval_metrics, yaw_stats
+from ..onnx_names import DECODER_OUTPUTS
+from ..options import default
+from .metrics import (
+    distance_stats,
+    map_pixel,
+    recall_at_distances,
+    retrieval_metrics,
+    yaw_stats,
+)
 
 
 @dataclass
@@ -61,11 +81,11 @@ class EvalConfig:
     cities: tuple[str, ...] | None = None
     labels: str = "auto"
     heading: str = "both"               # known | unknown | both
-    top_k: int = 5
-    rerank_score: str = "matching"      # matching (every level) | m0 (Eq. 4)
-    alignment_candidates: int = DEFAULT_CANDIDATES   # unknown heading; 0: the decoder's max-M^0 choice
+    top_k: int = default("top_k")
+    rerank_score: str = default("rerank_score")            # matching (every level) | m0 (Eq. 4)
+    alignment_candidates: int = default("alignment_candidates")   # unknown heading; 0: the decoder's max-M^0 choice
     turns: int = 4                      # rotation ensemble of the retrieval descriptors (1: none)
-    decoder_turns: int = 4              # decoder ensemble on the measured tile: 4 turns, 8 turns and mirrors, 1 none
+    decoder_turns: int = default("decoder_turns")   # decoder ensemble on the measured tile: 4, 8 (with mirrors), 1 (none)
     batch_size: int = 32
     max_queries: int | None = None
     seed: int = 0
@@ -89,7 +109,7 @@ class ReferenceBank:
 
     def __init__(self, model, refs, device, batch_size: int, budget_bytes: int = 2 * 2 ** 30, progress=True,
                  turns: int = 1):
-        from tqdm import tqdm
+        from unifygeo_ros.progress import tqdm
 
         self.model, self.refs, self.device = model, refs, device
         cfg = model.cfg
@@ -103,7 +123,7 @@ class ReferenceBank:
                 tiles = _stack(refs, idx, "aerial").to(device)
                 a = model.encode_aerial(tiles)
                 g = a["global"][:, None]
-                if turns > 1:       # the rotation ensemble (model.retrieval): turn 0 is the tile as it is
+                if turns > 1:       # the rotation ensemble (inference.retrieval): turn 0 is the tile as it is
                     turned = turned_tiles(tiles, turns)[:, 1:]
                     rest = model.encode_aerial(turned.reshape(-1, *tiles.shape[1:]))["global"]
                     g = torch.cat([g, rest.view(len(idx), turns - 1, -1)], dim=1)
@@ -188,7 +208,7 @@ def _decode_searched(model, ground: dict, query_rows, features: list[torch.Tenso
 
 
 def _turn_ensemble(model, grounds: tuple, query_row: int, tile: torch.Tensor, logprior: np.ndarray, turns: int):
-    """The decoder's rotation (and mirror) ensemble (model.decoder_ensemble) of query
+    """The decoder's rotation (and mirror) ensemble (inference.decoder_ensemble) of query
     ``query_row`` on one tile image (3, L, L); ``grounds``: the ground branch's outputs for
     the panoramas as given and (with ``turns = 8``) mirrored. Returns the ensemble's outputs
     (first axis 1) and the sub-bin offset."""
@@ -215,7 +235,8 @@ def _read_yaw(model, out: dict, b: int, row: float, col: float, offset: float = 
 def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: EvalConfig, device,
                   progress=True, keep_examples: int = 0) -> dict:
     import faiss
-    from tqdm import tqdm
+
+    from unifygeo_ros.progress import tqdm
 
     mcfg = model.cfg
     width = mcfg.ground_size[1]
@@ -223,7 +244,7 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
     rng = np.random.default_rng((cfg.seed, 7))
     rolls = rng.integers(0, width, size=n) if mode == "unknown" else np.zeros(n, dtype=int)
     positives = np.stack([r.satellites for r in queries.index.panoramas[:n]])
-    first = first_turn(bank.globals, cfg.turns)         # the database's index: turn 0 (model.retrieval)
+    first = first_turn(bank.globals, cfg.turns)         # the database's index: turn 0 (inference.retrieval)
     index = faiss.IndexFlatIP(first.shape[1])
     index.add(first)
     k = min(cfg.top_k, len(refs))
@@ -334,7 +355,7 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
 
 def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     from ..data.vigor import VigorQueryDataset, VigorReferenceDataset
-    from ..training.trainer import pick_device
+    from ..model.ops import pick_device
 
     if cfg.heading not in ("known", "unknown", "both"):
         raise ValueError(f"heading mode: expected known, unknown or both, got {cfg.heading!r}")

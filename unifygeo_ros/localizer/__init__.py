@@ -1,11 +1,18 @@
 """The ROS-free localizer: ``Localizer.open(db).localize(image, ...)`` -> LocalizationResult.
 
 The types (``Camera``, ``PositionPrior``, ``HeadingPrior``, ``Candidate``,
-``LocalizationResult``, ``LocalizationError``) live in :mod:`.types` and import nothing heavy.
+``LocalizationResult``, ``LocalizationError``) live in :mod:`unifygeo_ros.types` and import nothing heavy.
 """
 
-from .types import (Camera, Candidate, DatabaseError, HeadingPrior, LocalizationError, LocalizationResult,
-                    PositionPrior)
+from ..types import (
+    Camera,
+    Candidate,
+    DatabaseError,
+    HeadingPrior,
+    LocalizationError,
+    LocalizationResult,
+    PositionPrior,
+)
 
 
 def __getattr__(name):

@@ -9,21 +9,21 @@ Per frame (``Localizer.localize``):
    known (the decoder's heading search needs them), else on one;
 3. **search**: FAISS top-k over the tiles' global descriptors (only tiles near a
    :class:`PositionPrior` when one is given); without a known heading a tile scores its
-   best cosine over the heading alignments allowed (:mod:`unifygeo_ros.model.retrieval`);
+   best cosine over the heading alignments allowed (:mod:`unifygeo_ros.inference.retrieval`);
 4. **aerial**: the k candidates' aerial features, read from the database (``stored``) or
    re-encoded from its pixels (``recompute``);
 5. **decoder**: the decoder on the k candidates as one batch, heading log-prior: known /
    window (:class:`HeadingPrior`) / none. Without a known heading, the alignment search
-   (:mod:`unifygeo_ros.model.alignment_search`) then re-decodes each candidate at its
+   (:mod:`unifygeo_ros.inference.alignment_search`) then re-decodes each candidate at its
    ``alignment_candidates`` best alignments and their neighbours and keeps the best
    matching one (0 turns it off: the decoder's own max-M^0 choice);
 6. **tile choice**: re-ranking (retrieval score + the matching score of every level, or
    max M^0 as in the paper's Eq. 4: ``rerank_score``), then, by default, the consensus of
-   the candidates' D (:func:`unifygeo_ros.model.rerank.consensus`: the candidate whose MAP
+   the candidates' D (:func:`unifygeo_ros.inference.rerank.consensus`: the candidate whose MAP
    position the other overlapping candidates confirm; ``tile_choice = "rerank"``: the
    paper's best re-ranked tile);
 7. **decoder ensemble** (``decoder_turns = 4``, the default): the chosen tile is decoded again by the rotation ensemble of
-   :mod:`unifygeo_ros.model.decoder_ensemble` (the tile turned by 0-3 quarters through the
+   :mod:`unifygeo_ros.inference.decoder_ensemble` (the tile turned by 0-3 quarters through the
    aerial branch, every allowed alignment; with ``decoder_turns = 8`` also the mirrored tile
    in its four turns against the mirrored panorama), which replaces its D, alignment and yaw field;
    its pixels come from the database (``recompute``) or the source orthophotos
@@ -47,16 +47,29 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import wrap_deg_180
-from ..model.alignment_search import DEFAULT_CANDIDATES, one_hot_logprior, search_alignments
-from ..model.decoder_ensemble import (check_decoder_turns, decode_turn_ensemble, is_mirrored, member_tiles,
-                                      mirror_panorama)
-from ..model.rerank import check_tile_choice, consensus, rerank, rerank_output
-from ..model.retrieval import query_descriptors
-from . import posterior
-from .calibration import Calibration, lookup_calibration
-from .preprocess import check_image, ground_input, normalize_images
-from .types import (Camera, Candidate, DatabaseError, HeadingPrior, LocalizationError, LocalizationResult,
-                    PositionPrior)
+from ..inference import posterior
+from ..inference.alignment_search import one_hot_logprior, search_alignments
+from ..inference.calibration import Calibration, lookup_calibration
+from ..inference.decoder_ensemble import (
+    check_decoder_turns,
+    decode_turn_ensemble,
+    is_mirrored,
+    member_tiles,
+    mirror_panorama,
+)
+from ..inference.preprocess import check_image, ground_input, normalize_images
+from ..inference.rerank import check_tile_choice, consensus, rerank, rerank_output
+from ..inference.retrieval import query_descriptors, search_tiles
+from ..options import default
+from ..types import (
+    Camera,
+    Candidate,
+    DatabaseError,
+    HeadingPrior,
+    LocalizationError,
+    LocalizationResult,
+    PositionPrior,
+)
 
 log = logging.getLogger("unifygeo_ros.localizer")
 
@@ -101,7 +114,8 @@ def set_search_threads(threads: int | None, tiles: int) -> int:
     return int(n)
 
 
-def _search_options(rerank_score: str, alignment_candidates: int, tile_choice: str = "consensus") -> tuple[str, int]:
+def _search_options(rerank_score: str, alignment_candidates: int, tile_choice: str = default("tile_choice")
+                    ) -> tuple[str, int]:
     """Check the re-ranking, tile-choice and alignment-search options; return the decoder
     output the re-ranking uses and the number of alignment candidates."""
     check_tile_choice(tile_choice)
@@ -120,14 +134,15 @@ def _distributions(out: dict) -> np.ndarray:
 
 
 class Localizer:
-    """Open with :meth:`open`; see the module docstring and :mod:`.types` for the contract."""
+    """Open with :meth:`open`; see the module docstring and :mod:`unifygeo_ros.types` for the contract."""
 
-    def __init__(self, db, backend, top_k: int, calibration: Calibration, rerank_score: str = "matching",
-                 alignment_candidates: int = DEFAULT_CANDIDATES, decoder_turns: int = 4,
-                 tile_choice: str = "consensus"):
+    def __init__(self, db, backend, top_k: int, calibration: Calibration,
+                 rerank_score: str = default("rerank_score"),
+                 alignment_candidates: int = default("alignment_candidates"),
+                 decoder_turns: int = default("decoder_turns"), tile_choice: str = default("tile_choice")):
         from collections import OrderedDict
 
-        from ..model.config import get_config
+        from ..model_config import get_config
 
         self.db = db
         self.backend = backend
@@ -149,11 +164,13 @@ class Localizer:
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def open(cls, db: str | Path, backend: str = "auto", engines: str | Path | None = None, top_k: int = 5,
-             weights: str | Path | None = None, threads: int | None = None, fp16: bool = True,
-             calibration: Calibration | None = None, rerank_score: str = "matching",
-             alignment_candidates: int = DEFAULT_CANDIDATES, search_threads: int | None = None,
-             decoder_turns: int = 4, tile_choice: str = "consensus") -> "Localizer":
+    def open(cls, db: str | Path, backend: str = default("backend"), engines: str | Path | None = None,
+             top_k: int = default("top_k"), weights: str | Path | None = None, threads: int | None = None,
+             fp16: bool = True, calibration: Calibration | None = None,
+             rerank_score: str = default("rerank_score"),
+             alignment_candidates: int = default("alignment_candidates"), search_threads: int | None = None,
+             decoder_turns: int = default("decoder_turns"), tile_choice: str = default("tile_choice")
+             ) -> "Localizer":
         """Open database ``db`` and the backend that will run the model it was built with.
 
         ``backend``: ``auto`` (fastest available, logged), ``torch``, ``onnxruntime`` or an
@@ -162,7 +179,7 @@ class Localizer:
         ``weights``: a checkpoint to use instead of ``db/model.pt``; it must be the model the
         database was built with. ``rerank_score``: ``matching`` (every level) or ``m0``
         (Eq. 4); ``tile_choice``: ``consensus`` (default: the candidate the overlapping
-        candidates' D confirm, :func:`unifygeo_ros.model.rerank.consensus`) or ``rerank`` (the
+        candidates' D confirm, :func:`unifygeo_ros.inference.rerank.consensus`) or ``rerank`` (the
         best re-ranked tile, as in the paper); ``alignment_candidates``: alignments searched per candidate tile when the
         heading is not known (0: none). ``decoder_turns``: 4 runs the decoder's rotation
         ensemble on the chosen tile, 8 adds the mirror images, 1 runs none (about 4 / 8 decoder
@@ -255,7 +272,11 @@ class Localizer:
         return pos, head
 
     def _localize(self, image, camera, heading, prior, return_distribution) -> LocalizationResult:
-        from ..model.heading import heading_window_prior, known_heading_prior, unknown_heading_prior
+        from ..inference.heading import (
+            heading_window_prior,
+            known_heading_prior,
+            unknown_heading_prior,
+        )
 
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
@@ -267,11 +288,11 @@ class Localizer:
         pano, mask = ground_input(image, camera, cfg.ground_size, None if heading is None else float(heading))
         if heading is not None:
             mode = "known"
-            logprior = known_heading_prior(1, cfg).numpy()[0]
+            logprior = known_heading_prior(1, cfg)[0]
         else:
             mode = "prior" if head_prior is not None else "unknown"
             logprior = (heading_window_prior(head_prior.yaw_deg, head_prior.half_width_deg, cfg) if head_prior
-                        else unknown_heading_prior(1, cfg)).numpy()[0]
+                        else unknown_heading_prior(1, cfg))[0]
         images, masks = self._ground_images(pano, mask, mode == "known")
         t1 = time.perf_counter()
         timings["preprocess"] = (t1 - t0) * 1e3
@@ -284,7 +305,8 @@ class Localizer:
         t2 = time.perf_counter()
         timings["ground"] = (t2 - t1) * 1e3
 
-        scores, ids = self.db.search(query, self.top_k, pos_prior)
+        near = None if pos_prior is None else self.db.tiles_near(pos_prior.x, pos_prior.y, pos_prior.radius_m)
+        scores, ids = search_tiles(self.db, query, self.top_k, near)
         if len(ids) == 0:
             where = (f" within {pos_prior.radius_m:g} m of ({pos_prior.x:.1f}, {pos_prior.y:.1f})" if pos_prior
                      else "")
@@ -363,7 +385,7 @@ class Localizer:
 
     def _turned_features(self, tile: int) -> list[np.ndarray] | str:
         """The aerial features of ``tile``'s ensemble members 1 .. turns-1
-        (:func:`~unifygeo_ros.model.decoder_ensemble.member_tiles`: the tile turned, and with 8
+        (:func:`~unifygeo_ros.inference.decoder_ensemble.member_tiles`: the tile turned, and with 8
         members mirrored and turned; each (turns-1, C, h, h)), or why they cannot be had (the
         tile's pixels are gone)."""
         if tile in self._turned:
@@ -445,7 +467,7 @@ class Localizer:
     def _posterior(self, out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
                    offsets, camera: Camera) -> LocalizationResult:
         """``order`` and ``combined``: the re-ranking of the candidates (``rerank``)."""
-        from ..model.heading import yaw_from_alignment
+        from ..inference.heading import yaw_from_alignment
 
         cfg = self.cfg
         d_all = _distributions(out)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import CHI2_2_95
+from ..inference.calibration import CHI2_2_95
 
 MODE_COLOURS = [(230, 60, 40), (40, 110, 240), (250, 170, 0), (200, 40, 200), (0, 200, 210)]   # RGB per mode
 

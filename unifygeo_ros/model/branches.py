@@ -8,7 +8,7 @@ map F_g^0 into the per-level detailed ground descriptors f_g^l.
 Limited field of view
 ---------------------
 A pinhole or cropped ground image is first placed in the panorama frame (see
-:mod:`unifygeo_ros.model.fov`): the columns it covers hold its pixels, the others are
+:mod:`unifygeo_ros.inference.fov`): the columns it covers hold its pixels, the others are
 empty, and a *column mask* (one value per panorama pixel column, 1 = covered) goes with
 it. The ground branch then
 
@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model_config import ModelConfig
 from .aggregator import FeatureAggregator
-from .config import ModelConfig
 from .convnext import ConvNeXtEncoder, ConvNeXtHead
 from .validation import check_column_mask, check_image
 

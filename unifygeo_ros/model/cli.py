@@ -18,18 +18,10 @@ def register(sub, bench_sub) -> None:
     add_json_flag(p)
     p.set_defaults(handler=model_info_command)
 
-    b = bench_sub.add_parser("model", help="per-branch latency and peak memory: PyTorch eager vs ONNX Runtime")
-    b.add_argument("--config", default="small", help="paper | small (default: small)")
-    b.add_argument("--repeats", type=int, default=20, help="timed runs per branch and backend (default 20)")
-    b.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
-    b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
-    b.add_argument("--backends", default="torch,onnxruntime", help="comma-separated backends (default torch,onnxruntime)")
-    add_json_flag(b)
-    b.set_defaults(handler=bench_model_command)
 
 
 def _load_model(args):
-    from .config import get_config
+    from ..model_config import get_config
     from .unifygeo import UnifyGeo, load_checkpoint
 
     try:
@@ -113,18 +105,3 @@ def model_info_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def bench_model_command(args: argparse.Namespace) -> int:
-    from .bench import bench_model, format_report
-    from .config import get_config
-
-    try:
-        get_config(args.config)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
-    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    unknown = set(backends) - {"torch", "onnxruntime"}
-    if unknown:
-        raise CommandError(f"unknown backend(s) {sorted(unknown)}; expected torch and/or onnxruntime")
-    report = bench_model(args.config, args.repeats, args.warmup, args.threads, backends)
-    emit(report, args.json, format_report)
-    return 0

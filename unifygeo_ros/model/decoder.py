@@ -38,7 +38,7 @@ panorama's forward direction as seen from that pixel (90 deg when alignment is p
 since an aligned panorama faces north). The field is returned unnormalised: its angle
 ``atan2(y, x)`` is the yaw (the loss normalises it), and normalising near-zero vectors
 would only amplify numerical noise. It is read at D's MAP pixel; the input panorama's
-yaw is then ``field_yaw + k * 360 / K`` (see :mod:`unifygeo_ros.model.heading`).
+yaw is then ``field_yaw + k * 360 / K`` (see :mod:`unifygeo_ros.inference.heading`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from ..model_config import ModelConfig
 from .convnext import LayerNorm2d
 from .ops import l2_normalize
 

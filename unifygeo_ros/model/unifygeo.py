@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..inference.retrieval import alignment_descriptors
+from ..model_config import ModelConfig, get_config, shipped_model_path  # noqa: F401  (shipped_model_path: re-exported)
 from .branches import AerialBranch, GroundBranch
-from .config import ModelConfig, get_config
 from .decoder import LocalizationDecoder
 from .heading import known_heading_prior, subdivision_copies
-from .retrieval import alignment_descriptors
 
 CHECKPOINT_FORMAT = "unifygeo_ros/checkpoint/1"
 
@@ -137,16 +137,6 @@ def save_checkpoint(model: UnifyGeo, path: str | Path, half: bool = False, **ext
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
-
-
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "weights" / "small.pt"
-
-
-def shipped_model_path() -> Path:
-    """The trained ``small`` model that ships inside the package (see weights/MODEL_CARD.md)."""
-    if not SHIPPED_MODEL.is_file():
-        raise FileNotFoundError(f"the shipped model is missing: expected {SHIPPED_MODEL} (reinstall the package)")
-    return SHIPPED_MODEL
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[UnifyGeo, dict]:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from unifygeo_ros.cli import CommandError, add_json_flag, emit
+from unifygeo_ros.options import add_cli_options
 
 
 def register(sub, bench_sub) -> None:
@@ -26,14 +27,7 @@ def register(sub, bench_sub) -> None:
                         "(default: %(default)s; frames are not scored without it)")
     p.add_argument("--gnss-topic", help="NavSatFix topic to use as the position prior (default: none)")
     p.add_argument("--odom-topic", help="Odometry topic for the heading prior (with --odom-heading-mode)")
-    p.add_argument("--odom-heading-mode", choices=("off", "map_frame", "offset"),
-                   help="how the odometry yaw becomes a map yaw (see config/README.md)")
-    p.add_argument("--backend", help="inference backend (default: the parameters', auto)")
-    p.add_argument("--engines", help="ONNX / TensorRT engines folder (default: DB/engines)")
-    p.add_argument("--top-k", type=int, help="retrieval candidates per frame")
-    p.add_argument("--tile-choice", choices=("consensus", "rerank"),
-                   help="how the tile is chosen among the candidates (default: the parameters', consensus)")
-    p.add_argument("--min-confidence", type=float, help="confidence gate (default: the parameters', 0.1)")
+    add_cli_options(p, from_parameters=True)
     p.add_argument("--map-origin", help="LAT,LON of the map frame's origin when the bag has no drive.json "
                                         "(default: the database's frame)")
     p.add_argument("--ortho", help="orthophoto for the trajectory picture (default: <bag>.meta/orthophoto.tif)")
@@ -48,6 +42,7 @@ def register(sub, bench_sub) -> None:
 
 
 def _config(args):
+    from unifygeo_ros.options import OPTIONS
     from unifygeo_ros.ros_core.config import ConfigError, NodeConfig, params_from_yaml
 
     values = {}
@@ -57,11 +52,10 @@ def _config(args):
         except ConfigError as exc:
             raise CommandError(f"--params: {exc}") from None
     values["database"] = args.db
-    for opt, name in (("backend", "backend"), ("engines", "engines"), ("top_k", "top_k"), ("tile_choice", "tile_choice"),
-                      ("min_confidence", "min_confidence"), ("odom_heading_mode", "priors.odom_heading_mode")):
-        v = getattr(args, opt)
+    for o in OPTIONS:
+        v = getattr(args, o.attr, None) if o.cli else None
         if v is not None:
-            values[name] = v
+            values[o.name] = v
     try:
         return NodeConfig.from_params(values)
     except ConfigError as exc:
@@ -77,9 +71,9 @@ def _parse_latlon(text):
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from unifygeo_ros.localizer.types import DatabaseError
     from unifygeo_ros.replay.core import ReplayError, ReplayOptions, run_replay
     from unifygeo_ros.replay.report import frame_rows, summarize, write_report
+    from unifygeo_ros.types import DatabaseError
 
     t0 = time.perf_counter()
     if args.max_frames is not None and args.max_frames < 1:

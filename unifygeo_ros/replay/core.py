@@ -139,7 +139,7 @@ def open_bag(path: Path, ts):
 
 def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor | None = None) -> ReplayRun:
     """Replay ``opts.bag`` through the node's path; ``processor`` may be given (tests)."""
-    from tqdm import tqdm
+    from unifygeo_ros.progress import tqdm
 
     t_start = time.perf_counter()
     ts = typestore()

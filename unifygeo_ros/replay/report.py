@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..localizer.calibration import CHI2_2_95, Z_95
+from ..inference.calibration import CHI2_2_95, Z_95
 
 
 def _stats(values) -> dict:

@@ -39,11 +39,17 @@ from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 
+from ..options import OPTIONS
 from ..ros_core import messages as build
-from ..ros_core.config import PARAMETERS, ConfigError, NodeConfig
+from ..ros_core.config import ConfigError, NodeConfig
 from ..ros_core.heatmap import heatmap_rgb
 from ..ros_core.pipeline import FrameProcessor
 from ..ros_core.priors import PriorTracker, stamp_ns
@@ -77,7 +83,7 @@ class _RosLogHandler(logging.Handler):
 
 
 def _descriptor(spec) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    d = ParameterDescriptor(description=spec.help, read_only=spec.read_only)
     if spec.choices:
         d.additional_constraints = "one of: " + ", ".join(map(str, spec.choices))
     if spec.low is not None and isinstance(spec.default, float):
@@ -95,9 +101,9 @@ class LocalizeNode(Node):
         pylog.addHandler(_RosLogHandler(log))
         pylog.setLevel(logging.INFO)
         pylog.propagate = False
-        for spec in PARAMETERS:
+        for spec in OPTIONS:
             self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+        values = {spec.name: self.get_parameter(spec.name).value for spec in OPTIONS}
         self.cfg = cfg = NodeConfig.from_params(values)          # ConfigError -> main() exits 2
 
         log.info(f"loading database {cfg.database} (backend {cfg.backend})")
@@ -358,7 +364,7 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:
-        from ..localizer.types import DatabaseError
+        from ..types import DatabaseError
 
         if isinstance(exc, (DatabaseError, FileNotFoundError, ValueError)):
             rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")

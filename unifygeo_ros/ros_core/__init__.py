@@ -6,9 +6,8 @@ imports rclpy or a ROS message package: the node (:mod:`unifygeo_ros.ros`) feeds
 messages, the replay tool (:mod:`unifygeo_ros.replay`) feeds it messages read from a
 rosbag2 by rosbags; both read the same fields, so both run exactly this code.
 
-* :mod:`.config`: the node's parameters (names, defaults, descriptions, checks) as one
-  table, the :class:`NodeConfig` built from it; ``config/localize.yaml`` holds the same
-  defaults (a test keeps them equal).
+* :mod:`.config`: :class:`NodeConfig`, the node's parameters as built from the option
+  declaration (:mod:`unifygeo_ros.options`), with their checks.
 * :mod:`.images`: ``sensor_msgs/Image`` and ``CompressedImage`` fields -> RGB uint8.
 * :mod:`.geometry`: map frames (database frame -> output map frame), the camera ->
   base_link extrinsic with covariance propagation, quaternions.

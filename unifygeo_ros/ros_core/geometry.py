@@ -21,17 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# the quaternion helpers belong to the yaw conventions; callers import them from here as well
+from ..conventions import quaternion_to_yaw, yaw_to_quaternion  # noqa: F401
 from ..geo import MapFrame
-
-
-def yaw_to_quaternion(yaw_rad: float) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation by ``yaw_rad`` about z."""
-    return 0.0, 0.0, math.sin(yaw_rad / 2.0), math.cos(yaw_rad / 2.0)
-
-
-def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
-    """Yaw (rad, about z, ENU) of a quaternion: the heading of its rotated x axis."""
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 def rotate_cov2(cov: np.ndarray, angle_rad: float) -> np.ndarray:

@@ -23,9 +23,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..localizer.types import Camera, LocalizationError
+from ..types import Camera, LocalizationError
 from .config import NodeConfig
-from .geometry import (Extrinsic, FrameAdapter, covariance6, enu_true_covariance, map_frame_from_config)
+from .geometry import (
+    Extrinsic,
+    FrameAdapter,
+    covariance6,
+    enu_true_covariance,
+    map_frame_from_config,
+)
 from .images import ImageError, decode_image
 from .priors import PriorInfo, stamp_ns
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..localizer.types import HeadingPrior, PositionPrior
+from ..types import HeadingPrior, PositionPrior
 from .geometry import Extrinsic, FrameAdapter, quaternion_to_yaw, wrap_pi
 
 STATUS_FIX = 0                 # sensor_msgs/NavSatStatus

@@ -27,7 +27,7 @@ import numpy as np
 
 from unifygeo_ros.sim import _geom
 from unifygeo_ros.sim._palette import Palette, jitter_colour, palette_for, pick
-from unifygeo_ros.sim.world import Building, Car, CityStyle, GroundFeature, Pole, Road, Tree
+from unifygeo_ros.sim.scene import Building, Car, CityStyle, GroundFeature, Pole, Road, Tree
 
 MARGIN_M = 50.0  # the design space extends this far beyond the city square
 _CURTAIN_WALL_FRAMES = ((190, 194, 198), (150, 156, 164), (110, 116, 124), (200, 200, 196))

@@ -36,12 +36,11 @@ import numpy as np
 
 from unifygeo_ros.sim import _geom
 from unifygeo_ros.sim._palette import palette_for
-from unifygeo_ros.sim.world import GROUND_MATERIALS, City
+from unifygeo_ros.sim.scene import GROUND_MATERIALS, SHIFT, City, roads_at_nodes
 
 CHUNK_PX = 512
 PAD = 8  # extra pixels rendered around a chunk so blurs and edges match across chunks
 LEVELS = 6
-SHIFT = 4  # fixed-point bits for cv2 drawing
 AMBIENT = 0.42  # share of sky light; lit horizontal ground is rendered at its albedo
 SHADOW_TINT = np.array([0.93, 0.98, 1.1], dtype=np.float32)  # skylight is bluish
 TREE_SHADOW = 0.82  # opacity of a crown's shadow
@@ -246,18 +245,9 @@ def road_markings(road) -> list[tuple[np.ndarray, tuple]]:
     return out
 
 
-def _roads_at_nodes(city: City) -> dict[int, list]:
-    """The roads that meet at each node of the road network."""
-    degree: dict[int, list] = {}
-    for r in city.roads:
-        degree.setdefault(r.start_node, []).append(r)
-        degree.setdefault(r.end_node, []).append(r)
-    return degree
-
-
 def _ground_drawables(city: City) -> _Drawables:
     items = [(g.polygon, g.colour, g.material) for g in city.ground]
-    degree = _roads_at_nodes(city)
+    degree = roads_at_nodes(city)
     for r in city.roads:
         w = r.half_width + r.sidewalk_width
         items.append((_geom.strip_polygon(r.points, w, -w), r.sidewalk_colour, "concrete"))
@@ -695,73 +685,3 @@ def _edge_mask(ids: np.ndarray, k: int = 3) -> np.ndarray:
 def rasters(city: City) -> CityRasters:
     return city.cached("rasters", lambda: CityRasters(city))
 
-
-# --------------------------------------------------------------------------- coarse query rasters
-
-QUERY_RES = 0.25
-
-
-def _query_px(pts: np.ndarray) -> np.ndarray:
-    """Query-raster drawing coordinates: cell (i, j) is centred on x = j * res, y = i * res."""
-    return np.rint(np.asarray(pts) / QUERY_RES * (1 << SHIFT)).astype(np.int32).reshape(-1, 1, 2)
-
-
-def _query_grid(city: City) -> int:
-    return int(math.ceil(city.size_m / QUERY_RES)) + 1
-
-
-def _clearance(city: City) -> np.ndarray:
-    """Distance (m) from each 0.25 m cell centre to the nearest obstacle cell (row = y index)."""
-    n = _query_grid(city)
-    occ = np.zeros((n, n), np.uint8)
-    polys = [b.footprint for b in city.buildings] + [c.footprint() for c in city.cars]
-    polys += [_geom.circle_polygon((t.x, t.y), t.trunk_radius, 12) for t in city.trees]
-    polys += [_geom.circle_polygon((p.x, p.y), p.radius, 8) for p in city.poles]
-    for p in polys:
-        pts = _query_px(p)
-        cv2.fillPoly(occ, [pts], 1, cv2.LINE_8, SHIFT)
-        cv2.polylines(occ, [pts], True, 1, 1, cv2.LINE_8, SHIFT)
-    return cv2.distanceTransform((1 - occ).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE) * QUERY_RES
-
-
-def _road_mask(city: City) -> np.ndarray:
-    """1 on sidewalks, 2 on carriageways (0.25 m cells, row = y index)."""
-    n = _query_grid(city)
-    mask = np.zeros((n, n), np.uint8)
-    degree = _roads_at_nodes(city)
-    for r in city.roads:
-        w = r.half_width + r.sidewalk_width
-        cv2.fillPoly(mask, [_query_px(_geom.strip_polygon(r.points, w, -w))], 1, cv2.LINE_8, SHIFT)
-    for r in city.roads:
-        cv2.fillPoly(mask, [_query_px(_geom.strip_polygon(r.points, r.half_width, -r.half_width))], 2,
-                     cv2.LINE_8, SHIFT)
-    for node, roads in degree.items():
-        if len(roads) >= 2:
-            cv2.fillPoly(mask, [_query_px(_geom.circle_polygon(city.nodes[node], max(r.half_width for r in roads)))],
-                         2, cv2.LINE_8, SHIFT)
-    return mask
-
-
-def _lookup(grid: np.ndarray, xy: np.ndarray, outside):
-    xy = np.atleast_2d(xy)
-    i = np.floor(xy[:, 1] / QUERY_RES + 0.5).astype(np.int64)
-    j = np.floor(xy[:, 0] / QUERY_RES + 0.5).astype(np.int64)
-    n = grid.shape[0]
-    ok = (i >= 0) & (i < n) & (j >= 0) & (j < n)
-    out = np.full(len(xy), outside, dtype=grid.dtype)
-    out[ok] = grid[i[ok], j[ok]]
-    return out
-
-
-def clearance_query(city: City, xy: np.ndarray, clearance: float) -> np.ndarray:
-    grid = city.cached("clearance", lambda: _clearance(city))
-    d = _lookup(grid, xy, np.float32(1e9))
-    out = d - 0.36 > clearance
-    return out if np.ndim(xy) > 1 else bool(out[0])
-
-
-def road_query(city: City, xy: np.ndarray, include_sidewalk: bool) -> np.ndarray:
-    grid = city.cached("road_mask", lambda: _road_mask(city))
-    v = _lookup(grid, xy, np.uint8(0))
-    out = v >= (1 if include_sidewalk else 2)
-    return out if np.ndim(xy) > 1 else bool(out[0])

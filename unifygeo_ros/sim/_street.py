@@ -22,7 +22,7 @@ import numpy as np
 
 from unifygeo_ros.sim import _raster
 from unifygeo_ros.sim._palette import palette_for
-from unifygeo_ros.sim.world import City
+from unifygeo_ros.sim.scene import City
 
 BUILDING_RANGE_M = 250.0  # buildings farther than this are not drawn in street views
 SMALL_RANGE_M = 150.0  # cars, trees and poles farther than this are not drawn

@@ -100,7 +100,7 @@ def _check_size(size_m: float) -> float:
 
 
 def _cmd_city(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from unifygeo_ros.progress import tqdm
 
     from unifygeo_ros.sim.render import write_orthophoto_geotiff
     from unifygeo_ros.sim.world import generate_city

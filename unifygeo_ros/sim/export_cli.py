@@ -57,7 +57,7 @@ def register(sub, bench_sub) -> None:
         description="Simulate a drive and write a rosbag2 (MCAP or sqlite3) with panoramas, true and "
                     "degraded NavSatFix, drifting wheel odometry, the true pose in `map` and the static "
                     "extrinsics; BAG.meta/ beside it holds the orthophoto and a JSON with the map frame, "
-                    "extrinsics, topics and rates. Topics: see unifygeo_ros/sim/drive.py.")
+                    "extrinsics, topics and rates. Topics: see unifygeo_ros/sim/drive_config.py.")
     d.add_argument("--city", required=True, help="city directory written by `unifygeo sim city`")
     d.add_argument("--duration-s", type=float, required=True, help="length of the drive in seconds")
     d.add_argument("--out", required=True, help="bag directory to create (must not exist)")

@@ -10,7 +10,7 @@ import numpy as np
 
 from unifygeo_ros.conventions import enu_yaw_to_compass
 from unifygeo_ros.sim import render
-from unifygeo_ros.sim.world import City
+from unifygeo_ros.sim.scene import City
 
 BG = (32, 34, 38)
 FG = (235, 235, 235)

@@ -1,4 +1,4 @@
-"""Aerial and street-level renderers of a :class:`~unifygeo_ros.sim.world.City`.
+"""Aerial and street-level renderers of a :class:`~unifygeo_ros.sim.scene.City`.
 
 All images are ``uint8`` RGB arrays, ``H x W x 3``.
 
@@ -39,7 +39,7 @@ import numpy as np
 
 from unifygeo_ros.conventions import enu_yaw_to_compass
 from unifygeo_ros.sim import _raster, _street
-from unifygeo_ros.sim.world import City
+from unifygeo_ros.sim.scene import City
 
 
 
@@ -140,7 +140,7 @@ def write_orthophoto_geotiff(city: City, path, mpp: float, progress: bool = Fals
     from rasterio.crs import CRS
     from rasterio.transform import Affine
     from rasterio.windows import Window
-    from tqdm import tqdm
+    from unifygeo_ros.progress import tqdm
 
     if not mpp > 0:
         raise ValueError(f"mpp must be > 0, got {mpp}")

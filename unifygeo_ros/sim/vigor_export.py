@@ -294,7 +294,7 @@ def export_vigor(city, root: str | Path, cfg: VigorExportConfig, city_dir: str |
                  progress: bool = True, render_panorama: Callable | None = None,
                  render_ortho: Callable | None = None) -> dict:
     """Write ``city`` as VIGOR city ``cfg.city_name`` under ``root``; returns a summary dict."""
-    from tqdm import tqdm
+    from unifygeo_ros.progress import tqdm
 
     if render_panorama is None:
         from unifygeo_ros.sim.render import render_panorama

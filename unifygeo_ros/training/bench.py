@@ -18,12 +18,20 @@ import time
 import numpy as np
 import torch
 
-from ..model.config import get_config
-from ..model.heading import true_alignment
+from ..inference.heading import true_alignment
 from ..model.losses import LossConfig
+from ..model.ops import pick_device
 from ..model.unifygeo import UnifyGeo
-from .trainer import (MEMORY_FORMATS, PRECISIONS, _param_groups, autocast_dtype, autocast_name, forward_and_loss,
-                      pick_device, torch_memory_format)
+from ..model_config import get_config
+from .trainer import (
+    MEMORY_FORMATS,
+    PRECISIONS,
+    _param_groups,
+    autocast_dtype,
+    autocast_name,
+    forward_and_loss,
+    torch_memory_format,
+)
 
 
 def _step_inputs(cfg, batch: int, rng: np.random.Generator, device: torch.device) -> dict:
@@ -52,7 +60,7 @@ def bench_training(config: str = "small", batch_size: int = 32, steps: int = 8, 
     Every precision runs in each of ``memory_formats`` (the training's layout of the model
     and batches, :func:`.trainer.torch_memory_format`): the first format's runs are keyed
     by the precision's name, the others' by ``"PRECISION FORMAT"``."""
-    from tqdm import tqdm
+    from unifygeo_ros.progress import tqdm
 
     if steps < 1 or warmup < 0 or batch_size < 2:
         raise ValueError(f"expected steps >= 1, warmup >= 0 and batch_size >= 2, got {steps}, {warmup}, {batch_size}")

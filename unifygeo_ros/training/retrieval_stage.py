@@ -43,13 +43,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model.config import get_config
 from ..model.losses import loss_g
+from ..model.ops import pick_device
 from ..model.unifygeo import UnifyGeo, load_checkpoint, save_checkpoint
+from ..model_config import get_config
 from .augment import fov_column_mask
 from .sampler import ConflictFreeBatchSampler
-from .trainer import (_param_groups, _sampler_inputs, autocast, autocast_dtype, autocast_name, given_options,
-                      learning_rate, open_log, pick_device, release_freed_memory, resume_state)
+from .trainer import (
+    _param_groups,
+    _sampler_inputs,
+    autocast,
+    autocast_dtype,
+    autocast_name,
+    given_options,
+    learning_rate,
+    open_log,
+    release_freed_memory,
+    resume_state,
+)
 
 DEFAULT_LAYOUT_CHANNELS = 32
 CACHE_BUDGET_BYTES = 12 * 2 ** 30
@@ -135,7 +146,7 @@ class FeatureCache:
 
     def __init__(self, model: UnifyGeo, queries, refs, device: torch.device, batch: int = 64, progress: bool = True,
                  amp_dtype: torch.dtype | None = None):
-        from tqdm import tqdm
+        from unifygeo_ros.progress import tqdm
 
         cfg = model.cfg
         h, w = cfg.ground_size
@@ -198,7 +209,7 @@ def batch_inputs(cache: FeatureCache, pano_ids: np.ndarray, tile_ids: np.ndarray
 
 def train_retrieval(cfg: RetrievalStageConfig, progress: bool = True) -> dict:
     """Run (or resume) the retrieval stage; returns a summary dict."""
-    from tqdm import tqdm
+    from unifygeo_ros.progress import tqdm
 
     from ..data.vigor import VigorQueryDataset, VigorReferenceDataset
 

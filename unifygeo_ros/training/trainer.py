@@ -27,10 +27,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..model.config import get_config
-from ..model.heading import teacher_prior, true_alignment
+from ..inference.heading import true_alignment
+from ..model.heading import teacher_prior
 from ..model.losses import LossConfig, unifygeo_loss
-from ..model.unifygeo import IMAGENET_MEAN, IMAGENET_STD, UnifyGeo, load_checkpoint, save_checkpoint
+from ..model.ops import pick_device
+from ..model.unifygeo import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    UnifyGeo,
+    load_checkpoint,
+    save_checkpoint,
+)
+from ..model_config import get_config
 from .augment import AugmentConfig, PairAugment
 from .sampler import ConflictFreeBatchSampler
 
@@ -99,7 +107,7 @@ class PairStore(torch.utils.data.Dataset):
         self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
         if cache:
-            from tqdm import tqdm
+            from unifygeo_ros.progress import tqdm
 
             # The images go into two preallocated uint8 blocks (one allocation each): a list of
             # per-pair tensors fragments the heap to several times the images' size.
@@ -212,12 +220,6 @@ def torch_memory_format(name: str) -> torch.memory_format:
     return torch.channels_last if name == "channels_last" else torch.contiguous_format
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _sampler_inputs(index) -> tuple[np.ndarray, list[set], np.ndarray]:
     """Positive tile, tiles containing the camera, and positions in metres (cities apart)."""
     positives, tiles, positions = [], [], []
@@ -310,7 +312,7 @@ def build_model(cfg: TrainConfig) -> UnifyGeo:
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Run (or resume) a training; returns a summary dict."""
-    from tqdm import tqdm
+    from unifygeo_ros.progress import tqdm
 
     from ..data.vigor import VigorPairDataset
 

@@ -18,8 +18,9 @@ import time
 
 import numpy as np
 
-from ..model.bench import rss_mb
-from .types import Camera
+from ..options import default
+from ..types import Camera
+from .bench_model import rss_mb
 
 BENCH_SEED = 2027
 
@@ -44,8 +45,8 @@ def _frames(city, rng) -> dict:
 TEN_KM2_TILES = int(np.ceil(10e6 / 32.0 ** 2))     # 10 km^2 at the default 32 m tile stride
 
 
-def _run_backends(db: str, names, frames, repeats: int, warmup: int, threads, decoder_turns: int = 4) -> dict:
-    from .localizer import Localizer
+def _run_backends(db: str, names, frames, repeats: int, warmup: int, threads, decoder_turns: int = default("decoder_turns")) -> dict:
+    from ..localizer.localizer import Localizer
 
     out = {}
     for name in names:
@@ -67,7 +68,7 @@ def _run_backends(db: str, names, frames, repeats: int, warmup: int, threads, de
 
 
 def bench_localize(db: str | None, weights: str | None, backends: str = "available", repeats: int = 20,
-                   warmup: int = 3, threads: int | None = None, progress: bool = True, decoder_turns: int = 4) -> dict:
+                   warmup: int = 3, threads: int | None = None, progress: bool = True, decoder_turns: int = default("decoder_turns")) -> dict:
     from ..backends.registry import availability, available_backends
     from ..database.store import Database
 

@@ -2,22 +2,29 @@
 
 For each seed (never a training seed, never the demo's): build the city's database, render
 ``views`` street views per mode at random street positions and headings, localize them
-with an *unscaled* covariance, and fit ``c_pos`` and ``c_yaw`` (:mod:`.calibration`) on the
+with an *unscaled* covariance, and fit ``c_pos`` and ``c_yaw`` (:mod:`unifygeo_ros.inference.calibration`) on the
 panorama records, and a second pair on the pinhole records (stored under ``"pinhole"``).
-``--write`` stores the result for the model's hash in :mod:`.calibration_data`.
+``--write`` stores the result for the model's hash in the calibration table (JSON data,
+``unifygeo_ros/weights/calibration.json``).
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import pprint
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .calibration import CHI2_2_95, Z_95, Calibration, fit_scales
+from ..inference.calibration import (
+    CALIBRATION_FILE,
+    CALIBRATION_FORMAT,
+    CHI2_2_95,
+    Z_95,
+    Calibration,
+    fit_scales,
+    read_calibrations,
+)
 
 DEMO_SEED = 2026
 ORIGINS = [(45.50, -73.57), (35.68, 139.76), (-33.87, 151.21), (51.51, -0.13), (40.42, -3.70), (19.43, -99.13)]
@@ -25,8 +32,8 @@ ORIGINS = [(45.50, -73.57), (35.68, 139.76), (-33.87, 151.21), (51.51, -0.13), (
 
 def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, write: bool = False,
               progress: bool = True) -> dict:
+    from ..localizer.localizer import Localizer
     from ..model.unifygeo import load_checkpoint
-    from .localizer import Localizer
     from .synthetic import MODES, TRAINING_SEEDS, make_area, run_mode, sample_truths
 
     bad = [s for s in seeds if s in TRAINING_SEEDS or s == DEMO_SEED]
@@ -96,17 +103,17 @@ def _optional(records: list[dict], key: str) -> np.ndarray:
 
 
 def write_calibration(model_hash: str, entry: dict, path: str | Path | None = None) -> Path:
-    """Add or replace ``model_hash``'s entry in calibration_data.py (or a copy of it at ``path``)."""
-    from . import calibration_data
-
-    path = Path(path or calibration_data.__file__)
-    tree = ast.parse(path.read_text())
-    node = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "CALIBRATIONS")
-    table = dict(ast.literal_eval(node.value))
+    """Add or replace ``model_hash``'s entry in the calibration table (a JSON file; default the
+    package's :data:`~unifygeo_ros.inference.calibration.CALIBRATION_FILE`). The file is
+    replaced atomically, so a reader never sees half of it."""
+    path = Path(path or CALIBRATION_FILE)
+    table = read_calibrations(path)
     table[model_hash] = entry
-    head = path.read_text().split("CALIBRATIONS")[0]
-    path.write_text(head + "CALIBRATIONS: dict[str, dict] = " + pprint.pformat(table, width=110, sort_dicts=True)
-                    + "\n")
-    if path == Path(calibration_data.__file__):
-        calibration_data.CALIBRATIONS = table
+    data = {"format": CALIBRATION_FORMAT,
+            "description": "Covariance scale factors per model hash, written by `unifygeo calibrate --write`; "
+                           "see unifygeo_ros/inference/calibration.py",
+            "models": dict(sorted(table.items()))}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float) + "\n")
+    tmp.replace(path)
     return path

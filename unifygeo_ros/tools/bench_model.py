@@ -88,7 +88,7 @@ def _cases(cfg) -> list[tuple[str, str, int]]:
 
 def _case_inputs(model) -> dict[str, tuple[str, list]]:
     """numpy inputs of every case, made once in the parent so the workers share them."""
-    from .export import example_inputs
+    from ..backends.export import example_inputs
 
     out = {}
     for name, part, batch in _cases(model.cfg):
@@ -114,8 +114,8 @@ def _worker(backend: str, config: str, onnx_dir: str, inputs_path: str, repeats:
         if backend == "torch":
             import torch
 
-            from .export import DecoderModule
-            from .unifygeo import UnifyGeo
+            from ..backends.export import DecoderModule
+            from ..model.unifygeo import UnifyGeo
 
             torch.set_num_threads(threads)
             baseline = rss_mb()
@@ -131,7 +131,7 @@ def _worker(backend: str, config: str, onnx_dir: str, inputs_path: str, repeats:
                 results[name] = _time(run, repeats, warmup)
         else:
             from ..backends.ort_session import make_session
-            from .export_names import FILES
+            from ..onnx_names import FILES
 
             sessions = {k: make_session(Path(onnx_dir) / f, threads) for k, f in FILES.items()}
             for name, (part, arrays) in cases.items():
@@ -155,8 +155,8 @@ def bench_model(config: str, repeats: int = 20, warmup: int = 3, threads: int | 
 
     import torch
 
-    from .export import export_onnx
-    from .unifygeo import UnifyGeo
+    from ..backends.export import export_onnx
+    from ..model.unifygeo import UnifyGeo
 
     threads = threads or os.cpu_count() or 1
     report = {"config": config, "repeats": repeats, "warmup": warmup, "threads": threads,

@@ -6,7 +6,7 @@
 * A panorama is resized to the model's ``H x W`` (area averaging when shrinking, as the
   training data was). A pinhole image is first shrunk to about twice the panorama's angular
   resolution (to avoid aliasing) and then placed in the panorama frame by
-  :func:`unifygeo_ros.model.fov.pinhole_to_panorama` with its column mask.
+  :func:`unifygeo_ros.inference.fov.pinhole_to_panorama` with its column mask.
 * With a known heading the panorama is turned to face tile-up (grid north, ENU yaw 90 deg in
   the map frame): a pinhole image is placed directly at its bearing, a panorama is rotated
   with :func:`unifygeo_ros.conventions.rotate_panorama`.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..conventions import enu_yaw_to_compass, rotate_panorama
-from .types import Camera, LocalizationError
+from ..types import Camera, LocalizationError
 
 IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), np.float32)   # as model.unifygeo (kept torch-free here)
 IMAGENET_STD = np.array((0.229, 0.224, 0.225), np.float32)
@@ -77,7 +77,7 @@ def ground_input(image: np.ndarray, camera: Camera, ground_size: tuple[int, int]
 
     With ``heading_deg`` (ENU yaw of the camera's forward direction in the map frame) the
     result faces grid north (tile-up); without, it faces the camera's forward direction."""
-    from ..model.fov import pinhole_to_panorama
+    from .fov import pinhole_to_panorama
 
     ph, pw = ground_size
     if camera.model == "pinhole":

@@ -34,9 +34,10 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ..options import default
 from .heading import EXCLUDED
 
-DEFAULT_CANDIDATES = 4
+DEFAULT_CANDIDATES = default("alignment_candidates")
 
 
 def allowed_alignments(logprior: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ Sizes follow from a few numbers (paper values in brackets):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -128,3 +129,13 @@ def get_config(name_or_config: str | ModelConfig | dict) -> ModelConfig:
     except KeyError:
         raise ValueError(f"unknown model configuration {name_or_config!r}; expected one of "
                          f"{sorted(CONFIGS)}") from None
+
+
+SHIPPED_MODEL = Path(__file__).resolve().parent / "weights" / "small.pt"
+
+
+def shipped_model_path() -> Path:
+    """The trained ``small`` model that ships inside the package (see weights/MODEL_CARD.md)."""
+    if not SHIPPED_MODEL.is_file():
+        raise FileNotFoundError(f"the shipped model is missing: expected {SHIPPED_MODEL} (reinstall the package)")
+    return SHIPPED_MODEL

@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..options import RERANK_SCORES as _RERANK_CHOICES
+from ..options import TILE_CHOICES
 
-RERANK_SCORES = {"matching": "match_score", "m0": "m0_max"}
+#: The decoder output each re-ranking score (option ``rerank_score``) uses.
+RERANK_SCORES = dict(zip(_RERANK_CHOICES, ("match_score", "m0_max")))
 
-#: How the localizer picks the tile among the decoded candidates: ``consensus`` (default,
-#: :func:`consensus`) or ``rerank`` (the paper's argmax of ``s_t + m_t``).
-TILE_CHOICES = ("consensus", "rerank")
+# How the localizer picks the tile among the decoded candidates (option ``tile_choice``,
+# :data:`TILE_CHOICES`): ``consensus`` (:func:`consensus`) or ``rerank`` (the paper's argmax
+# of ``s_t + m_t``).
 
 #: Temperature of the consensus weights over the re-ranking scores, and its window (pixels).
 CONSENSUS_BETA = 10.0

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import angle_diff_deg
-from .types import Camera, LocalizationError, PositionPrior
+from ..types import Camera, LocalizationError, PositionPrior
 
 #: the seeds the shipped model was trained (11-16) or validated (21) on: never used here
 TRAINING_SEEDS = (11, 12, 13, 14, 15, 16, 21)
@@ -101,9 +101,9 @@ def positive_tile(db, xy) -> int:
 
 def run_mode(loc, city, xy: np.ndarray, yaw: np.ndarray, mode: str, progress: bool = True) -> list[dict]:
     """Localize one rendered view per truth in ``mode`` (a key of :data:`MODES`); one record each."""
-    from tqdm import tqdm
+    from unifygeo_ros.progress import tqdm
 
-    from .calibration import mahalanobis2
+    from ..inference.calibration import mahalanobis2
 
     camera_model, known, with_prior = MODES[mode]
     noise = np.random.default_rng(len(xy)).normal(0.0, PRIOR_NOISE_M, size=(len(xy), 2))
@@ -137,7 +137,7 @@ def run_mode(loc, city, xy: np.ndarray, yaw: np.ndarray, mode: str, progress: bo
 def summarize(records: list[dict]) -> dict:
     """The demo table's row for one mode's records."""
     from ..evaluation.metrics import recall_at_distances
-    from .calibration import CHI2_2_95, Z_95
+    from ..inference.calibration import CHI2_2_95, Z_95
 
     ok = [r for r in records if "error_m" in r]
     n_fail = len(records) - len(ok)

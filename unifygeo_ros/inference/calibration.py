@@ -16,19 +16,25 @@ lands on a wrong tile): one pair of factors for all of them would leave one kind
 the other under-confident. The pinhole pair is stored under ``"pinhole"`` in the model's
 entry; an entry without it applies its factors to every camera.
 
-The factors are stored per model hash in :mod:`.calibration_data` (a Python module, so that
-it ships with the package) and applied by the localizer; the demo measures the coverage on
-its own held-out city.
+The factors are data: a JSON table keyed by model hash, ``weights/calibration.json`` in the
+package (:data:`CALIBRATION_FILE`; ``{"format": ..., "models": {hash: entry}}``), which
+``unifygeo calibrate --write`` updates. The localizer applies the entry of its model's hash;
+a model without one gets unscaled covariances (``source: none``). The demo measures the
+coverage on its own held-out city.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 CHI2_2_95 = 5.991464547107979      # chi-square, 2 degrees of freedom, 95 %
 Z_95 = 1.959963984540054
+CALIBRATION_FORMAT = "unifygeo_ros/calibration/1"
+CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "weights" / "calibration.json"
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,25 @@ class Calibration:
         return asdict(self)
 
 
-def lookup_calibration(model_hash: str) -> Calibration:
-    from .calibration_data import CALIBRATIONS
+def read_calibrations(path: str | Path | None = None) -> dict[str, dict]:
+    """The table {model hash: entry} of ``path`` (default :data:`CALIBRATION_FILE`); empty
+    when the file does not exist; ValueError naming the file when it is not such a table."""
+    path = Path(path or CALIBRATION_FILE)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a calibration table ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT or not isinstance(
+            data.get("models"), dict):
+        raise ValueError(f"{path}: expected a JSON object with format {CALIBRATION_FORMAT!r} and a 'models' object")
+    return data["models"]
 
-    entry = CALIBRATIONS.get(model_hash)
+
+def lookup_calibration(model_hash: str, path: str | Path | None = None) -> Calibration:
+    """The scale factors of ``model_hash`` from the table (unscaled when it has no entry)."""
+    entry = read_calibrations(path).get(model_hash)
     if entry is None:
         return Calibration()
     pinhole = entry.get("pinhole") or {}

@@ -24,8 +24,15 @@ import time
 
 import numpy as np
 
-from ..model.bench import rss_mb
-from .index import HNSW_EF_SEARCH, HNSW_M, IVF_NPROBE, REFINE_K_FACTOR, build_index, ivf_nlist
+from ..database.index import (
+    HNSW_EF_SEARCH,
+    HNSW_M,
+    IVF_NPROBE,
+    REFINE_K_FACTOR,
+    build_index,
+    ivf_nlist,
+)
+from .bench_model import rss_mb
 
 TOP_K = 5
 
@@ -66,7 +73,7 @@ def bench_retrieval(sizes, kinds, dim: int | None = None, queries: int = 200, th
                     progress: bool = True) -> dict:
     import faiss
 
-    from ..model.config import SMALL
+    from ..model_config import SMALL
 
     dim = dim or SMALL.descriptor_dim
     hnsw_m = hnsw_m or HNSW_M

@@ -158,6 +158,36 @@ def ensemble_search(search, descriptors, queries: np.ndarray, k: int, turns: int
     return full[top], cand[top]
 
 
+SUBSET_EXACT_MAX = 200_000     # position-restricted searches up to this many tiles are exact (numpy)
+
+
+def search_tiles(db, query: np.ndarray, k: int, near: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` tiles of the database ``db`` by their best ensemble score over ``query``:
+    (scores, tile ids), best first.
+
+    ``query`` is one descriptor or one per allowed heading alignment (A, turns * D). ``db``
+    provides ``index_search(queries, k, subset)`` (the FAISS index over turn 0),
+    ``descriptors`` (n, turns * D), ``turns`` and ``n``. With ``near`` (tile ids, e.g. those
+    near a position prior) only those tiles are candidates: an exact numpy search up to
+    :data:`SUBSET_EXACT_MAX` of them, else the index restricted to them."""
+    q = np.ascontiguousarray(query, dtype=np.float32)
+    q = q.reshape(-1, q.shape[-1])
+    if q.shape[1] != db.descriptors.shape[1]:
+        raise ValueError(f"database search: expected {db.descriptors.shape[1]}-d queries "
+                         f"({db.turns} turn(s)), got {q.shape[1]}")
+    if near is None:
+        return ensemble_search(db.index_search, db.descriptors, q, k, db.turns, db.n)
+    near = np.asarray(near, dtype=np.int64)
+    if near.size == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    k = min(k, near.size)
+    if near.size <= SUBSET_EXACT_MAX:
+        s = best_alignment_scores(q, db.descriptors[near])
+        top = np.argsort(-s, kind="stable")[:k]
+        return s[top], near[top]
+    return ensemble_search(lambda x, kk: db.index_search(x, kk, near), db.descriptors, q, k, db.turns, near.size)
+
+
 def best_alignment_scores(queries: np.ndarray, references: np.ndarray) -> np.ndarray:
     """(N,) best cosine over the queries (A, D) of every reference (N, D)."""
     return (np.asarray(references, dtype=np.float32) @ np.asarray(queries, dtype=np.float32).T).max(axis=1)

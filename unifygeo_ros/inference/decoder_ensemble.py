@@ -45,11 +45,12 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ..options import (
+    DECODER_TURNS,  # none, the four quarter turns, the four turns and their mirror images
+)
 from .alignment_search import allowed_alignments, parabolic_offset
 from .retrieval import turned_tiles
 
-#: Decoder ensembles: none, the four quarter turns, the four turns and their mirror images.
-DECODER_TURNS = (1, 4, 8)
 QUARTERS = 4
 
 

@@ -1,4 +1,4 @@
-"""``unifygeo demo``: the README's main job, end to end on a held-out synthetic city.
+"""``unifygeo demo``: the whole pipeline, end to end, on a held-out synthetic city.
 
 1. Generate a city with a seed no training used (2026; training used 11-16, validation 21,
    the covariance calibration 101-104) and write its orthophoto as a GeoTIFF (0.25 m/px,
@@ -6,7 +6,7 @@
 2. Build its database with the shipped model (``unifygeo build-db``: tiles, features,
    FAISS index).
 3. Render street views at random street positions and headings and localize each of them
-   in five modes (``localizer.synthetic.MODES``): panorama with known / unknown heading,
+   in five modes (``tools.synthetic.MODES``): panorama with known / unknown heading,
    90-degree pinhole with known / unknown heading, and panorama with unknown heading plus a
    degraded-GNSS position prior (the same positions in every mode).
 4. Print a table per mode (R@1 of the chosen tile, mean and median error, R@1m / R@5m /
@@ -19,15 +19,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .cli import CommandError, add_json_flag, emit, weights_or_shipped
+from ..cli import CommandError, add_json_flag, emit, weights_or_shipped
 
 DEMO_SEED = 2026
 DEMO_ORIGIN = (52.52, 13.40)
 
 
 def register(sub, bench_sub) -> None:
-    p = sub.add_parser("demo", help="the main job: build a database of a held-out synthetic city and localize "
-                                    "hundreds of views in it")
+    p = sub.add_parser("demo", help="build the database of a held-out synthetic city and localize hundreds of "
+                                    "street views in it in five camera modes; prints a table, writes a PNG")
     p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"city seed (default {DEMO_SEED}; never a training seed)")
     p.add_argument("--size-m", type=float, default=500.0, help="city side in metres (default 500)")
     p.add_argument("--style", default="default", help="city style (default, downtown, oldtown, suburb, nordic)")
@@ -64,11 +64,18 @@ def demo_command(args) -> int:
     import numpy as np
     import rasterio
 
-    from .backends.cli import setup_logging
-    from .localizer.localizer import Localizer
-    from .localizer.plots import map_sheet
-    from .localizer.synthetic import MODES, TRAINING_SEEDS, make_area, run_mode, sample_truths, summarize
-    from .localizer.types import DatabaseError
+    from ..localizer.localizer import Localizer
+    from ..localizer.plots import map_sheet
+    from ..log import setup_logging
+    from ..types import DatabaseError
+    from .synthetic import (
+        MODES,
+        TRAINING_SEEDS,
+        make_area,
+        run_mode,
+        sample_truths,
+        summarize,
+    )
 
     setup_logging()
     t0 = time.perf_counter()
@@ -78,8 +85,8 @@ def demo_command(args) -> int:
         raise CommandError(f"--views: expected at least 1 (got {args.views}); --size-m: expected >= 100 m "
                            f"(got {args.size_m:g})")
     weights = weights_or_shipped(args.weights)
-    from .localizer.calibration import lookup_calibration
-    from .model.unifygeo import load_checkpoint
+    from ..inference.calibration import lookup_calibration
+    from ..model.unifygeo import load_checkpoint
 
     try:
         model_hash = load_checkpoint(weights)[0].state_hash()

@@ -1,5 +1,6 @@
 """File and tensor names of the exported modules (torch-free, for deployments without PyTorch)."""
 
+ONNX_FORMAT = "unifygeo_ros/onnx/3"   # 2: the decoder outputs match_score; 3: the ground branch global_rolls
 FILES = {"ground": "ground_branch.onnx", "aerial": "aerial_branch.onnx", "decoder": "decoder.onnx"}
 GROUND_INPUTS = ["image", "column_mask"]
 GROUND_OUTPUTS = ["global_descriptor", "ground_desc0", "ground_desc1", "ground_desc2", "ground_desc3",

@@ -25,11 +25,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backends.onnx_files import ONNX_FORMAT
-from ..backends.ort_session import make_session
-from .export_names import (AERIAL_INPUTS, AERIAL_OUTPUTS, DECODER_INPUTS, DECODER_OUTPUTS, FILES,
-                           GROUND_INPUTS, GROUND_OUTPUTS)
-from .unifygeo import UnifyGeo
+from ..model.unifygeo import UnifyGeo
+from ..onnx_names import (
+    AERIAL_INPUTS,
+    AERIAL_OUTPUTS,
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    FILES,
+    GROUND_INPUTS,
+    GROUND_OUTPUTS,
+    ONNX_FORMAT,
+)
+from .ort_session import make_session
 
 ONNX_OPSET = 17
 

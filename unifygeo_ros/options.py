@@ -1,0 +1,249 @@
+"""Every option of the localizer and the node, declared once.
+
+Each :class:`Option` has its name (the ROS parameter name; dots are nested YAML keys), the
+field of :class:`~unifygeo_ros.ros_core.config.NodeConfig` it sets, its default, help text,
+and its allowed values (choices, or an inclusive numeric range). From this table:
+
+* the node declares its ROS parameters with descriptors (:mod:`unifygeo_ros.ros.node`);
+* :class:`~unifygeo_ros.ros_core.config.NodeConfig` takes its defaults and checks values;
+* ``unifygeo localize``, ``replay``, ``eval`` and ``bench localize`` add their options with
+  :func:`add_cli_options` (flag ``--top-k`` for ``top_k``, same default, choices and help);
+* the Localizer's and the evaluation's keyword defaults are :func:`default` of it;
+* the launch file's argument defaults are read from it;
+* ``docs/parameters.md`` is :func:`markdown_table` (``python -m unifygeo_ros.options
+  --markdown > docs/parameters.md``); ``config/localize.yaml`` is checked against it by the tests.
+
+This module is at the bottom of the package: it imports nothing of it but the shared types.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from .types import CAMERA_MODELS
+
+MAP_ORIGIN_MODES = ("database", "latlon")
+ODOM_HEADING_MODES = ("off", "map_frame", "offset")
+RELIABILITIES = ("best_effort", "reliable")
+RERANK_SCORES = ("matching", "m0")          # matching: every matching level; m0: max M^0 (the paper's Eq. 4)
+TILE_CHOICES = ("consensus", "rerank")      # consensus: the candidates' D agree; rerank: the paper's best score
+DECODER_TURNS = (1, 4, 8)                   # decoder ensemble: none, the quarter turns, turns and mirrors
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str                   # ROS parameter name (dots = nested YAML keys)
+    attr: str                   # NodeConfig field
+    default: Any
+    help: str
+    choices: tuple = ()         # allowed strings, or allowed integers
+    low: float | None = None    # numeric range (inclusive)
+    high: float | None = None
+    read_only: bool = True      # the node reads it at start-up only
+    cli: bool = False           # also a command-line option of localize / replay / eval / bench localize
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: ``top_k`` -> ``--top-k``, ``priors.odom_heading_mode`` ->
+        ``--odom-heading-mode``."""
+        return "--" + self.name.rsplit(".", 1)[-1].replace("_", "-")
+
+    def allowed(self) -> str:
+        """The allowed values in words, e.g. ``one of 1, 4, 8`` or ``[1, 100]``."""
+        if self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.low is not None or self.high is not None:
+            return f"[{_fmt(self.low)}, {_fmt(self.high)}]"
+        return ""
+
+
+OPTIONS: tuple[Option, ...] = (
+    # database and inference
+    Option("database", "database", "", "path of the aerial database folder (`unifygeo build-db`); required"),
+    Option("engines", "engines", "", "folder of the ONNX export / TensorRT engines; empty: DATABASE/engines", cli=True),
+    Option("backend", "backend", "auto", "inference backend: auto (fastest available), torch, onnxruntime, "
+              "tensorrt, or an exact backend name", cli=True),
+    Option("weights", "weights", "", "checkpoint to use instead of DATABASE/model.pt (must be the model the "
+              "database was built with); empty: the database's"),
+    Option("threads", "threads", 0, "CPU threads of the backend; 0: its default", low=0, high=256),
+    Option("top_k", "top_k", 5, "retrieval candidates re-ranked per frame", low=1, high=100, cli=True),
+    Option("rerank_score", "rerank_score", "matching", "re-ranking term added to the retrieval score: matching "
+              "(max of every matching level, averaged) or m0 (max M^0, the paper's Eq. 4)", choices=RERANK_SCORES, cli=True),
+    Option("tile_choice", "tile_choice", "consensus", "how the tile is chosen among the re-ranked candidates: "
+              "consensus (the candidate whose D peak the overlapping candidates' D confirm) or rerank (the best "
+              "re-ranked tile, as in the paper)", choices=TILE_CHOICES, cli=True),
+    Option("alignment_candidates", "alignment_candidates", 4, "without a known heading: alignments re-decoded "
+              "per candidate tile by the alignment search (0: the decoder's max-M^0 choice)", low=0, high=32, cli=True),
+    Option("decoder_turns", "decoder_turns", 4, "ensemble of the decoder on the chosen tile: 4 (the tile in "
+              "four quarter turns; better D and yaw, about 4 x 32 more decoder rows per frame without a known "
+              "heading), 8 (the turns and their mirror images, with the mirrored panorama: twice the cost) or 1 "
+              "(none)", choices=DECODER_TURNS, cli=True),
+    Option("warmup", "warmup", True, "run one frame through every stage before reporting ready"),
+    # camera
+    Option("camera.model", "camera_model", "panorama", "panorama (equirectangular 360 x 180, forward at the "
+              "centre column) or pinhole", choices=CAMERA_MODELS),
+    Option("camera.hfov_deg", "camera_hfov_deg", 90.0, "pinhole only: horizontal field of view (degrees)",
+              low=1.0, high=179.0),
+    Option("camera.pitch_deg", "camera_pitch_deg", 0.0, "pinhole only: optical axis pitch, up positive (degrees)",
+              low=-89.0, high=89.0),
+    Option("camera_extrinsic.xyz", "camera_xyz", [0.0, 0.0, 0.0], "camera position in base_frame (x forward, "
+              "y left, z up; metres)"),
+    Option("camera_extrinsic.yaw_deg", "camera_yaw_deg", 0.0, "yaw of the camera's forward direction relative "
+              "to base_frame's x axis (degrees, counter-clockwise)", low=-180.0, high=180.0),
+    # frames
+    Option("map_frame", "map_frame", "map", "frame_id of the published pose (REP-105 map)"),
+    Option("base_frame", "base_frame", "base_link", "the frame whose pose is published"),
+    Option("camera_frame", "camera_frame", "", "expected frame_id of the images (a mismatch is logged once); "
+              "empty: accept any"),
+    Option("odom_frame", "odom_frame", "odom", "odometry frame, used only when publish_tf is true (map -> odom); "
+              "empty: broadcast map -> base_frame instead"),
+    Option("map_origin.mode", "map_origin_mode", "database", "database: map_frame is the database's frame; "
+              "latlon: the UTM frame with its origin at map_origin.latitude/longitude", choices=MAP_ORIGIN_MODES),
+    Option("map_origin.latitude", "map_origin_latitude", 0.0, "latlon mode: origin latitude (degrees)",
+              low=-80.0, high=84.0),
+    Option("map_origin.longitude", "map_origin_longitude", 0.0, "latlon mode: origin longitude (degrees)",
+              low=-180.0, high=180.0),
+    Option("ground_altitude_m", "ground_altitude_m", 0.0, "ellipsoidal altitude of the map frame's z = 0, "
+              "reported as the NavSatFix altitude"),
+    # topics
+    Option("image_topic", "image_topic", "/camera/panorama/image_raw", "sensor_msgs/Image input; empty: none"),
+    Option("compressed_image_topic", "compressed_image_topic", "", "sensor_msgs/CompressedImage input; "
+              "empty: none"),
+    Option("image_qos_reliability", "image_qos_reliability", "best_effort", "reliability of the image "
+              "subscriptions (depth 1, keep last); best_effort also connects to reliable publishers",
+              choices=RELIABILITIES),
+    Option("gnss_prior_topic", "gnss_prior_topic", "", "sensor_msgs/NavSatFix giving a position prior; "
+              "empty: none"),
+    Option("odom_prior_topic", "odom_prior_topic", "", "nav_msgs/Odometry giving a heading prior (see "
+              "priors.odom_heading_mode); empty: none"),
+    # priors
+    Option("priors.max_age_s", "prior_max_age_s", 1.0, "a GNSS / odometry message older (or newer) than this "
+              "relative to the image stamp is not used", low=0.0, high=3600.0),
+    Option("priors.gnss_sigma_scale", "gnss_sigma_scale", 3.0, "prior radius = scale x the fix's horizontal "
+              "standard deviation + priors.gnss_margin_m", low=0.5, high=100.0),
+    Option("priors.gnss_min_radius_m", "gnss_min_radius_m", 10.0, "smallest prior radius (metres)",
+              low=0.5, high=1e6),
+    Option("priors.gnss_radius_m", "gnss_radius_m", 50.0, "prior radius of a fix without a covariance "
+              "(COVARIANCE_TYPE_UNKNOWN)", low=0.5, high=1e6),
+    Option("priors.gnss_margin_m", "gnss_margin_m", 2.0, "added to the radius: antenna-to-camera offset and "
+              "timing (metres)", low=0.0, high=1e4),
+    Option("priors.odom_heading_mode", "odom_heading_mode", "off", "off; map_frame: use the odometry's yaw only "
+              "when its header.frame_id is map_frame; offset: map yaw = odometry yaw + priors.odom_yaw_offset_deg",
+              choices=ODOM_HEADING_MODES, cli=True),
+    Option("priors.odom_yaw_offset_deg", "odom_yaw_offset_deg", 0.0, "offset mode: yaw of the odometry frame "
+              "in map_frame (degrees, ENU)", low=-180.0, high=180.0),
+    Option("priors.heading_sigma_scale", "heading_sigma_scale", 3.0, "heading window half-width = scale x the "
+              "odometry's yaw standard deviation", low=0.5, high=100.0),
+    Option("priors.heading_min_half_width_deg", "heading_min_half_width_deg", 15.0, "smallest heading window "
+              "half-width (degrees)", low=0.0, high=180.0),
+    # output
+    Option("min_confidence", "min_confidence", 0.1, "frames localized with a lower confidence publish nothing",
+              low=0.0, high=1.0, cli=True),
+    Option("covariance.scale", "covariance_scale", 1.0, "multiplies the localizer's x, y, yaw variances "
+              "(tuning; 1 = as calibrated)", low=1e-3, high=1e3),
+    Option("covariance.z_variance", "z_variance", 1.0, "variance of the unobserved z (m^2): the vehicle is "
+              "assumed on the map's ground plane; switch z off in robot_localization", low=1e-6, high=1e3),
+    Option("covariance.roll_pitch_variance", "roll_pitch_variance", 0.0076, "variance of the unobserved roll "
+              "and pitch (rad^2, 0.0076 = (5 deg)^2); switch them off in robot_localization", low=1e-6, high=1e3),
+    Option("publish_pose_without_yaw", "publish_pose_without_yaw", False, "publish a pose when the heading "
+              "could not be estimated (orientation identity, yaw variance pi^2/3); default: fix and result only"),
+    Option("publish_tf", "publish_tf", False, "broadcast map -> odom_frame (needs tf2_ros); leave false when "
+              "an EKF owns the TF tree"),
+    Option("publish_heatmap", "publish_heatmap", False, "publish D over the chosen tile as an rgb8 image "
+              "(~/heatmap, grid north up) for RViz"),
+    Option("publish_result", "publish_result", True, "publish unifygeo_msgs/LocalizationResult on ~/result "
+              "(only when the generated message package imports)"),
+    Option("diagnostics_period_s", "diagnostics_period_s", 1.0, "period of /diagnostics", low=0.05, high=60.0),
+)
+
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+_BY_ATTR: dict[str, Option] = {o.attr: o for o in OPTIONS}
+
+
+def option(name: str) -> Option:
+    """The declaration of ``name`` (a ROS parameter name or a NodeConfig field)."""
+    try:
+        return BY_NAME[name] if name in BY_NAME else _BY_ATTR[name]
+    except KeyError:
+        raise KeyError(f"no option {name!r}; expected one of {', '.join(BY_NAME)}") from None
+
+
+def default(name: str) -> Any:
+    """The declared default of ``name`` (lists as tuples, so that defaults stay immutable)."""
+    value = option(name).default
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:g}"
+
+
+def add_cli_options(parser: argparse.ArgumentParser, names: list[str] | tuple[str, ...] | None = None,
+                    from_parameters: bool = False) -> None:
+    """Add the command-line options of ``names`` (default: every option marked ``cli``) to
+    ``parser``, with the declared type, default, choices and help.
+
+    With ``from_parameters`` an option that is not given is None (the command then takes the
+    value from a parameter file, else the declared default); the help says so."""
+    for o in (option(n) for n in names) if names is not None else (o for o in OPTIONS if o.cli):
+        kwargs: dict[str, Any] = {"type": _cli_type(o), "help": o.help, "metavar": o.attr.upper()}
+        if o.choices:
+            kwargs["choices"] = o.choices
+            kwargs.pop("metavar")
+        shown = o.default if o.default != "" else "none"
+        if from_parameters:
+            kwargs["default"] = None
+            kwargs["help"] += f" (default: the parameter file's, else {shown})"
+        else:
+            kwargs["default"] = o.default
+            kwargs["help"] += f" (default: {shown})"
+        parser.add_argument(o.flag, dest=o.attr, **kwargs)
+
+
+def _cli_type(o: Option):
+    """argparse type of ``o``: parses and checks the declared range."""
+    kind = o.type if o.type in (int, float, str) else str
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if (o.low is not None and value < o.low) or (o.high is not None and value > o.high):
+            raise argparse.ArgumentTypeError(f"expected a value in {o.allowed()}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__      # argparse names the type in its messages
+    return parse
+
+
+def markdown_table() -> str:
+    """``docs/parameters.md``: every option with its type, default, allowed values and help."""
+    lines = ["# Parameters of the localizer and the node", "",
+             "Generated from `unifygeo_ros/options.py` by `python -m unifygeo_ros.options --markdown`; "
+             "do not edit by hand. The ROS parameter names are given; options marked CLI are also flags of "
+             "`unifygeo localize`, `replay`, `eval` and `bench localize` (`top_k` is `--top-k`). "
+             "`config/localize.yaml` holds every parameter with these defaults.", "",
+             "| parameter | type | default | allowed | CLI | description |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for o in OPTIONS:
+        d = o.default
+        shown = "true" if d is True else "false" if d is False else '""' if d == "" else str(d)
+        helptext = o.help.replace("|", "\\|")
+        lines.append(f"| `{o.name}` | {o.type.__name__} | `{shown}` | {o.allowed()} | "
+                     f"{o.flag if o.cli else ''} | {helptext} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m unifygeo_ros.options --markdown")
+    sys.stdout.write(markdown_table())

@@ -1,0 +1,137 @@
+"""Tooling commands: ``calibrate``, ``bench model``, ``bench retrieval`` and ``bench localize``.
+
+(``demo`` registers itself from :mod:`.demo`.) Handlers import their modules lazily so
+that ``unifygeo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..cli import CommandError, add_json_flag, emit, weights_or_shipped
+from ..options import add_cli_options
+
+
+def register(sub, bench_sub) -> None:
+    c = sub.add_parser("calibrate", help="fit the covariance scale factors on held-out synthetic cities")
+    c.add_argument("--weights", help="model checkpoint (default: the shipped small model)")
+    c.add_argument("--seeds", default="101,102,103,104", help="city seeds (never the training seeds)")
+    c.add_argument("--styles", default="default,downtown,oldtown,suburb", help="city style per seed, comma-separated")
+    c.add_argument("--size-m", type=float, default=400.0, help="city side in metres (default 400)")
+    c.add_argument("--views", type=int, default=60, help="views per city and mode")
+    c.add_argument("--out", default="out/calibration", help="work folder (cities, databases, records)")
+    c.add_argument("--write", action="store_true",
+                   help="store the factors for the model's hash in the calibration table (unifygeo_ros/weights/calibration.json)")
+    add_json_flag(c)
+    c.set_defaults(handler=calibrate_command)
+
+    b = bench_sub.add_parser("localize", help="per-stage localization latency for every available backend")
+    b.add_argument("--db", help="database (default: a 300 m synthetic city built with the shipped model)")
+    b.add_argument("--weights", help="checkpoint for the default database (default: the shipped model)")
+    b.add_argument("--backends", default="available", help="comma-separated names, or 'available'")
+    b.add_argument("--repeats", type=int, default=20, help="timed frames per backend (default 20)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
+    b.add_argument("--threads", type=int, default=None, help="intra-op threads of the backends (default: all cores)")
+    add_cli_options(b, ["decoder_turns"])
+    add_json_flag(b)
+    b.set_defaults(handler=bench_localize_command)
+
+    b = bench_sub.add_parser("model", help="per-branch latency and peak memory: PyTorch eager vs ONNX Runtime")
+    b.add_argument("--config", default="small", help="paper | small (default: small)")
+    b.add_argument("--repeats", type=int, default=20, help="timed runs per branch and backend (default 20)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    b.add_argument("--backends", default="torch,onnxruntime", help="comma-separated backends (default torch,onnxruntime)")
+    add_json_flag(b)
+    b.set_defaults(handler=bench_model_command)
+
+    b = bench_sub.add_parser("retrieval", help="FAISS index types at scale: build time, memory, latency, recall")
+    b.add_argument("--tiles", default="10000,100000,1000000", help="comma-separated database sizes")
+    b.add_argument("--dim", type=int, default=None, help="descriptor dimension (default: the small model's)")
+    b.add_argument("--kinds", default="flat,pqfs,ivf,hnsw", help="comma-separated FAISS index kinds (default flat,pqfs,ivf,hnsw)")
+    b.add_argument("--queries", type=int, default=200, help="queries per size for latency and recall (default 200)")
+    b.add_argument("--threads", type=int, default=1, help="FAISS threads for building and searching (default 1)")
+    b.add_argument("--hnsw-m", type=int, default=None, help="HNSW neighbours per node, M (default: build-db's, 32)")
+    b.add_argument("--ef-search", default=None, help="HNSW efSearch values to sweep, comma-separated")
+    b.add_argument("--nprobe", default=None, help="IVF nprobe values to sweep, comma-separated")
+    b.add_argument("--k-factor", default=None, help="pqfs refine factors to sweep, comma-separated")
+    add_json_flag(b)
+    b.set_defaults(handler=bench_retrieval_command)
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    from ..log import setup_logging
+    from ..tools.calibrate import calibrate
+
+    setup_logging()
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise CommandError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    if not seeds or not styles:
+        raise CommandError("--seeds and --styles: expected at least one of each")
+    if args.views < 1 or not args.size_m >= 100.0:
+        raise CommandError(f"--views: expected >= 1 (got {args.views}); --size-m: expected >= 100 m "
+                           f"(got {args.size_m:g})")
+    try:
+        report = calibrate(weights_or_shipped(args.weights), seeds, styles, args.size_m, args.views, args.out, write=args.write)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    emit(report, args.json)
+    return 0
+
+
+def bench_localize_command(args: argparse.Namespace) -> int:
+    from ..log import setup_logging
+    from ..tools.bench_localize import bench_localize, format_bench
+
+    setup_logging()
+    try:
+        report = bench_localize(args.db, None if args.db else weights_or_shipped(args.weights), args.backends, args.repeats,
+                                args.warmup, args.threads, decoder_turns=args.decoder_turns)
+    except (ValueError, RuntimeError) as exc:
+        raise CommandError(str(exc)) from exc
+    emit(report, args.json, format_bench)
+    return 0
+
+
+def bench_model_command(args: argparse.Namespace) -> int:
+    from ..model_config import get_config
+    from ..tools.bench_model import bench_model, format_report
+
+    try:
+        get_config(args.config)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    unknown = set(backends) - {"torch", "onnxruntime"}
+    if unknown:
+        raise CommandError(f"unknown backend(s) {sorted(unknown)}; expected torch and/or onnxruntime")
+    report = bench_model(args.config, args.repeats, args.warmup, args.threads, backends)
+    emit(report, args.json, format_report)
+    return 0
+
+
+def _ints(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(float(v)) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CommandError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def bench_retrieval_command(args: argparse.Namespace) -> int:
+    from ..tools.bench_retrieval import bench_retrieval, format_retrieval
+
+    sizes = _ints(args.tiles)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    bad = set(kinds) - {"flat", "pqfs", "ivf", "hnsw"}
+    if bad or not sizes or min(sizes) < 1000:
+        raise CommandError(f"--kinds: expected flat, pqfs, ivf, hnsw (got {sorted(bad)}); --tiles: sizes >= 1000")
+    report = bench_retrieval(sizes, kinds, dim=args.dim, queries=args.queries, threads=args.threads,
+                             hnsw_m=args.hnsw_m, ef_search=_ints(args.ef_search), nprobe=_ints(args.nprobe),
+                             k_factor=_ints(args.k_factor))
+    emit(report, args.json, format_retrieval)
+    return 0
