@@ -25,12 +25,8 @@ import numpy as np
 import pytest
 
 from unifygeo_ros.geo import MapFrame
-from unifygeo_ros.ros_core.config import (
-    PARAMETERS,
-    ConfigError,
-    NodeConfig,
-    params_from_yaml,
-)
+from unifygeo_ros.options import OPTIONS as PARAMETERS
+from unifygeo_ros.ros_core.config import ConfigError, NodeConfig, params_from_yaml
 from unifygeo_ros.ros_core.geometry import (
     Extrinsic,
     FrameAdapter,
