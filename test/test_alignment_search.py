@@ -3,8 +3,6 @@ matching score and the sub-bin refinement, on hand-made scores; then with the re
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch

@@ -20,7 +20,7 @@ from pyproj import Geod, Transformer
 
 from unifygeo_ros.database.build import BuildConfig, build_database
 from unifygeo_ros.database.raster import TileReader, inspect, plan_grid
-from unifygeo_ros.database.store import Database
+from unifygeo_ros.database.store import Database, seal_manifest
 from unifygeo_ros.inference.retrieval import search_tiles
 from unifygeo_ros.model.unifygeo import UnifyGeo, save_checkpoint
 from unifygeo_ros.model_config import SMALL
@@ -364,8 +364,11 @@ def test_rotation_ensemble_descriptors_and_single_turn_databases(tmp_path, weigh
     manifest = json.loads((out / "manifest.json").read_text())
     legacy = {k: v for k, v in manifest.items() if k != "retrieval"}
     (out / "manifest.json").write_text(json.dumps(legacy))
+    with pytest.raises(DatabaseError, match="does not match its hash"):      # an edited manifest is refused
+        Database(out)
+    (out / "manifest.json").write_text(json.dumps(seal_manifest(legacy)))     # as the build would have sealed it
     assert Database(out).turns == 1
-    (out / "manifest.json").write_text(json.dumps({**legacy, "retrieval": {"turns": 4}}))
+    (out / "manifest.json").write_text(json.dumps(seal_manifest({**legacy, "retrieval": {"turns": 4}})))
     with pytest.raises(DatabaseError, match=r"expected 768-d descriptors \(4 turn\(s\) of 192\) and an index of turn 0, found 192"):
         Database(out)
     with pytest.raises(DatabaseError, match="--turns"):

@@ -9,6 +9,7 @@ checks what comes back. It needs rclpy and skips, saying why, where rclpy is abs
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -58,17 +59,59 @@ PRIOR_ERROR_BOUND_M = 10.0         # the frame with a GNSS prior
 # ROS-free core
 # =========================================================================================
 
-def test_localize_yaml_holds_every_parameter_with_the_table_default():
-    flat = params_from_yaml(REPO / "config" / "localize.yaml")
-    names = {p.name for p in PARAMETERS}
-    assert set(flat) == names, f"only in yaml: {set(flat) - names}; only in the table: {names - set(flat)}"
-    for p in PARAMETERS:
-        assert flat[p.name] == p.default and type(flat[p.name]) is type(p.default), p.name
-    # and the dataclass defaults are the table's
+def test_launch_arguments_not_given_leave_the_parameter_file_in_force():
+    from unifygeo_ros.ros_core.launch_args import FROM_CONFIG, PARAMETER_OF, argument_description, parameter_overrides
+
+    untouched = {name: FROM_CONFIG for name in PARAMETER_OF}
+    assert parameter_overrides(untouched) == {}
+    given = {**untouched, "camera_topic": "/cam/image_raw", "database": "/data/db", "autostart": "False",
+             "compressed_camera_topic": ""}
+    assert parameter_overrides(given) == {"image_topic": "/cam/image_raw", "database": "/data/db",
+                                          "autostart": False, "compressed_image_topic": ""}
+    with pytest.raises(ValueError, match="autostart:=maybe: expected true or false"):
+        parameter_overrides({**untouched, "autostart": "maybe"})
+    with pytest.raises(ValueError, match="image_qos_reliability:=fast: expected one of best_effort, reliable"):
+        parameter_overrides({**untouched, "image_qos_reliability": "fast"})
+    assert "sets parameter image_topic" in argument_description("camera_topic")
+    launch_text = (REPO / "launch" / "localize.launch.py").read_text()
+    assert "parameter_overrides(" in launch_text and "FROM_CONFIG" in launch_text
+
+
+def test_health_levels_follow_the_thresholds():
+    from unifygeo_ros.ros_core.health import ERROR, OK, WARN, assess
+
     cfg = NodeConfig()
-    for p in PARAMETERS:
-        v = getattr(cfg, p.attr)
-        assert (list(v) if isinstance(v, tuple) else v) == p.default, p.attr
+    base = {"input_rate_hz": 10.0, "output_rate_hz": 2.5, "drop_share": 0.7, "latency_ms_mean": 450.0,
+            "seconds_since_pose": 0.4, "recent_failures_by_kind": {}, "last_error": ""}
+    assert assess(base, cfg)[0] == OK
+    assert assess(base, cfg, "inactive") == (WARN, "not localizing: lifecycle state inactive")
+    assert assess({**base, "drop_share": 0.95}, cfg)[0] == WARN
+    assert assess({**base, "latency_ms_mean": 2500.0}, cfg)[0] == WARN
+    assert assess({**base, "latency_ms_mean": 2500.0}, cfg.with_params({"diagnostics.max_latency_ms": 3000.0}))[0] == OK
+    assert assess({**base, "input_rate_hz": 0.0, "output_rate_hz": 0.0}, cfg)[0] == WARN
+    level, message = assess({**base, "output_rate_hz": 0.0, "seconds_since_pose": 12.0}, cfg)
+    assert level == ERROR and "no pose was published for 12 s" in message
+    assert assess({**base, "recent_failures_by_kind": {"internal": 1}, "last_error": "internal: boom"}, cfg) == (
+        ERROR, "the backend failed on a recent frame (internal: boom)")
+
+
+def test_stats_clear_the_last_error_once_frames_succeed_and_count_drops_in_the_window():
+    from unifygeo_ros.ros_core.stats import RollingStats
+
+    now = [100.0]
+    st = RollingStats(window_s=10.0, clock=lambda: now[0])
+    for i in range(10):
+        st.received(dropped_previous=i % 2 == 1)
+    st.failed("localization", "not 2:1")
+    assert st.snapshot()["last_error"] == "localization: not 2:1"
+    assert st.snapshot()["drop_share"] == 0.5 and st.snapshot()["seconds_since_pose"] == 0.0
+    now[0] += 3.0
+    st.published(120.0)
+    snap = st.snapshot()
+    assert snap["last_error"] == "" and snap["totals"]["failed"] == 1 and snap["seconds_since_pose"] == 0.0
+    now[0] += 20.0
+    snap = st.snapshot()
+    assert snap["input_rate_hz"] == 0.0 and snap["drop_share"] == 0.0 and snap["seconds_since_pose"] == 20.0
 
 
 def test_config_names_every_bad_value():
@@ -703,3 +746,245 @@ def test_result_message_is_disabled_with_a_reason_when_unifygeo_msgs_is_absent(m
     types, why = rclpy_types()
     assert types.LocalizationResult is None and why == reason
     assert types.PoseWithCovarianceStamped.__module__.startswith("geometry_msgs")
+
+
+# =========================================================================================
+# The lifecycle node through its ROS interfaces (a real rclpy in another process)
+# =========================================================================================
+
+def _node_cli(args: list[str], env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unifygeo_ros.ros.node", "--ros-args", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["-p", "top_k:=0"], "top_k: expected a value in [1, 100], got 0"),
+    (["-p", "top_k:=many"], "top_k: expected an integer, got 'many'"),
+    (["-p", "tile_choice:=best"], "tile_choice: expected one of consensus, rerank, got 'best'"),
+    (["-p", "databse:=/data/db"], "unknown parameter 'databse' (did you mean 'database'?)"),
+    (["-p", "camera_extrinsic.xyz:=[0.4, 0.0]"], "camera_extrinsic.xyz: expected a list of 3 numbers"),
+])
+def test_bad_parameters_end_in_one_fatal_line(rclpy_mod, tmp_path, args, expected):
+    proc = _node_cli(["-p", f"database:={tmp_path}", *args], ros_env())
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    fatal = [line for line in out.splitlines() if "FATAL" in line]
+    assert len(fatal) == 1 and expected in fatal[0] and "bad parameters" in fatal[0], out
+    assert "Traceback" not in out
+
+
+def test_integer_values_are_accepted_for_numbers_and_a_bad_database_stops_the_start(rclpy_mod, tmp_path):
+    """An integer list for camera_extrinsic.xyz is coerced (no rclpy type error); a folder that
+    is not a database fails the autostart's configure: one FATAL line, exit status 2."""
+    proc = _node_cli(["-p", f"database:={tmp_path}", "-p", "camera_extrinsic.xyz:=[0, 0, 2]",
+                      "-p", "covariance.scale:=2"], ros_env())
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out, out
+    fatal = [line for line in out.splitlines() if "FATAL" in line]
+    assert len(fatal) == 1 and "cannot start" in fatal[0] and "not a database" in fatal[0], out
+
+
+@contextlib.contextmanager
+def ros_client(rclpy, name: str, env: dict, monkeypatch):
+    """A test node in the ROS domain of ``env`` with its executor; shut down on exit."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        monkeypatch.setenv(k, env[k])
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    tester = rclpy.create_node(name, context=context)
+    ex = SingleThreadedExecutor(context=context)
+    ex.add_node(tester)
+    try:
+        yield tester, ex
+    finally:
+        ex.shutdown()
+        tester.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def _call(ex, client, request, timeout=30.0):
+    assert client.wait_for_service(timeout_sec=timeout), f"service {client.srv_name} not available"
+    future = client.call_async(request)
+    assert spin_until(ex, future.done, timeout), f"{client.srv_name}: no answer"
+    return future.result()
+
+
+def _panorama_2048(world) -> np.ndarray:
+    """A 2048 x 1024 rgb8 panorama (6.3 MB, a real 360-degree camera's size) at a street pose
+    of the test city: rendered at 1024 x 512 and scaled up."""
+    import cv2
+
+    x, y, yaw = street_poses(world["city"], 3)[1]
+    from unifygeo_ros.sim.render import render_panorama
+
+    c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+    cam = (x + c * CAMERA_XYZ[0] - s * CAMERA_XYZ[1], y + s * CAMERA_XYZ[0] + c * CAMERA_XYZ[1])
+    small = render_panorama(world["city"], cam, yaw, 1024, 512, camera_height_m=CAMERA_XYZ[2])
+    return cv2.resize(small, (2048, 1024), interpolation=cv2.INTER_LINEAR)
+
+
+def test_lifecycle_transitions_runtime_parameters_and_6mb_frames(world, rclpy_mod, tmp_path, monkeypatch):
+    """With autostart false the node waits unconfigured; configure / activate / deactivate /
+    cleanup / shutdown through its lifecycle services; while active, 2048 x 1024 rgb8 frames
+    published at 10 Hz by a plain publisher with the default QoS arrive (the default input QoS
+    is reliable) and are localized; tunable parameters change at run time and bad values are
+    refused with the reason; read-only ones are refused."""
+    rclpy = rclpy_mod
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import GetParameters, SetParameters
+    from sensor_msgs.msg import Image
+
+    env = ros_env()
+    params = {"_dir": str(tmp_path), "database": str(world["db"]), "autostart": False, "min_confidence": 0.0,
+              "map_origin": {"mode": "latlon", "latitude": ORIGIN[0], "longitude": ORIGIN[1]},
+              "camera_extrinsic": {"xyz": list(CAMERA_XYZ)}, "diagnostics_period_s": 0.5,
+              "image_topic": "/lc/camera/image_raw"}
+    ns = "/lctest"
+    base = f"{ns}/unifygeo_localizer"
+    node_proc = NodeProcess(params, env, ns)
+    try:
+        with ros_client(rclpy, "unifygeo_lifecycle_client", env, monkeypatch) as (tester, ex):
+            get_state = tester.create_client(GetState, f"{base}/get_state")
+            change = tester.create_client(ChangeState, f"{base}/change_state")
+            set_params = tester.create_client(SetParameters, f"{base}/set_parameters")
+            get_params = tester.create_client(GetParameters, f"{base}/get_parameters")
+            diags, poses = [], []
+            tester.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+            tester.create_subscription(PoseWithCovarianceStamped, f"{base}/pose", poses.append, 10)
+            pub = tester.create_publisher(Image, "/lc/camera/image_raw", 10)      # rclpy's default QoS
+
+            def state():
+                return _call(ex, get_state, GetState.Request()).current_state.label
+
+            def transition(tid):
+                return _call(ex, change, ChangeState.Request(transition=Transition(id=tid)), timeout=180).success
+
+            def last_diag():
+                for arr in reversed(diags):
+                    for st in arr.status:
+                        if st.name.endswith(": localization"):
+                            return st.level, st.message, {v.key: v.value for v in st.values}
+                return None
+
+            assert state() == "unconfigured"
+            assert spin_until(ex, lambda: last_diag() is not None, 10)
+            level, message, kv = last_diag()
+            assert kv["lifecycle_state"] == "unconfigured" and message.startswith("not localizing")
+            assert pub.get_subscription_count() == 0
+            assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
+            spin_until(ex, lambda: False, 1.0)
+            assert pub.get_subscription_count() == 0, "an inactive node must not subscribe"
+            assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
+            assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 15)
+            node_proc.wait_for("ready: backend", timeout=30)
+
+            # ---- 6.3 MB frames at 10 Hz through the default QoS
+            rgb = _panorama_2048(world)
+            assert rgb.nbytes == 2048 * 1024 * 3
+            msg = _image_msg(Image, rgb, 0)
+            stamps = []
+            t_next = time.monotonic()
+            for i in range(30):
+                st = 1_700_000_000 * 10**9 + i * 10**8
+                msg.header.stamp.sec, msg.header.stamp.nanosec = st // 10**9, st % 10**9
+                pub.publish(msg)
+                stamps.append(st)
+                t_next += 0.1
+                spin_until(ex, lambda: time.monotonic() >= t_next, 0.2)
+            assert spin_until(ex, lambda: len(poses) >= 2, 60), "6 MB frames were not localized:\n" + "\n".join(
+                node_proc.lines[-20:])
+            spin_until(ex, lambda: False, 2.0)
+            level, message, kv = last_diag()
+            received = int(kv["frames_received"])
+            print(f"6.3 MB frames: {received} of {len(stamps)} received, {kv['frames_published']} localized, "
+                  f"drop share {kv['drop_share']}, node overhead {kv['node_overhead_ms_median']} ms")
+            # Reliable delivery: a frame is lost only when a newer one replaced it in the keep-last-1
+            # queue while both cores were busy localizing (best effort lost most 6 MB frames even
+            # to an idle subscriber). The node never starves: it localizes one frame after another.
+            assert received >= 0.5 * len(stamps), kv
+            got = {p.header.stamp.sec * 10**9 + p.header.stamp.nanosec for p in poses}
+            assert got <= set(stamps)
+
+            # ---- parameters at run time
+            def set_param(name, value, kind):
+                v = ParameterValue(type=kind)
+                setattr(v, {ParameterType.PARAMETER_DOUBLE: "double_value", ParameterType.PARAMETER_INTEGER:
+                            "integer_value", ParameterType.PARAMETER_STRING: "string_value"}[kind], value)
+                return _call(ex, set_params, SetParameters.Request(parameters=[ParameterMsg(name=name, value=v)])
+                             ).results[0]
+
+            ok = set_param("min_confidence", 0.5, ParameterType.PARAMETER_DOUBLE)
+            assert ok.successful, ok.reason
+            answer = _call(ex, get_params, GetParameters.Request(names=["min_confidence"])).values[0]
+            assert answer.double_value == 0.5
+            bad = set_param("top_k", 0, ParameterType.PARAMETER_INTEGER)
+            assert not bad.successful and "top_k" in bad.reason
+            bad = set_param("tile_choice", "best", ParameterType.PARAMETER_STRING)
+            assert not bad.successful and "expected one of consensus, rerank" in bad.reason
+            ok = set_param("tile_choice", "rerank", ParameterType.PARAMETER_STRING)
+            assert ok.successful, ok.reason
+            ro = set_param("database", "/elsewhere", ParameterType.PARAMETER_STRING)
+            assert not ro.successful and "read-only" in ro.reason.lower()
+
+            # ---- deactivate: no input, nothing published; cleanup; configure again; shutdown
+            assert transition(Transition.TRANSITION_DEACTIVATE) and state() == "inactive"
+            assert spin_until(ex, lambda: pub.get_subscription_count() == 0, 15)
+            n = len(poses)
+            pub.publish(msg)
+            spin_until(ex, lambda: False, 2.0)
+            assert len(poses) == n
+            assert spin_until(ex, lambda: (last_diag() or (0, "", {}))[2].get("lifecycle_state") == "inactive", 5)
+            assert transition(Transition.TRANSITION_CLEANUP) and state() == "unconfigured"
+            assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
+            assert transition(Transition.TRANSITION_INACTIVE_SHUTDOWN) and state() == "finalized"
+            assert node_proc.proc.poll() is None
+    finally:
+        code = node_proc.stop()
+    assert code == 0, "\n".join(node_proc.lines[-30:])
+    assert not any("Traceback" in line for line in node_proc.lines), "\n".join(node_proc.lines)
+
+
+def test_a_failing_configure_leaves_the_node_running_with_the_reason(rclpy_mod, tmp_path, monkeypatch):
+    rclpy = rclpy_mod
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    not_a_db = tmp_path / "empty"
+    not_a_db.mkdir()
+    env = ros_env()
+    node_proc = NodeProcess({"_dir": str(tmp_path), "database": str(not_a_db), "autostart": False,
+                             "diagnostics_period_s": 0.3}, env, "/lcfail")
+    try:
+        with ros_client(rclpy, "unifygeo_lifecycle_fail_client", env, monkeypatch) as (tester, ex):
+            base = "/lcfail/unifygeo_localizer"
+            diags = []
+            tester.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+            change = tester.create_client(ChangeState, f"{base}/change_state")
+            result = _call(ex, change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+            assert not result.success
+            assert _call(ex, tester.create_client(GetState, f"{base}/get_state"),
+                         GetState.Request()).current_state.label == "unconfigured"
+            line = node_proc.wait_for("configure failed", timeout=20)
+            assert "not a database" in line
+
+            def error_diag():
+                for arr in reversed(diags):
+                    for st in arr.status:
+                        if st.level == DiagnosticStatus.ERROR and "configure failed" in st.message:
+                            return st
+                return None
+
+            assert spin_until(ex, lambda: error_diag() is not None, 10), "diagnostics did not report ERROR"
+            assert node_proc.proc.poll() is None, "the node must keep running"
+    finally:
+        code = node_proc.stop()
+    assert code == 0, "\n".join(node_proc.lines[-30:])

@@ -8,13 +8,14 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from unifygeo_ros import options
-from unifygeo_ros.cli import build_parser
+from unifygeo_ros.cli import UsageError, build_parser, main
 from unifygeo_ros.options import OPTIONS, add_cli_options, default, markdown_table, option
 from unifygeo_ros.ros_core.config import NodeConfig, params_from_yaml
 
@@ -68,7 +69,7 @@ def test_cli_options_have_the_declared_default_choices_and_range(command):
         bad = [v for v in ("2", "best", "-1", "1000") if o.choices and v not in map(str, o.choices)
                or o.low is not None and v.lstrip("-").isdigit() and not o.low <= int(v) <= o.high]
         for value in bad:
-            with pytest.raises(SystemExit):
+            with pytest.raises(UsageError, match=o.flag):
                 parser.parse_args(argv + [o.flag, value])
 
 
@@ -133,11 +134,15 @@ def test_docs_parameter_table_is_generated_from_the_declaration():
         assert f"| `{o.name}` |" in doc.read_text()
 
 
-def test_launch_file_reads_its_argument_defaults_from_the_declaration():
+def test_launch_file_takes_its_arguments_from_the_declaration():
+    from unifygeo_ros.ros_core.launch_args import PARAMETER_OF, argument_description
+
     text = (REPO / "launch" / "localize.launch.py").read_text()
-    assert "from unifygeo_ros.options import" in text
+    assert "from unifygeo_ros.ros_core.launch_args import" in text
     for literal in ('"/camera/panorama/image_raw"', 'default_value="auto"'):
         assert literal not in text
+    for argument, parameter in PARAMETER_OF.items():
+        assert option(parameter).help in argument_description(argument)
 
 
 def test_add_cli_options_range_errors_name_the_range(capsys):
@@ -150,3 +155,12 @@ def test_add_cli_options_range_errors_name_the_range(capsys):
         parser.parse_args(["--alignment-candidates", "many"])
     assert "expected an integer, got 'many'" in capsys.readouterr().err
     assert options.option("priors.odom_heading_mode").flag == "--odom-heading-mode"
+
+
+def test_a_refused_option_is_one_json_object_with_json(capsys):
+    assert main(["localize", "x.png", "--db", "d", "--top-k", "0", "--json"]) == 2
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"error": "argument --top-k: expected a value in [1, 100], got 0"}
+    assert main(["localize", "x.png", "--db", "d", "--tile-choice", "best"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: unifygeo localize" in err and "argument --tile-choice: invalid choice: 'best'" in err

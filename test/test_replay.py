@@ -174,7 +174,7 @@ def test_replay_reads_sqlite3_bags_with_jpeg_images(drive):
     (["--truth-topic", "/nope"], "--truth-topic /nope: not in the bag"),
     (["--gnss-topic", "/odom"], "--gnss-topic /odom is nav_msgs/msg/Odometry; expected sensor_msgs/msg/NavSatFix"),
     (["--db", "{root}/nodb"], "--db {root}/nodb: not a folder"),
-    (["--top-k", "0"], "top_k: expected a value in [1, 100]"),
+    (["--top-k", "0"], "--top-k: expected a value in [1, 100], got 0"),
     (["--odom-heading-mode", "offset"], "--odom-heading-mode needs --odom-topic"),
 ])
 def test_replay_bad_input_names_what_was_expected(drive, args, expect):

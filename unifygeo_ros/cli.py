@@ -31,11 +31,12 @@ COMMAND_MODULES = (
     "unifygeo_ros.backends.cli",
     "unifygeo_ros.tools.cli",
     "unifygeo_ros.model.cli",
+    "unifygeo_ros.ros.cli",
 )
 
 # The order of ``unifygeo --help``: what a user reaches for first comes first.
-COMMAND_ORDER = ("demo", "localize", "build-db", "replay", "eval", "train", "sim", "export", "bench", "model-info",
-                 "calibrate", "vigor-check")
+COMMAND_ORDER = ("demo", "localize", "build-db", "verify-db", "replay", "eval", "train", "sim", "export", "bench",
+                 "model-info", "calibrate", "vigor-check")
 
 
 class CommandError(Exception):
@@ -100,6 +101,18 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = NEGATIVE_NUMBERS
 
+    def error(self, message: str):
+        """A usage error; with ``--json`` on the command line, one JSON object on stdout."""
+        raise UsageError(self, message)
+
+
+class UsageError(Exception):
+    """A command line argparse refused (unknown option, value out of range...): exit status 2."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(message)
+        self.parser = parser
+
 
 _NUMBER = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 NEGATIVE_NUMBERS = re.compile(rf"^-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?:,{_NUMBER})*$")
@@ -131,7 +144,16 @@ def _order_commands(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        if "--json" in argv:
+            sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
+        else:
+            exc.parser.print_usage(sys.stderr)
+            sys.stderr.write(f"{exc.parser.prog}: error: {exc}\n")
+        return 2
     try:
         return int(args.handler(args) or 0)
     except CommandError as exc:

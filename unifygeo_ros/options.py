@@ -42,7 +42,7 @@ class Option:
     choices: tuple = ()         # allowed strings, or allowed integers
     low: float | None = None    # numeric range (inclusive)
     high: float | None = None
-    read_only: bool = True      # the node reads it at start-up only
+    read_only: bool = True      # the node reads it at start-up only; False: settable at run time
     cli: bool = False           # also a command-line option of localize / replay / eval / bench localize
 
     @property
@@ -54,6 +54,12 @@ class Option:
         """The command-line flag: ``top_k`` -> ``--top-k``, ``priors.odom_heading_mode`` ->
         ``--odom-heading-mode``."""
         return "--" + self.name.rsplit(".", 1)[-1].replace("_", "-")
+
+    @property
+    def read_only_reason(self) -> str:
+        """Why a read-only option cannot change while the node runs."""
+        return ("read-only: it decides what the node opens, subscribes to or publishes at start-up; restart the "
+                "node (or load it again) with the new value") if self.read_only else ""
 
     def allowed(self) -> str:
         """The allowed values in words, e.g. ``one of 1, 4, 8`` or ``[1, 100]``."""
@@ -73,19 +79,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("weights", "weights", "", "checkpoint to use instead of DATABASE/model.pt (must be the model the "
               "database was built with); empty: the database's"),
     Option("threads", "threads", 0, "CPU threads of the backend; 0: its default", low=0, high=256),
-    Option("top_k", "top_k", 5, "retrieval candidates re-ranked per frame", low=1, high=100, cli=True),
+    Option("top_k", "top_k", 5, "retrieval candidates re-ranked per frame", low=1, high=100, cli=True, read_only=False),
     Option("rerank_score", "rerank_score", "matching", "re-ranking term added to the retrieval score: matching "
-              "(max of every matching level, averaged) or m0 (max M^0, the paper's Eq. 4)", choices=RERANK_SCORES, cli=True),
+              "(max of every matching level, averaged) or m0 (max M^0, the paper's Eq. 4)", choices=RERANK_SCORES, cli=True, read_only=False),
     Option("tile_choice", "tile_choice", "consensus", "how the tile is chosen among the re-ranked candidates: "
               "consensus (the candidate whose D peak the overlapping candidates' D confirm) or rerank (the best "
-              "re-ranked tile, as in the paper)", choices=TILE_CHOICES, cli=True),
+              "re-ranked tile, as in the paper)", choices=TILE_CHOICES, cli=True, read_only=False),
     Option("alignment_candidates", "alignment_candidates", 4, "without a known heading: alignments re-decoded "
-              "per candidate tile by the alignment search (0: the decoder's max-M^0 choice)", low=0, high=32, cli=True),
+              "per candidate tile by the alignment search (0: the decoder's max-M^0 choice)", low=0, high=32, cli=True, read_only=False),
     Option("decoder_turns", "decoder_turns", 4, "ensemble of the decoder on the chosen tile: 4 (the tile in "
               "four quarter turns; better D and yaw, about 4 x 32 more decoder rows per frame without a known "
               "heading), 8 (the turns and their mirror images, with the mirrored panorama: twice the cost) or 1 "
-              "(none)", choices=DECODER_TURNS, cli=True),
+              "(none)", choices=DECODER_TURNS, cli=True, read_only=False),
     Option("warmup", "warmup", True, "run one frame through every stage before reporting ready"),
+    Option("autostart", "autostart", True, "lifecycle: configure and activate the node at start-up (false: wait "
+           "for a lifecycle manager's transitions)"),
     # camera
     Option("camera.model", "camera_model", "panorama", "panorama (equirectangular 360 x 180, forward at the "
               "centre column) or pinhole", choices=CAMERA_MODELS),
@@ -116,8 +124,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("image_topic", "image_topic", "/camera/panorama/image_raw", "sensor_msgs/Image input; empty: none"),
     Option("compressed_image_topic", "compressed_image_topic", "", "sensor_msgs/CompressedImage input; "
               "empty: none"),
-    Option("image_qos_reliability", "image_qos_reliability", "best_effort", "reliability of the image "
-              "subscriptions (depth 1, keep last); best_effort also connects to reliable publishers",
+    Option("image_qos_reliability", "image_qos_reliability", "reliable", "reliability of the image "
+              "subscriptions (depth 1, keep last): reliable delivers large frames (a 2048 x 1024 rgb8 panorama is "
+              "6.3 MB) from publishers of either kind of the default QoS; best_effort loses most frames above "
+              "about 0.5 MB with Fast DDS",
               choices=RELIABILITIES),
     Option("gnss_prior_topic", "gnss_prior_topic", "", "sensor_msgs/NavSatFix giving a position prior; "
               "empty: none"),
@@ -125,35 +135,35 @@ OPTIONS: tuple[Option, ...] = (
               "priors.odom_heading_mode); empty: none"),
     # priors
     Option("priors.max_age_s", "prior_max_age_s", 1.0, "a GNSS / odometry message older (or newer) than this "
-              "relative to the image stamp is not used", low=0.0, high=3600.0),
+              "relative to the image stamp is not used", low=0.0, high=3600.0, read_only=False),
     Option("priors.gnss_sigma_scale", "gnss_sigma_scale", 3.0, "prior radius = scale x the fix's horizontal "
-              "standard deviation + priors.gnss_margin_m", low=0.5, high=100.0),
+              "standard deviation + priors.gnss_margin_m", low=0.5, high=100.0, read_only=False),
     Option("priors.gnss_min_radius_m", "gnss_min_radius_m", 10.0, "smallest prior radius (metres)",
-              low=0.5, high=1e6),
+              low=0.5, high=1e6, read_only=False),
     Option("priors.gnss_radius_m", "gnss_radius_m", 50.0, "prior radius of a fix without a covariance "
-              "(COVARIANCE_TYPE_UNKNOWN)", low=0.5, high=1e6),
+              "(COVARIANCE_TYPE_UNKNOWN)", low=0.5, high=1e6, read_only=False),
     Option("priors.gnss_margin_m", "gnss_margin_m", 2.0, "added to the radius: antenna-to-camera offset and "
-              "timing (metres)", low=0.0, high=1e4),
+              "timing (metres)", low=0.0, high=1e4, read_only=False),
     Option("priors.odom_heading_mode", "odom_heading_mode", "off", "off; map_frame: use the odometry's yaw only "
               "when its header.frame_id is map_frame; offset: map yaw = odometry yaw + priors.odom_yaw_offset_deg",
               choices=ODOM_HEADING_MODES, cli=True),
     Option("priors.odom_yaw_offset_deg", "odom_yaw_offset_deg", 0.0, "offset mode: yaw of the odometry frame "
-              "in map_frame (degrees, ENU)", low=-180.0, high=180.0),
+              "in map_frame (degrees, ENU)", low=-180.0, high=180.0, read_only=False),
     Option("priors.heading_sigma_scale", "heading_sigma_scale", 3.0, "heading window half-width = scale x the "
-              "odometry's yaw standard deviation", low=0.5, high=100.0),
+              "odometry's yaw standard deviation", low=0.5, high=100.0, read_only=False),
     Option("priors.heading_min_half_width_deg", "heading_min_half_width_deg", 15.0, "smallest heading window "
-              "half-width (degrees)", low=0.0, high=180.0),
+              "half-width (degrees)", low=0.0, high=180.0, read_only=False),
     # output
     Option("min_confidence", "min_confidence", 0.1, "frames localized with a lower confidence publish nothing",
-              low=0.0, high=1.0, cli=True),
+              low=0.0, high=1.0, cli=True, read_only=False),
     Option("covariance.scale", "covariance_scale", 1.0, "multiplies the localizer's x, y, yaw variances "
-              "(tuning; 1 = as calibrated)", low=1e-3, high=1e3),
+              "(tuning; 1 = as calibrated)", low=1e-3, high=1e3, read_only=False),
     Option("covariance.z_variance", "z_variance", 1.0, "variance of the unobserved z (m^2): the vehicle is "
-              "assumed on the map's ground plane; switch z off in robot_localization", low=1e-6, high=1e3),
+              "assumed on the map's ground plane; switch z off in robot_localization", low=1e-6, high=1e3, read_only=False),
     Option("covariance.roll_pitch_variance", "roll_pitch_variance", 0.0076, "variance of the unobserved roll "
-              "and pitch (rad^2, 0.0076 = (5 deg)^2); switch them off in robot_localization", low=1e-6, high=1e3),
+              "and pitch (rad^2, 0.0076 = (5 deg)^2); switch them off in robot_localization", low=1e-6, high=1e3, read_only=False),
     Option("publish_pose_without_yaw", "publish_pose_without_yaw", False, "publish a pose when the heading "
-              "could not be estimated (orientation identity, yaw variance pi^2/3); default: fix and result only"),
+              "could not be estimated (orientation identity, yaw variance pi^2/3); default: fix and result only", read_only=False),
     Option("publish_tf", "publish_tf", False, "broadcast map -> odom_frame (needs tf2_ros); leave false when "
               "an EKF owns the TF tree"),
     Option("publish_heatmap", "publish_heatmap", False, "publish D over the chosen tile as an rgb8 image "
@@ -161,6 +171,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("publish_result", "publish_result", True, "publish unifygeo_msgs/LocalizationResult on ~/result "
               "(only when the generated message package imports)"),
     Option("diagnostics_period_s", "diagnostics_period_s", 1.0, "period of /diagnostics", low=0.05, high=60.0),
+    Option("diagnostics.window_s", "diagnostics_window_s", 10.0, "rates, drop share and latency are taken over "
+           "this many seconds", low=1.0, high=600.0, read_only=False),
+    Option("diagnostics.max_drop_share", "max_drop_share", 0.9, "WARN when more than this share of the received "
+           "frames is dropped unprocessed (the node always works on the newest frame: at 10 Hz and 0.4 s per frame "
+           "about 0.75 is dropped)", low=0.0, high=1.0, read_only=False),
+    Option("diagnostics.max_latency_ms", "max_latency_ms", 2000.0, "WARN when the mean latency from image "
+           "reception to publication is above this (keep robot_localization's history_length above it)",
+           low=1.0, high=1e6, read_only=False),
+    Option("diagnostics.stale_after_s", "stale_after_s", 10.0, "ERROR when images arrive but no pose has been "
+           "published for this long (or since activation)", low=0.5, high=3600.0, read_only=False),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -231,15 +251,17 @@ def markdown_table() -> str:
              "Generated from `unifygeo_ros/options.py` by `python -m unifygeo_ros.options --markdown`; "
              "do not edit by hand. The ROS parameter names are given; options marked CLI are also flags of "
              "`unifygeo localize`, `replay`, `eval` and `bench localize` (`top_k` is `--top-k`). "
-             "`config/localize.yaml` holds every parameter with these defaults.", "",
-             "| parameter | type | default | allowed | CLI | description |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "`config/localize.yaml` holds every parameter with these defaults. Parameters marked settable can be "
+             "changed while the node runs (`ros2 param set`); the node checks the new value first and refuses "
+             "a bad one with the reason.", "",
+             "| parameter | type | default | allowed | at run time | CLI | description |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for o in OPTIONS:
         d = o.default
         shown = "true" if d is True else "false" if d is False else '""' if d == "" else str(d)
         helptext = o.help.replace("|", "\\|")
         lines.append(f"| `{o.name}` | {o.type.__name__} | `{shown}` | {o.allowed()} | "
-                     f"{o.flag if o.cli else ''} | {helptext} |")
+                     f"{'settable' if not o.read_only else 'read-only'} | {o.flag if o.cli else ''} | {helptext} |")
     return "\n".join(lines) + "\n"
 
 

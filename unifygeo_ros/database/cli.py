@@ -1,4 +1,4 @@
-"""``unifygeo build-db`` and ``unifygeo bench retrieval``."""
+"""``unifygeo build-db`` and ``unifygeo verify-db``."""
 
 from __future__ import annotations
 
@@ -26,9 +26,16 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | an exact backend name")
     p.add_argument("--max-upsample", type=float, default=2.0,
                    help="refuse rasters coarser than this many times the model's metres per pixel")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing database in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing database in --out (the new one is built beside it and swapped in "
+                        "when complete)")
     add_json_flag(p)
     p.set_defaults(handler=build_db_command)
+
+    v = sub.add_parser("verify-db", help="check every file of a database against the hashes in its manifest")
+    v.add_argument("--db", required=True, help="database folder (unifygeo build-db)")
+    add_json_flag(v)
+    v.set_defaults(handler=verify_db_command)
 
 
 
@@ -44,7 +51,7 @@ def build_db_command(args: argparse.Namespace) -> int:
                       max_upsample=args.max_upsample, overwrite=args.overwrite, turns=args.turns)
     try:
         summary = build_database(cfg, progress=True)
-    except (DatabaseError, ValueError, FileNotFoundError) as exc:
+    except (DatabaseError, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from exc
 
     def human(r: dict) -> str:
@@ -57,3 +64,21 @@ def build_db_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def verify_db_command(args: argparse.Namespace) -> int:
+    from ..log import setup_logging
+    from ..types import DatabaseError
+    from .store import Database
+
+    setup_logging()
+    try:
+        db = Database(args.db, verify="full")
+    except (DatabaseError, OSError) as exc:
+        raise CommandError(str(exc)) from exc
+    result = {"db": str(db.path), "ok": True, "tiles": db.n, "model_hash": db.model_hash, **db.verified}
+
+    def human(r: dict) -> str:
+        return (f"database {r['db']}: ok, {r['files']} files ({r['bytes'] / 1e6:.1f} MB) match the SHA-256 in "
+                f"the manifest; {r['tiles']} tiles; checked in {r['seconds']:.2f} s")
+
+    emit(result, args.json, human)
+    return 0

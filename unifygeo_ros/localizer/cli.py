@@ -52,6 +52,18 @@ def read_image(path: str):
     return img[:, :, ::-1].copy()
 
 
+def check_png_path(path: str, option: str) -> None:
+    """``path`` must name a .png file that can be written (not a folder, its parent not a file)."""
+    p = Path(path)
+    if p.is_dir():
+        raise CommandError(f"{option} {p}: is a folder; expected the name of a PNG file to write (e.g. {p / 'D.png'})")
+    if p.suffix.lower() != ".png":
+        raise CommandError(f"{option} {p}: expected a file name ending in .png")
+    parent = next((q for q in p.parents if q.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise CommandError(f"{option} {p}: {parent} is a file, not a folder; expected a PNG file name in a folder")
+
+
 def localize_command(args: argparse.Namespace) -> int:
     from ..log import setup_logging
     from ..types import (
@@ -64,6 +76,8 @@ def localize_command(args: argparse.Namespace) -> int:
     from .localizer import Localizer
 
     setup_logging()
+    if args.distribution:
+        check_png_path(args.distribution, "--distribution")
     image = read_image(args.image)
     try:
         camera = Camera("pinhole", hfov_deg=args.fov, pitch_deg=args.pitch) if args.fov else Camera()
@@ -88,7 +102,10 @@ def localize_command(args: argparse.Namespace) -> int:
     if args.distribution:
         from .plots import write_distribution_png
 
-        out["distribution_png"] = str(write_distribution_png(res, loc, args.distribution))
+        try:
+            out["distribution_png"] = str(write_distribution_png(res, loc, args.distribution))
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"--distribution {args.distribution}: cannot write the PNG ({exc})") from exc
 
     def human(r: dict) -> str:
         import numpy as np

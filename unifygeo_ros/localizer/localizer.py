@@ -149,12 +149,8 @@ class Localizer:
         self.backend_name = backend.name
         self.manifest = db.manifest
         self.frame = db.frame
-        self.top_k = int(top_k)
-        self.rerank_score = rerank_score
-        self.rerank_output, self.alignment_candidates = _search_options(rerank_score, alignment_candidates,
-                                                                        tile_choice)
-        self.tile_choice = tile_choice
-        self.decoder_turns = check_decoder_turns(decoder_turns)
+        self.set_options(top_k=top_k, rerank_score=rerank_score, alignment_candidates=alignment_candidates,
+                         decoder_turns=decoder_turns, tile_choice=tile_choice)
         self._turned: OrderedDict[int, list[np.ndarray] | str] = OrderedDict()   # tile -> turned features, or why not
         self._turned_warned = False
         self.cfg = get_config(db.manifest["model"]["config"])
@@ -163,14 +159,28 @@ class Localizer:
         self.retrieval_scale = float(db.manifest["model"].get("retrieval_scale", 1.0 / 0.07))
 
     # ---- construction -------------------------------------------------------------------------
+    def set_options(self, top_k: int, rerank_score: str, alignment_candidates: int, decoder_turns: int,
+                    tile_choice: str) -> None:
+        """Set the search options (also while running); ValueError naming the option, and
+        nothing changed, when one is not allowed."""
+        if isinstance(top_k, bool) or int(top_k) < 1:
+            raise ValueError(f"top_k: expected an integer >= 1, got {top_k!r}")
+        output, candidates = _search_options(rerank_score, alignment_candidates, tile_choice)
+        turns = check_decoder_turns(decoder_turns)
+        self.top_k = int(top_k)
+        self.rerank_score = rerank_score
+        self.rerank_output, self.alignment_candidates = output, candidates
+        self.tile_choice = tile_choice
+        self.decoder_turns = turns
+
     @classmethod
     def open(cls, db: str | Path, backend: str = default("backend"), engines: str | Path | None = None,
              top_k: int = default("top_k"), weights: str | Path | None = None, threads: int | None = None,
              fp16: bool = True, calibration: Calibration | None = None,
              rerank_score: str = default("rerank_score"),
              alignment_candidates: int = default("alignment_candidates"), search_threads: int | None = None,
-             decoder_turns: int = default("decoder_turns"), tile_choice: str = default("tile_choice")
-             ) -> "Localizer":
+             decoder_turns: int = default("decoder_turns"), tile_choice: str = default("tile_choice"),
+             verify: str = "quick") -> "Localizer":
         """Open database ``db`` and the backend that will run the model it was built with.
 
         ``backend``: ``auto`` (fastest available, logged), ``torch``, ``onnxruntime`` or an
@@ -185,6 +195,8 @@ class Localizer:
         ensemble on the chosen tile, 8 adds the mirror images, 1 runs none (about 4 / 8 decoder
         rows more per frame with a known heading, 4 K / 8 K with an unknown one). ``search_threads``: FAISS threads (default: one for
         databases up to 100,000 tiles, every core above; see :func:`set_search_threads`).
+        ``verify``: how much of the database's integrity record is checked at open, ``quick``
+        or ``full`` (:class:`unifygeo_ros.database.store.Database`).
         Raises :class:`DatabaseError` on a bad database or model.
         """
         from ..backends.onnx_files import EnginesMismatch
@@ -196,9 +208,9 @@ class Localizer:
         _search_options(rerank_score, alignment_candidates, tile_choice)     # refuse bad options before opening anything
         check_decoder_turns(decoder_turns)
         _check_search_threads(search_threads)
-        database = Database(db)
+        database = Database(db, verify=verify)
         model_hash = database.model_hash
-        weights_path = Path(weights) if weights else database.path / database.manifest["model"]["file"]
+        weights_path = Path(weights) if weights else database.model_path
         loaded: dict = {}
 
         def load_model():

@@ -40,10 +40,7 @@ def write_distribution_png(result, loc, path: str | Path, scale: int = 3) -> Pat
     r, c = result.pixel
     cv2.drawMarker(over, (int(c * scale), int(r * scale)), (0, 255, 0), cv2.MARKER_CROSS, 16, 2)
     sheet = np.concatenate([tile_big, over], axis=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), sheet[:, :, ::-1])
-    return path
+    return _write_png(path, sheet)
 
 
 def ellipse_axes(cov: np.ndarray, chi2: float = CHI2_2_95) -> tuple[float, float, float]:
@@ -110,7 +107,19 @@ def map_sheet(ortho_rgb: np.ndarray, mpp: float, records_by_mode: dict, path: st
         head = np.full((40, sheet.shape[1], 3), 255, np.uint8)
         cv2.putText(head, title, (8, 27), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2, cv2.LINE_AA)
         sheet = np.concatenate([head, sheet], axis=0)
+    return _write_png(path, sheet)
+
+
+def _write_png(path, rgb: np.ndarray) -> Path:
+    """Write an RGB image; ValueError / OSError naming the file when it cannot be written."""
+    import cv2
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), sheet[:, :, ::-1])
+    try:
+        written = cv2.imwrite(str(path), rgb[:, :, ::-1])
+    except cv2.error as exc:
+        raise ValueError(f"{path}: OpenCV cannot write it ({' '.join(str(exc).split())[:160]})") from None
+    if not written:
+        raise OSError(f"{path}: could not be written")
     return path

@@ -155,9 +155,35 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[UnifyGeo, dic
         raise ValueError(f"{path}: expected a unifygeo_ros checkpoint ({CHECKPOINT_FORMAT}), got "
                          f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}")
     try:
-        model = UnifyGeo(get_config(payload["config"]))
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except (KeyError, RuntimeError) as exc:
-        raise ValueError(f"{path}: checkpoint does not match its model configuration "
-                         f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+        cfg = get_config(payload["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the checkpoint's model configuration is unusable ({type(exc).__name__}: "
+                         f"{str(exc)[:200]}); expected a checkpoint written by `unifygeo train`") from exc
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state_dict of tensors in the checkpoint, got "
+                         f"{type(state).__name__}")
+    model = UnifyGeo(cfg)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shaped:
+        if shaped:
+            example = (f"{shaped[0]} is {tuple(state[shaped[0]].shape)} where '{cfg.name}' has "
+                       f"{tuple(expected[shaped[0]].shape)}")
+        else:
+            example = f"{(missing or unexpected)[0]} is {'missing' if missing else 'not in the model'}"
+        raise ValueError(f"{path}: checkpoint does not match its model configuration '{cfg.name}' ({len(missing)} "
+                         f"tensor(s) missing, {len(unexpected)} unexpected, {len(shaped)} of another shape; e.g. "
+                         f"{example}); expected the weights of a '{cfg.name}' model, saved with its configuration")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinity (e.g. {bad[0]}); expected "
+                         f"finite weights (a diverged training run?)")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: checkpoint does not match its model configuration '{cfg.name}' "
+                         f"({' '.join(str(exc).split())[:200]})") from exc
     return model.eval(), payload

@@ -1,22 +1,39 @@
 """``localize_node``: the camera panorama -> a geo-referenced pose with covariance (rclpy).
 
 Run: ``ros2 run unifygeo_ros localize_node --ros-args --params-file config/localize.yaml
--p database:=/path/to/db`` (or ``python -m unifygeo_ros.ros.node ...``); parameters are
-described in :mod:`unifygeo_ros.ros_core.config` and ``config/README.md``.
+-p database:=/path/to/db`` (or ``python -m unifygeo_ros.ros.node ...``); the parameters are
+declared in :mod:`unifygeo_ros.options` (see ``docs/parameters.md`` and ``config/README.md``).
 
-Subscribes (depth 1, keep last, reliability ``image_qos_reliability``):
+A lifecycle node (``rclpy.lifecycle``): the parameters are declared and checked at start-up
+(a wrong type, an out-of-range value or an unknown name ends the process with one FATAL line
+and exit status 2); **configure** opens the database and the backend and warms up (a failure,
+such as a folder that is not a database, leaves the node unconfigured with the reason logged);
+**activate** subscribes and starts publishing; **deactivate** stops; **cleanup** frees the
+backend and the database. With ``autostart`` (the default) the node configures and
+activates itself, so ``ros2 run`` and the launch file just work; with ``autostart: false``
+a lifecycle manager (or the launch file's ``lifecycle:=true``) drives the transitions.
+
+Subscribes (depth 1, keep last, reliability ``image_qos_reliability``, reliable by default):
 ``image_topic`` (sensor_msgs/Image) and/or ``compressed_image_topic``
 (sensor_msgs/CompressedImage); optionally ``gnss_prior_topic`` (sensor_msgs/NavSatFix) and
 ``odom_prior_topic`` (nav_msgs/Odometry) for priors (:mod:`unifygeo_ros.ros_core.priors`).
 
-Publishes, all stamped with the IMAGE's stamp:
+Publishes while active, all stamped with the IMAGE's stamp:
 
 * ``~/pose`` geometry_msgs/PoseWithCovarianceStamped: base_frame in map_frame (ENU);
 * ``~/fix`` sensor_msgs/NavSatFix: base_frame's latitude / longitude, ENU covariance;
 * ``~/result`` unifygeo_msgs/LocalizationResult (only when that package imports);
 * ``~/heatmap`` sensor_msgs/Image rgb8 of D over the chosen tile (``publish_heatmap``);
-* ``/diagnostics`` diagnostic_msgs/DiagnosticArray (rates, latency, backend, last error);
-* TF ``map_frame -> odom_frame`` when ``publish_tf`` (needs tf2_ros).
+* TF ``map_frame -> odom_frame`` when ``publish_tf`` (needs tf2_ros);
+
+and in every state ``/diagnostics`` (diagnostic_msgs/DiagnosticArray: the lifecycle state,
+rates, drop share, latency, backend, last error; OK / WARN / ERROR by
+:func:`unifygeo_ros.ros_core.health.assess`).
+
+Parameters marked settable in ``docs/parameters.md`` (confidence gate, covariance scale,
+prior radii, top-k, tile choice, diagnostics thresholds, ...) can be changed while the node
+runs; each new value is checked like a start-up value and a bad one is refused with the
+reason. The others are read-only (their descriptor says why).
 
 Threads: the subscription callbacks only store the newest frame (older unprocessed frames
 are dropped and counted); one worker thread runs the localizer on the latest frame, so
@@ -27,8 +44,10 @@ failure kind; the node keeps running.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
+import statistics
 import sys
 import threading
 import time
@@ -37,27 +56,28 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.node import Node
-from rclpy.qos import (
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 
-from ..options import OPTIONS
+from ..options import BY_NAME, OPTIONS
 from ..ros_core import messages as build
-from ..ros_core.config import ConfigError, NodeConfig
+from ..ros_core.config import ConfigError, NodeConfig, coerce_value
+from ..ros_core.health import ERROR, OK, WARN, assess
 from ..ros_core.heatmap import heatmap_rgb
 from ..ros_core.pipeline import FrameProcessor
 from ..ros_core.priors import PriorTracker, stamp_ns
 from ..ros_core.stats import RollingStats
+from ..types import DatabaseError
 from .messages import rclpy_types
 
 NODE_NAME = "unifygeo_localizer"
 WARN_PERIOD_S = 5.0
+# Parameters every node has, or that rclpy reads itself: not ours to check.
+FOREIGN_PARAMETERS = ("use_sim_time", "start_type_description_service")
+DIAGNOSTIC_LEVELS = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
 
 
 class _RosLogHandler(logging.Handler):
@@ -83,7 +103,8 @@ class _RosLogHandler(logging.Handler):
 
 
 def _descriptor(spec) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=spec.help, read_only=spec.read_only)
+    description = spec.help + (f" ({spec.read_only_reason})" if spec.read_only else "")
+    d = ParameterDescriptor(description=description, read_only=spec.read_only)
     if spec.choices:
         d.additional_constraints = "one of: " + ", ".join(map(str, spec.choices))
     if spec.low is not None and isinstance(spec.default, float):
@@ -93,7 +114,11 @@ def _descriptor(spec) -> ParameterDescriptor:
     return d
 
 
-class LocalizeNode(Node):
+def _ros_value(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+class LocalizeNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         log = self.get_logger()
@@ -101,63 +126,204 @@ class LocalizeNode(Node):
         pylog.addHandler(_RosLogHandler(log))
         pylog.setLevel(logging.INFO)
         pylog.propagate = False
-        for spec in OPTIONS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        values = {spec.name: self.get_parameter(spec.name).value for spec in OPTIONS}
-        self.cfg = cfg = NodeConfig.from_params(values)          # ConfigError -> main() exits 2
-
-        log.info(f"loading database {cfg.database} (backend {cfg.backend})")
-        self.processor = FrameProcessor.open(cfg, log=log.info)
-        self.tracker = PriorTracker(cfg, self.processor.adapter, self.processor.extrinsic)
-        self.stats = RollingStats(window_s=max(5.0, 5 * cfg.diagnostics_period_s))
-        self.types, why_no_result = rclpy_types(with_result=cfg.publish_result)
-        self.result_disabled_reason = why_no_result if self.types.LocalizationResult is None else None
-
-        # ---- outputs
-        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "~/pose", reliable)
-        self.pub_fix = self.create_publisher(NavSatFix, "~/fix", reliable)
-        self.pub_result = (self.create_publisher(self.types.LocalizationResult, "~/result", reliable)
-                           if self.types.LocalizationResult is not None else None)
-        self.pub_heatmap = self.create_publisher(Image, "~/heatmap", reliable) if cfg.publish_heatmap else None
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
-        self.tf = self._make_tf() if cfg.publish_tf else None
-
-        # ---- inputs: the callbacks only hand the newest frame to the worker
-        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                               reliability=(ReliabilityPolicy.RELIABLE if cfg.image_qos_reliability == "reliable"
-                                            else ReliabilityPolicy.BEST_EFFORT))
-        inputs = []
-        if cfg.image_topic:
-            self.create_subscription(Image, cfg.image_topic, self._on_image, image_qos)
-            inputs.append(f"{cfg.image_topic} (Image)")
-        if cfg.compressed_image_topic:
-            self.create_subscription(CompressedImage, cfg.compressed_image_topic, self._on_image, image_qos)
-            inputs.append(f"{cfg.compressed_image_topic} (CompressedImage)")
-        if cfg.gnss_prior_topic:
-            self.create_subscription(NavSatFix, cfg.gnss_prior_topic, self._on_fix, qos_profile_sensor_data)
-        if cfg.odom_prior_topic and cfg.odom_heading_mode != "off":
-            self.create_subscription(Odometry, cfg.odom_prior_topic, self._on_odom, qos_profile_sensor_data)
-        elif cfg.odom_prior_topic:
-            log.warning(f"odom_prior_topic {cfg.odom_prior_topic} ignored: priors.odom_heading_mode is off (an "
-                        f"odometry yaw is not a map yaw; see config/README.md)")
+        self.cfg = self._declare_parameters()               # ConfigError -> main() exits 2
+        self.lifecycle_state = "unconfigured"
+        self.configure_error = ""
+        self.processor = None
+        self.tracker = None
+        self.tf = None
+        self.stats = RollingStats(window_s=self.cfg.diagnostics_window_s)
+        self._overhead_ms: list[float] = []
         self._cv = threading.Condition()
         self._pending = None
         self._stop = threading.Event()
+        self._worker = None
+        self._subscriptions_in = []
+        self._publishers_out = []
         self._last_warn: dict[str, tuple[float, int]] = {}
         self._warn_lock = threading.Lock()
         self._warned_once: set[str] = set()
         self._last_priors = None
-        self._worker = threading.Thread(target=self._work, name="unifygeo-inference", daemon=True)
-        self._worker.start()
-        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics)
+        self.types, self.result_disabled_reason = None, None
+        self.pub_pose = self.pub_fix = self.pub_result = self.pub_heatmap = None
+        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._reliable = reliable
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)   # in every state
+        self.create_timer(self.cfg.diagnostics_period_s, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
+    # ---- parameters --------------------------------------------------------------------------
+    def _declare_parameters(self) -> NodeConfig:
+        """Declare every option; an override of the wrong type, out of range or of an unknown
+        name is a :class:`ConfigError` naming each problem and what was expected."""
+        problems = []
+        overrides = self._parameter_overrides
+        for name in sorted(overrides):
+            if name in BY_NAME or name in FOREIGN_PARAMETERS or name.startswith("qos_overrides."):
+                continue
+            close = difflib.get_close_matches(name, list(BY_NAME), n=1)
+            problems.append(f"unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else
+                                                              "; see docs/parameters.md"))
+        for spec in OPTIONS:
+            if spec.name in overrides:
+                value, problem = coerce_value(spec, overrides[spec.name].value)
+                if problem:
+                    problems.append(problem)
+                    del overrides[spec.name]
+                else:       # e.g. integers given for a float or a list of floats
+                    overrides[spec.name] = Parameter(spec.name, value=_ros_value(value))
+            try:
+                self.declare_parameter(spec.name, _ros_value(spec.default), _descriptor(spec))
+            except Exception as exc:   # rclpy's own checks of a descriptor
+                problems.append(f"{spec.name}: {exc}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return NodeConfig.from_params({spec.name: self.get_parameter(spec.name).value for spec in OPTIONS})
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """A run-time change: checked like a start-up value, applied at once, or refused."""
+        changes = {}
+        for p in params:
+            spec = BY_NAME.get(p.name)
+            if spec is None:
+                continue
+            if spec.read_only:
+                return SetParametersResult(successful=False, reason=f"{p.name}: {spec.read_only_reason}")
+            changes[p.name] = p.value
+        if not changes:
+            return SetParametersResult(successful=True)
+        try:
+            cfg = self.cfg.with_params(changes)
+            if self.processor is not None:
+                self.processor.apply_config(cfg)
+        except (ConfigError, ValueError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.cfg = cfg
+        if self.tracker is not None:
+            self.tracker.apply_config(cfg)
+        self.stats.window_s = cfg.diagnostics_window_s
+        self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v}" for k, v in sorted(changes.items())))
+        return SetParametersResult(successful=True)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> bool:
+        """configure + activate (``autostart``); False when either failed."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return False
+        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        cfg = self.cfg
+        log = self.get_logger()
+        log.info(f"configuring: database {cfg.database} (backend {cfg.backend})")
+        try:
+            processor = FrameProcessor.open(cfg, log=log.info)
+        except (DatabaseError, ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+            self.configure_error = str(exc)
+            log.error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.processor = processor
+        self.configure_error = ""
+        self.tracker = PriorTracker(cfg, processor.adapter, processor.extrinsic)
+        self.types, why_no_result = rclpy_types(with_result=cfg.publish_result)
+        self.result_disabled_reason = why_no_result if self.types.LocalizationResult is None else None
+        make = self.create_lifecycle_publisher
+        self.pub_pose = make(PoseWithCovarianceStamped, "~/pose", self._reliable)
+        self.pub_fix = make(NavSatFix, "~/fix", self._reliable)
+        self.pub_result = (make(self.types.LocalizationResult, "~/result", self._reliable)
+                           if self.types.LocalizationResult is not None else None)
+        self.pub_heatmap = make(Image, "~/heatmap", self._reliable) if cfg.publish_heatmap else None
+        self._publishers_out = [p for p in (self.pub_pose, self.pub_fix, self.pub_result, self.pub_heatmap) if p]
+        self.tf = self._make_tf() if cfg.publish_tf else None
         if self.result_disabled_reason:
             log.warning(f"~/result (unifygeo_msgs/LocalizationResult) disabled: {self.result_disabled_reason}")
-        s = self.processor.startup
-        log.info(f"ready: backend {self.processor.backend_name}, database {cfg.database} ({s.get('tiles')} tiles, "
-                 f"opened in {s.get('open_s')} s, warm-up {s.get('warmup_s')} s), inputs {', '.join(inputs)}, "
-                 f"publishing {self.cfg.base_frame} in {self.cfg.map_frame} on {self.pub_pose.topic_name}")
+        s = processor.startup
+        log.info(f"configured: backend {processor.backend_name}, {s.get('tiles')} tiles, opened in "
+                 f"{s.get('open_s')} s, warm-up {s.get('warmup_s')} s")
+        self.lifecycle_state = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        cfg = self.cfg
+        log = self.get_logger()
+        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                               reliability=(ReliabilityPolicy.RELIABLE if cfg.image_qos_reliability == "reliable"
+                                            else ReliabilityPolicy.BEST_EFFORT))
+        inputs = []
+        subs = []
+        if cfg.image_topic:
+            subs.append(self.create_subscription(Image, cfg.image_topic, self._on_image, image_qos))
+            inputs.append(f"{cfg.image_topic} (Image)")
+        if cfg.compressed_image_topic:
+            subs.append(self.create_subscription(CompressedImage, cfg.compressed_image_topic, self._on_image,
+                                                 image_qos))
+            inputs.append(f"{cfg.compressed_image_topic} (CompressedImage)")
+        if cfg.gnss_prior_topic:
+            subs.append(self.create_subscription(NavSatFix, cfg.gnss_prior_topic, self._on_fix,
+                                                 qos_profile_sensor_data))
+        if cfg.odom_prior_topic and cfg.odom_heading_mode != "off":
+            subs.append(self.create_subscription(Odometry, cfg.odom_prior_topic, self._on_odom,
+                                                 qos_profile_sensor_data))
+        elif cfg.odom_prior_topic:
+            log.warning(f"odom_prior_topic {cfg.odom_prior_topic} ignored: priors.odom_heading_mode is off (an "
+                        f"odometry yaw is not a map yaw; see config/README.md)")
+        self._subscriptions_in = subs
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="unifygeo-inference", daemon=True)
+        self._worker.start()
+        self.stats.reset_activity()
+        self.lifecycle_state = "active"
+        log.info(f"ready: backend {self.processor.backend_name}, database {cfg.database} "
+                 f"({self.processor.startup.get('tiles')} tiles), inputs {', '.join(inputs)} "
+                 f"({cfg.image_qos_reliability}), publishing {cfg.base_frame} in {cfg.map_frame} on "
+                 f"{self.pub_pose.topic_name}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self.lifecycle_state = "inactive"
+        self.get_logger().info("deactivated: not subscribed, not publishing")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._release()
+        self.lifecycle_state = "unconfigured"
+        self.get_logger().info("cleaned up: backend and database closed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self._release()
+        self.lifecycle_state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self._release()
+        self.lifecycle_state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_inputs(self) -> None:
+        for sub in self._subscriptions_in:
+            self.destroy_subscription(sub)
+        self._subscriptions_in = []
+        self._stop.set()
+        with self._cv:
+            self._pending = None
+            self._cv.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            self._worker = None
+
+    def _release(self) -> None:
+        for pub in self._publishers_out:
+            self.destroy_lifecycle_publisher(pub)
+        self._publishers_out = []
+        self.tf = None
+        if self.processor is not None:
+            self.processor.close()
+            self.processor = None
+        self.tracker = None
 
     # ---- callbacks (executor threads): never block --------------------------------------------
     def _on_image(self, msg) -> None:
@@ -168,12 +334,14 @@ class LocalizeNode(Node):
         self.stats.received(dropped_previous=dropped)
 
     def _on_fix(self, msg) -> None:
-        note = self.tracker.update_fix(msg)
+        tracker = self.tracker
+        note = tracker.update_fix(msg) if tracker is not None else None
         if note:
             self._warn("gnss_prior", f"GNSS prior not used: {note}")
 
     def _on_odom(self, msg) -> None:
-        note = self.tracker.update_odom(msg)
+        tracker = self.tracker
+        note = tracker.update_odom(msg) if tracker is not None else None
         if note:
             self._warn("odom_prior", f"odometry heading prior not used: {note}")
 
@@ -184,7 +352,7 @@ class LocalizeNode(Node):
                 if self._pending is None:
                     self._cv.wait(timeout=0.2)
                 item, self._pending = self._pending, None
-            if item is None:
+            if item is None or self._stop.is_set():
                 continue
             try:
                 self._handle(*item)
@@ -193,6 +361,7 @@ class LocalizeNode(Node):
                 self.get_logger().error(f"frame failed unexpectedly: {type(exc).__name__}: {exc}")
 
     def _handle(self, msg, received_monotonic: float) -> None:
+        started = time.monotonic()
         cfg = self.cfg
         if cfg.camera_frame and msg.header.frame_id != cfg.camera_frame:
             self._once("frame", f"images arrive in frame {msg.header.frame_id!r}, expected camera_frame "
@@ -207,8 +376,6 @@ class LocalizeNode(Node):
                                         f"{outcome.message}")
             return
         est = outcome.estimate
-        est.latency_ms = (time.monotonic() - received_monotonic) * 1e3
-        est.age_ms = (self.get_clock().now().nanoseconds - st) / 1e6
         T = self.types
         if self.processor.publishes_pose(est):
             self.pub_pose.publish(build.pose_msg(T, est))
@@ -223,7 +390,14 @@ class LocalizeNode(Node):
             self.pub_heatmap.publish(build.image_msg(T, rgb, st, cfg.map_frame))
         if self.tf is not None and est.yaw is not None:
             self._broadcast_tf(est)
-        self.stats.published(est.latency_ms, est.stage_ms)
+        done = time.monotonic()
+        # The node's own work on the frame (decoding, copies, conversions, messages): all but the
+        # localizer, and not the wait for the worker.
+        self._overhead_ms = (self._overhead_ms + [(done - started) * 1e3 - outcome.timings_ms.get("localize", 0.0)]
+                             )[-200:]
+        est.latency_ms = (done - received_monotonic) * 1e3
+        est.age_ms = (self.get_clock().now().nanoseconds - st) / 1e6
+        self.stats.published(est.latency_ms, {**est.stage_ms, "age": est.age_ms})
 
     # ---- logging helpers ---------------------------------------------------------------------
     def _warn(self, kind: str, text: str) -> None:
@@ -247,29 +421,32 @@ class LocalizeNode(Node):
     # ---- diagnostics -------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         s = self.stats.snapshot()
-        if s["output_rate_hz"] > 0:
-            level, message = DiagnosticStatus.OK, f"localizing at {s['output_rate_hz']:.2f} Hz"
-        elif s["input_rate_hz"] > 0:
-            level, message = DiagnosticStatus.WARN, "images arrive but no frame was localized recently"
-        else:
-            level, message = DiagnosticStatus.WARN, "no images received recently"
+        level, message = assess(s, self.cfg, self.lifecycle_state)
+        if self.lifecycle_state == "unconfigured" and self.configure_error:
+            level, message = ERROR, f"configure failed: {self.configure_error}"
 
         def fmt(v):
             return "nan" if isinstance(v, float) and math.isnan(v) else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
+        backend = self.processor.backend_name if self.processor is not None else "none"
+        overhead = statistics.median(self._overhead_ms) if self._overhead_ms else float("nan")
         values = [
-            ("backend", self.processor.backend_name), ("database", self.cfg.database),
+            ("lifecycle_state", self.lifecycle_state), ("backend", backend), ("database", self.cfg.database),
             ("input_rate_hz", s["input_rate_hz"]), ("output_rate_hz", s["output_rate_hz"]),
+            ("drop_share", s["drop_share"]),
             ("latency_ms_mean", s["latency_ms_mean"]), ("latency_ms_max", s["latency_ms_max"]),
+            ("node_overhead_ms_median", overhead),
+            ("seconds_since_pose", s["seconds_since_pose"]),
             *((f"frames_{k}", v) for k, v in s["totals"].items()),
             *((f"failed_{k}", v) for k, v in s["failures_by_kind"].items()),
             ("last_error", s["last_error"] or "none"),
             *self._prior_values(),
-            ("result_message", "enabled" if self.pub_result is not None else f"disabled: {self.result_disabled_reason}"),
+            ("result_message", "enabled" if self.pub_result is not None
+             else f"disabled: {self.result_disabled_reason or 'not configured'}"),
             *((f"stage_ms_{k}", v) for k, v in s["last_stage_ms"].items()),
         ]
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: localization", message=message,
-                                  hardware_id=self.processor.backend_name,
+        status = DiagnosticStatus(level=DIAGNOSTIC_LEVELS[level], name=f"{self.get_name()}: localization",
+                                  message=message, hardware_id=backend,
                                   values=[KeyValue(key=k, value=fmt(v)) for k, v in values])
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
@@ -338,42 +515,37 @@ class LocalizeNode(Node):
             qx, qy, qz, qw
         self.tf["broadcaster"].sendTransform(msg)
 
-    # ---- shutdown ----------------------------------------------------------------------------
-    def close(self) -> None:
-        self._stop.set()
-        with self._cv:
-            self._cv.notify_all()
-        self._worker.join(timeout=10.0)
-        self.processor.close()
 
 
 def main(args=None) -> int:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    rclpy.init(args=sys.argv if args is None else args)
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    try:
+        rclpy.init(args=sys.argv if args is None else args)
+    except Exception as exc:        # e.g. a parameter file rcl cannot parse
+        logger.fatal(f"cannot start: {' '.join(str(exc).split())}")
+        return 2
     node = None
     code = 0
     try:
         node = LocalizeNode()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
+        if node.cfg.autostart and not node.start():
+            logger.fatal(f"cannot start: {node.configure_error or 'activation failed'}")
+            code = 2
+        else:
+            executor = MultiThreadedExecutor(num_threads=2)
+            executor.add_node(node)
+            executor.spin()
     except ConfigError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"bad parameters: {exc}")
+        logger.fatal(f"bad parameters: {exc}")
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception as exc:
-        from ..types import DatabaseError
-
-        if isinstance(exc, (DatabaseError, FileNotFoundError, ValueError)):
-            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-            code = 2
-        else:
-            raise
     finally:
         if node is not None:
-            node.close()
+            node._stop_inputs()
+            node._release()
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -40,6 +40,7 @@ class NodeConfig:
     alignment_candidates: int = default("alignment_candidates")
     decoder_turns: int = default("decoder_turns")
     warmup: bool = default("warmup")
+    autostart: bool = default("autostart")
     camera_model: str = default("camera_model")
     camera_hfov_deg: float = default("camera_hfov_deg")
     camera_pitch_deg: float = default("camera_pitch_deg")
@@ -76,6 +77,10 @@ class NodeConfig:
     publish_heatmap: bool = default("publish_heatmap")
     publish_result: bool = default("publish_result")
     diagnostics_period_s: float = default("diagnostics_period_s")
+    diagnostics_window_s: float = default("diagnostics_window_s")
+    max_drop_share: float = default("max_drop_share")
+    max_latency_ms: float = default("max_latency_ms")
+    stale_after_s: float = default("stale_after_s")
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
@@ -88,7 +93,7 @@ class NodeConfig:
         for spec in OPTIONS:
             if spec.name not in values:
                 continue
-            value, problem = _coerce(spec, values[spec.name])
+            value, problem = coerce_value(spec, values[spec.name])
             if problem:
                 problems.append(problem)
             else:
@@ -132,8 +137,9 @@ class NodeConfig:
             raise ConfigError("; ".join(problems))
 
 
-def _coerce(spec: Option, value: Any) -> tuple[Any, str | None]:
-    """Check one value against its spec; returns (value, None) or (None, problem)."""
+def coerce_value(spec: Option, value: Any) -> tuple[Any, str | None]:
+    """Check one value against its declaration; returns (value, None) or (None, problem).
+    Integers are accepted for a number and for a list of numbers."""
     default = spec.default
     name = spec.name
     if isinstance(default, bool):

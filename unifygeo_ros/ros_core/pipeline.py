@@ -129,6 +129,15 @@ class FrameProcessor:
     def close(self) -> None:
         self.localizer.close()
 
+    def apply_config(self, cfg: NodeConfig) -> None:
+        """Take a configuration changed at run time: the localizer's search options at once
+        (ValueError, and nothing changed, when one is not allowed), the gate and the covariance
+        from the next frame. Options that decide what was opened (database, backend, camera,
+        frames) are read-only and stay as they were."""
+        self.localizer.set_options(top_k=cfg.top_k, rerank_score=cfg.rerank_score, tile_choice=cfg.tile_choice,
+                                   alignment_candidates=cfg.alignment_candidates, decoder_turns=cfg.decoder_turns)
+        self.cfg = cfg
+
     # ---- one frame --------------------------------------------------------------------------
     def process(self, image_msg, stamp: int | None = None, priors: PriorInfo | None = None,
                 want_distribution: bool = False) -> FrameOutcome:

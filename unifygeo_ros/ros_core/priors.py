@@ -66,6 +66,11 @@ class PriorTracker:
         self._odom_note = "no Odometry received"
         self.max_age_ns = int(cfg.prior_max_age_s * 1e9)
 
+    def apply_config(self, cfg) -> None:
+        """Take the prior settings of a configuration changed at run time."""
+        self.cfg = cfg
+        self.max_age_ns = int(cfg.prior_max_age_s * 1e9)
+
     # ---- updates (subscription callbacks / bag reader) ------------------------------------
     def update_fix(self, msg) -> str | None:
         """Store a NavSatFix; returns a note when it cannot serve as a prior (else None)."""
