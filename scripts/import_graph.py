@@ -28,7 +28,7 @@ PACKAGE = "unifygeo_ros"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("types", "conventions", "log", "progress", "model_config", "onnx_names", "__init__"),
     ("geo", "options", "cli"),
-    ("inference",),
+    ("inference", "tracking"),
     ("model",),
     ("backends",),
     ("database", "data"),

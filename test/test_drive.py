@@ -120,6 +120,20 @@ def test_config_validation():
         DriveConfig(duration_s=0)
     with pytest.raises(ValueError, match="storage"):
         DriveConfig(storage="bag")
+    with pytest.raises(ValueError, match="camera"):
+        DriveConfig(camera="fisheye")
+    with pytest.raises(ValueError, match="hfov_deg"):
+        DriveConfig(camera="pinhole", hfov_deg=180.0)
+    with pytest.raises(ValueError, match="gyro_bias_sigma_dps"):
+        DriveConfig(gyro_bias_sigma_dps=-0.1)
+    with pytest.raises(ValueError, match="kidnap"):
+        DriveConfig(duration_s=10, kidnap_at_s=(10.0,))
+    with pytest.raises(ValueError, match="kidnap"):
+        DriveConfig(duration_s=10, kidnap_at_s=(3.0, 3.0))
+    assert DriveConfig(duration_s=10, kidnap_at_s=[7, 2.5]).kidnap_at_s == (2.5, 7.0)
+    assert DriveConfig(duration_s=10, kidnap_at_s=[3.03], odom_rate_hz=20).kidnap_at_s == (3.05,)   # truth stamps
+    with pytest.raises(ValueError, match="distinct"):
+        DriveConfig(duration_s=10, kidnap_at_s=(3.01, 3.02), odom_rate_hz=20)
 
 
 # ---------------------------------------------------------------------------------------
@@ -336,3 +350,281 @@ def test_drive_bag_gnss_events_and_odometry_tf(city_dir, tmp_path):
         errs.append(math.hypot(mx - truth[t].x, my - truth[t].y))
     assert errs[0] < 1e-6 and 0.0 < errs[-1] < 10.0
     assert meta["odometry_model"]["final_drift_m"] == pytest.approx(errs[-1], abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# Pinhole camera, kidnapping, odometry noise, long drives, the default bag
+# ---------------------------------------------------------------------------------------
+
+def test_pinhole_drive_bag(city_dir, tmp_path, capsys):
+    """--camera pinhole: images and CameraInfo on the front camera's topics, K of an ideal
+    pinhole of the field of view, camera_front (+ its optical frame) in /tf_static, and the
+    images are the renderer's forward views from the true camera pose."""
+    from rosbags.image import message_to_cvimage
+
+    from unifygeo_ros.cli import main as cli_main
+    from unifygeo_ros.sim.render import render_pinhole
+    from unifygeo_ros.sim.world import City
+
+    bag = tmp_path / "pinhole"
+    code = cli_main(["sim", "drive", "--city", str(city_dir), "--duration-s", "3", "--rate-hz", "1", "--out",
+                     str(bag), "--camera", "pinhole", "--fov", "60", "--image-size", "96x64", "--seed", "2",
+                     "--no-progress", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    meta = json.loads((drive_metadata_dir(bag) / "drive.json").read_text())
+    types, msgs = read_bag(bag)
+    tp = DriveTopics()
+    assert result["image_topic"] == tp.pinhole_raw == "/camera/front/image_raw"
+    assert types[tp.pinhole_raw] == "sensor_msgs/msg/Image"
+    assert types[tp.camera_info] == "sensor_msgs/msg/CameraInfo" and tp.camera_info == "/camera/front/camera_info"
+    assert tp.image_raw not in types and tp.image_compressed not in types
+    assert len(msgs[tp.pinhole_raw]) == len(msgs[tp.camera_info]) == 4
+
+    # CameraInfo: an ideal pinhole of 60 degrees, 96 x 64, stamped and framed like its image
+    fx = 48.0 / math.tan(math.radians(30.0))
+    for (t_img, img), (t_info, info) in zip(msgs[tp.pinhole_raw], msgs[tp.camera_info]):
+        assert t_img == t_info and stamp_ns(img) == stamp_ns(info)
+        assert img.header.frame_id == info.header.frame_id == "camera_front"
+        assert (info.width, info.height) == (96, 64) and (img.width, img.height) == (96, 64)
+        assert info.distortion_model == "plumb_bob" and list(info.d) == [0.0] * 5
+        np.testing.assert_allclose(info.k, [fx, 0, 47.5, 0, fx, 31.5, 0, 0, 1], rtol=1e-12)
+        np.testing.assert_allclose(info.r, np.eye(3).ravel())
+        np.testing.assert_allclose(info.p, [fx, 0, 47.5, 0, 0, fx, 31.5, 0, 0, 0, 1, 0], rtol=1e-12)
+    k = msgs[tp.camera_info][0][1].k
+    assert math.degrees(2 * math.atan(0.5 * 96 / k[0])) == pytest.approx(60.0)
+    assert math.degrees(2 * math.atan(0.5 * 64 / k[4])) == pytest.approx(meta["camera"]["vfov_deg"])
+
+    # frames: base_link -> camera_front (x forward), camera_front -> camera_front_optical (z forward, x right)
+    tf_static = {tr.child_frame_id: tr for tr in msgs[tp.tf_static][0][1].transforms}
+    assert set(tf_static) == {"camera_front", "camera_front_optical", "gnss_link"}
+    cam = tf_static["camera_front"]
+    assert cam.header.frame_id == "base_link"
+    assert (cam.transform.translation.x, cam.transform.translation.z) == (0.4, 2.2)
+    assert quaternion_to_yaw(cam.transform.rotation.x, cam.transform.rotation.y, cam.transform.rotation.z,
+                             cam.transform.rotation.w) == 0.0
+    q = tf_static["camera_front_optical"].transform.rotation
+    assert tf_static["camera_front_optical"].header.frame_id == "camera_front"
+    x, y, z, w = q.x, q.y, q.z, q.w
+    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    np.testing.assert_allclose(rot, [[0, 0, 1], [-1, 0, 0], [0, -1, 0]], atol=1e-12)   # columns: right, down, fwd
+
+    # drive.json: what a replay needs to configure itself
+    mc = meta["camera"]
+    assert mc["model"] == "pinhole" and mc["hfov_deg"] == 60.0 and (mc["width"], mc["height"]) == (96, 64)
+    assert mc["frame_id"] == "camera_front" and mc["image_topic"] == tp.pinhole_raw
+    assert mc["camera_info_topic"] == tp.camera_info
+    np.testing.assert_allclose(mc["K"], k)
+    assert mc["node_parameters"] == {"camera.model": "pinhole", "camera.hfov_deg": 60.0, "camera.pitch_deg": 0.0,
+                                     "image_topic": tp.pinhole_raw, "camera_frame": "camera_front"}
+    assert meta["topics"][tp.camera_info]["count"] == 4
+
+    # the image is the forward pinhole view from the true camera position
+    city = City.load(city_dir)
+    poses = {t: m.pose for t, m in msgs[tp.pose_true]}
+    t2, img2 = msgs[tp.pinhole_raw][2]
+    pose = poses[t2]
+    yaw = quaternion_to_yaw(pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w)
+    cxy = (pose.position.x + 0.4 * math.cos(yaw), pose.position.y + 0.4 * math.sin(yaw))
+    expected = render_pinhole(city, cxy, math.degrees(yaw), 60.0, 96, 64, camera_height_m=2.2)
+    got = message_to_cvimage(img2, "rgb8")
+    assert np.abs(got.astype(int) - expected.astype(int)).mean() < 2.0
+
+    # options of the other camera are refused
+    code = cli_main(["sim", "drive", "--city", str(city_dir), "--duration-s", "2", "--out", str(tmp_path / "x"),
+                     "--camera", "pinhole", "--pano-size", "64x32", "--json"])
+    assert code == 2 and "--pano-size" in json.loads(capsys.readouterr().out)["error"]
+    code = cli_main(["sim", "drive", "--city", str(city_dir), "--duration-s", "2", "--out", str(tmp_path / "x"),
+                     "--fov", "60", "--json"])
+    assert code == 2 and "--fov" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_kidnap_moves_the_truth_not_the_odometry(city_dir, tmp_path):
+    """At the kidnap time the truth and GNSS jump by more than 100 m; /odom and /tf go on
+    smoothly; drive.json records the kidnap; before it, everything is as without it."""
+    from unifygeo_ros.geo import MapFrame
+    from unifygeo_ros.sim.world import City
+
+    city = City.load(city_dir)
+    base = dict(duration_s=16.0, rate_hz=0.5, pano_size=(32, 16), odom_rate_hz=10.0, seed=9)
+    res = write_drive_bag(city, tmp_path / "kid", DriveConfig(**base, kidnap_at_s=(7.0,)), city_dir=city_dir,
+                          progress=False)
+    write_drive_bag(city, tmp_path / "plain", DriveConfig(**base), city_dir=city_dir, progress=False)
+    meta = json.loads(Path(res["metadata"]).read_text())
+    tp = DriveTopics()
+    _, msgs = read_bag(tmp_path / "kid")
+    _, plain = read_bag(tmp_path / "plain")
+    t0 = meta["start_time_ns"]
+    t_k = t0 + 7_000_000_000
+
+    (kid,) = meta["kidnaps"]
+    assert kid["t_s"] == 7.0 and kid["stamp_ns"] == t_k and kid["distance_m"] > 100.0
+    assert res["kidnaps"] == [{"t_s": 7.0, "distance_m": round(kid["distance_m"], 2)}]
+
+    truth = [(t, m.pose) for t, m in msgs[tp.pose_true]]
+    steps = [(t1, math.hypot(b.position.x - a.position.x, b.position.y - a.position.y))
+             for (_, a), (t1, b) in zip(truth[:-1], truth[1:])]
+    jumps = [(t, d) for t, d in steps if d > 2.0]
+    assert len(jumps) == 1 and jumps[0][0] == t_k and jumps[0][1] > 100.0
+    pose_k = dict(truth)[t_k]
+    assert (pose_k.position.x, pose_k.position.y) == pytest.approx((kid["to"]["x"], kid["to"]["y"]))
+    yaw_k = quaternion_to_yaw(pose_k.orientation.x, pose_k.orientation.y, pose_k.orientation.z,
+                              pose_k.orientation.w)
+    assert math.cos(yaw_k - kid["to"]["yaw_rad"]) == pytest.approx(1.0)
+    prev = dict(truth)[t_k - 100_000_000].position
+    assert math.hypot(prev.x - kid["from"]["x"], prev.y - kid["from"]["y"]) < 1.3   # 0.1 s before, <= 12 m/s
+
+    # the odometry does not see the jump
+    odo = [(t, m.pose.pose) for t, m in msgs[tp.odom]]
+    o_steps = [math.hypot(b.position.x - a.position.x, b.position.y - a.position.y)
+               for (_, a), (_, b) in zip(odo[:-1], odo[1:])]
+    assert max(o_steps) < 1.5          # 0.1 s at road speed
+    tf = {t: m.transforms[0].transform.translation for t, m in msgs[tp.tf]}
+    assert all(tf[t].x == pytest.approx(p.position.x) for t, p in odo)
+
+    # the true fix jumps with the vehicle
+    mf = meta["map_frame"]
+    frame = MapFrame(mf["crs_wkt"], mf["origin_e"], mf["origin_n"])
+    fixes = [(t, frame.from_latlon(m.latitude, m.longitude)) for t, m in msgs[tp.fix_true]]
+    f_jumps = [t1 for (_, a), (t1, b) in zip(fixes[:-1], fixes[1:]) if math.hypot(b[0] - a[0], b[1] - a[1]) > 50]
+    assert f_jumps == [t_k]
+
+    # before the kidnap: the same truth and odometry as the drive without it
+    same = [t for t, _ in plain[tp.odom] if t < t_k]
+    p_odo, p_truth = dict(plain[tp.odom]), dict(plain[tp.pose_true])
+    k_odo, k_truth = dict(msgs[tp.odom]), dict(msgs[tp.pose_true])
+    assert all(k_odo[t].pose.pose.position.x == p_odo[t].pose.pose.position.x for t in same)
+    assert all(k_truth[t].pose.position.y == p_truth[t].pose.position.y for t in same)
+
+    # after the kidnap, the recorded map->odom puts the odometry back onto the truth (slow drift)
+    org = kid["odom_origin_in_map_after"]
+    c, s_ = math.cos(org["yaw_rad"]), math.sin(org["yaw_rad"])
+    errs = []
+    for t, o in odo:
+        if t >= t_k:
+            mx = org["x"] + c * o.position.x - s_ * o.position.y
+            my = org["y"] + s_ * o.position.x + c * o.position.y
+            errs.append(math.hypot(mx - k_truth[t].pose.position.x, my - k_truth[t].pose.position.y))
+    assert errs[0] < 1e-6 and errs[-1] < 5.0
+    assert meta["odometry_model"]["final_drift_m"] == pytest.approx(errs[-1], abs=1e-6)
+    assert meta["odometry_model"]["final_drift_since_s"] == 7.0
+
+
+def test_kidnaps_are_far_and_deterministic(city_dir):
+    from unifygeo_ros.sim.drive import plan_drive
+    from unifygeo_ros.sim.world import City
+
+    city = City.load(city_dir)
+    cfg = DriveConfig(duration_s=120.0, kidnap_at_s=(30.0, 75.0), seed=5)
+    traj, _ = plan_drive(city, cfg)
+    again, _ = plan_drive(city, cfg)
+    other, _ = plan_drive(city, DriveConfig(duration_s=120.0, kidnap_at_s=(30.0, 75.0), seed=6))
+    assert [k.t_s for k in traj.kidnaps] == [30.0, 75.0]
+    assert all(k.distance_m > 100.0 for k in traj.kidnaps)
+    assert [k.after for k in traj.kidnaps] == [k.after for k in again.kidnaps]
+    assert [k.after for k in traj.kidnaps] != [k.after for k in other.kidnaps]
+    t = np.arange(0.0, 120.0 + 1e-9, 0.5)
+    p = traj.at(t)
+    assert (p["speed"] >= cfg.turn_speed_min - 1e-6).all()
+    assert ((p["x"] >= 0) & (p["x"] <= city.size_m) & (p["y"] >= 0) & (p["y"] <= city.size_m)).all()
+    assert traj.distance_at(120.0) > 120.0 * cfg.turn_speed_min
+    with pytest.raises(ValueError, match="no road position"):
+        plan_drive(city, DriveConfig(duration_s=60.0, kidnap_at_s=(10.0,), kidnap_min_distance_m=1000.0))
+
+
+def _odometry_drift(city, cfg) -> float:
+    """Final position error (m) of the odometry of ``cfg``'s drive, in the odom frame."""
+    from unifygeo_ros.sim.drive import plan_drive
+
+    traj, rng = plan_drive(city, cfg)
+    o = simulate_odometry(traj, cfg.duration_s, cfg, rng)
+    truth = traj.at(o.t)
+    c, s = math.cos(truth["yaw"][0]), math.sin(truth["yaw"][0])
+    dx, dy = truth["x"][-1] - truth["x"][0], truth["y"][-1] - truth["y"][0]
+    return math.hypot(o.x[-1] - (c * dx + s * dy), o.y[-1] - (-s * dx + c * dy))
+
+
+def test_odometry_noise_options_change_the_drift(city_dir, tmp_path, capsys):
+    from unifygeo_ros.cli import main as cli_main
+    from unifygeo_ros.sim.world import City
+
+    city = City.load(city_dir)
+    quiet = dict(wheel_speed_noise=0.0, wheel_scale_sigma=0.0, gyro_noise_dps=0.0, gyro_bias_sigma_dps=0.0,
+                 gyro_bias_walk_dps=0.0)
+    loud = dict(wheel_speed_noise=0.5, wheel_scale_sigma=0.05, gyro_noise_dps=1.0, gyro_bias_sigma_dps=0.5,
+                gyro_bias_walk_dps=0.05)
+    drift = {name: _odometry_drift(city, DriveConfig(duration_s=90.0, seed=3, **kw))
+             for name, kw in (("quiet", quiet), ("default", {}), ("loud", loud))}
+    # without noise what is left is the integration of the planner's smoothed curvature (< 0.1 % of the way)
+    assert drift["quiet"] < 1.0 and drift["quiet"] < drift["default"] / 2 < drift["loud"] / 6, drift
+    assert _odometry_drift(city, DriveConfig(duration_s=90.0, seed=3, **loud)) == drift["loud"]   # seeded
+
+    # the options reach the sensor model (and drive.json)
+    bag = tmp_path / "quiet"
+    code = cli_main(["sim", "drive", "--city", str(city_dir), "--duration-s", "4", "--pano-size", "16x8",
+                     "--out", str(bag), "--odom-speed-noise", "0", "--odom-speed-scale-error", "0",
+                     "--gyro-noise", "0", "--gyro-bias-deg-s", "0", "--gyro-bias-walk", "0", "--no-progress",
+                     "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    om = json.loads((drive_metadata_dir(bag) / "drive.json").read_text())["odometry_model"]
+    assert om["wheel_scale_error"] == 0.0 and om["gyro_bias_initial_dps"] == 0.0 and om["final_drift_m"] < 0.01
+    assert om["wheel_speed_noise_mps"] == om["gyro_noise_dps"] == om["gyro_bias_walk_dps_per_sqrt_s"] == 0.0
+    code = cli_main(["sim", "drive", "--city", str(city_dir), "--duration-s", "2", "--out", str(tmp_path / "neg"),
+                     "--gyro-noise", "-1", "--json"])
+    assert code == 2 and "gyro_noise_dps" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_long_drive_route_does_not_run_out(city_dir):
+    """A 20-minute drive in a 250 m city: the route goes on round the blocks to the end."""
+    from unifygeo_ros.sim.drive import plan_drive
+    from unifygeo_ros.sim.world import City
+
+    city = City.load(city_dir)
+    cfg = DriveConfig(duration_s=1200.0, seed=1, kidnap_at_s=(600.0,))
+    traj, rng = plan_drive(city, cfg)
+    assert traj.duration_s >= 1200.0
+    t = np.arange(0.0, 1200.0 + 1e-9, 0.25)
+    p = traj.at(t)
+    assert (p["speed"] >= cfg.turn_speed_min - 1e-6).all() and (p["speed"] <= cfg.speed_max + 1e-6).all()
+    assert ((p["x"] >= 0) & (p["x"] <= city.size_m) & (p["y"] >= 0) & (p["y"] <= city.size_m)).all()
+    step = np.hypot(np.diff(p["x"]), np.diff(p["y"]))
+    assert (step[t[1:] != 600.0] <= cfg.speed_max * 0.25 + 1e-6).all()    # moving smoothly but at the kidnap
+    dist = traj.distance_at(1200.0)
+    assert 1200.0 * 5.0 < dist < 1200.0 * cfg.speed_max
+    # (x, y) cells of 25 m visited: the drive goes round much of the city, not back and forth
+    cells = {(int(x // 25), int(y // 25)) for x, y in zip(p["x"], p["y"])}
+    assert len(cells) > 30
+    odo = simulate_odometry(traj, 1200.0, cfg, rng)
+    assert len(odo.t) == 120_001 and np.isfinite(odo.x).all()
+
+
+def test_default_bag_is_the_bag_of_the_explicit_defaults(city_dir, tmp_path, capsys):
+    """The panorama drive of the defaults, written with every new option at its default value
+    and through write_drive_bag, is byte for byte the same bag."""
+    from unifygeo_ros.cli import main as cli_main
+    from unifygeo_ros.sim.render import render_panorama
+    from unifygeo_ros.sim.world import City
+
+    common = ["sim", "drive", "--city", str(city_dir), "--duration-s", "2", "--seed", "8", "--no-progress", "--json"]
+    explicit = ["--camera", "panorama", "--pano-size", "512x256", "--odom-speed-noise", "0.1",
+                "--odom-speed-scale-error", "0.01", "--gyro-noise", "0.2", "--gyro-bias-deg-s", "0.05",
+                "--gyro-bias-walk", "0.005", "--kidnap-min-distance-m", "100"]
+    # the same bag name in three folders: metadata.yaml names the storage file
+    assert cli_main(common + ["--out", str(tmp_path / "default" / "drive")]) == 0
+    assert cli_main(common + explicit + ["--out", str(tmp_path / "explicit" / "drive")]) == 0
+    capsys.readouterr()
+    write_drive_bag(City.load(city_dir), tmp_path / "api" / "drive", DriveConfig(duration_s=2.0, seed=8),
+                    city_dir=city_dir, progress=False, render=render_panorama)
+
+    def files(bag):
+        return {p.name: p.read_bytes() for p in sorted(bag.iterdir())}
+
+    ref = files(tmp_path / "default" / "drive")
+    assert set(ref) == {"drive.mcap", "metadata.yaml"}
+    assert files(tmp_path / "explicit" / "drive") == ref
+    assert files(tmp_path / "api" / "drive") == ref
+    types, _ = read_bag(tmp_path / "default" / "drive")
+    assert "/camera/panorama/image_raw" in types and not any(t.startswith("/camera/front") for t in types)

@@ -195,3 +195,29 @@ def test_truth_interpolation_wraps_yaw():
     x, y, yaw = _interp_truth(track, 5)
     assert (x, y) == (5.0, 0.0) and abs(abs(math.degrees(yaw)) - 180.0) < 1e-9
     assert _interp_truth(track, 11) is None
+
+
+def test_replay_track_runs_the_tracking_filter_and_scores_it(drive):
+    """--track: the node's tracking path (odometry + every frame) on the same drive, with the
+    filter's scores, its picture and CSV; nothing it publishes is far off (loose bounds: this
+    small city is a hard one for the shipped model, see MEDIAN_ERROR_BOUND_M)."""
+    root = drive["root"]
+    code, r = run_cli(["replay", "--bag", str(drive["bag"]), "--db", str(drive["db"]), "--json", "--track",
+                       "--report", str(root / "report_track"), "--out-bag", str(root / "out_track"), "--no-progress"])
+    assert code == 0, r
+    t = r["tracking"]
+    print({k: t[k] for k in ("first_fix_frames", "median_error_m", "recall_5m", "ellipse95_coverage",
+                             "published", "published_over_20m", "ms_per_frame_median", "frames_by_state")})
+    for key in ("median_error_m", "recall_5m", "ellipse95_coverage", "first_fix_frames", "recovery_frames",
+                "published_over_20m", "ms_per_frame_median"):
+        assert key in t
+    assert t["odom_topic"] == "/odom" and t["recovery_frames"] is None and t["kidnaps"] == 0
+    assert sum(t["frames_by_state"].values()) == r["frames"]
+    assert t["published_over_20m"] <= 2
+    if t["published"]:
+        assert t["first_fix_frames"] >= 1 and t["median_error_m"] < 10.0
+    for name in ("tracking_png", "tracking_csv", "tracking_error_png"):
+        assert Path(r["report"][name]).is_file()
+    code, bad = run_cli(["replay", "--bag", str(drive["bag"]), "--db", str(drive["db"]), "--json", "--track",
+                         "--track-odom-topic", "/nope", "--no-progress"])
+    assert code == 2 and "tracking.odom_topic /nope: not in the bag" in bad["error"]

@@ -154,6 +154,30 @@ OPTIONS: tuple[Option, ...] = (
     Option("priors.heading_min_half_width_deg", "heading_min_half_width_deg", 15.0, "smallest heading window "
               "half-width (degrees)", low=0.0, high=180.0, read_only=False),
     # output
+    # tracking along a drive
+    Option("tracking.enabled", "tracking_enabled", False, "run the particle filter over the map pose (odometry + "
+           "every frame's evidence): ~/pose then carries the filtered pose, published only while tracking; the "
+           "single frame stays on ~/result"),
+    Option("tracking.odom_topic", "tracking_odom_topic", "/odom", "nav_msgs/Odometry of the vehicle (odom -> "
+           "base_link), the filter's motion model"),
+    Option("tracking.initialpose_topic", "tracking_initialpose_topic", "/initialpose",
+           "geometry_msgs/PoseWithCovarianceStamped in map_frame (RViz's 2D Pose Estimate) that seeds or resets the "
+           "filter"),
+    Option("tracking.particles", "tracking_particles", 1000, "particles of the filter", low=50, high=100000),
+    Option("tracking.outlier", "tracking_outlier", 0.2, "weight of a frame's uniform outlier component: the "
+           "share of frames assumed not to be evidence", low=0.01, high=1.0),
+    Option("tracking.motion_noise", "tracking_motion_noise", 0.15, "standard deviation of the odometry's "
+           "translation per metre travelled in the filter's motion model (it also absorbs the odometry's scale "
+           "error)", low=0.001, high=2.0),
+    Option("tracking.evidence_power", "tracking_evidence_power", 4.0, "the frame's D is raised to this power "
+           "(and normalised) before it weighs the particles: > 1 narrows a D broader than the localizer's errors",
+           low=0.1, high=20.0, read_only=False),
+    Option("tracking.search_radius_m", "tracking_search_radius_m", 30.0, "while tracking, only tiles within this "
+           "radius (or 3 standard deviations, if larger) of the predicted camera position are retrieved and decoded",
+           low=5.0, high=5000.0, read_only=False),
+    Option("tracking.heading_window_deg", "tracking_heading_window_deg", 20.0, "while tracking, the heading "
+           "prior's half-width around the predicted yaw (or 3 standard deviations, if larger)", low=2.0,
+           high=180.0, read_only=False),
     Option("min_confidence", "min_confidence", 0.1, "frames localized with a lower confidence publish nothing",
               low=0.0, high=1.0, cli=True, read_only=False),
     Option("covariance.scale", "covariance_scale", 1.0, "multiplies the localizer's x, y, yaw variances "

@@ -37,6 +37,11 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--report", help="folder for report.json, frames.csv, trajectory.png and error.png")
     p.add_argument("--max-frames", type=int, help="stop after this many images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--track", action="store_true",
+                   help="run the tracking filter (odometry + every frame's evidence) through the node's code: the "
+                        "report scores its published poses too (tracking.* in --params configures it)")
+    p.add_argument("--track-odom-topic", help="the vehicle's nav_msgs/Odometry for the filter (default: the "
+                                              "parameter file's tracking.odom_topic, else /odom; '' for none)")
     add_json_flag(p)
     p.set_defaults(handler=_cmd_replay)
 
@@ -52,6 +57,10 @@ def _config(args):
         except ConfigError as exc:
             raise CommandError(f"--params: {exc}") from None
     values["database"] = args.db
+    if getattr(args, "track", False):
+        values["tracking.enabled"] = True
+    if getattr(args, "track_odom_topic", None) is not None:
+        values["tracking.odom_topic"] = args.track_odom_topic
     for o in OPTIONS:
         v = getattr(args, o.attr, None) if o.cli else None
         if v is not None:
@@ -87,13 +96,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                          gnss_topic=args.gnss_topic, odom_topic=args.odom_topic,
                          out_bag=Path(args.out_bag) if args.out_bag else None, out_storage=args.out_storage,
                          map_origin=_parse_latlon(args.map_origin), max_frames=args.max_frames,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, track=cfg.tracking_enabled)
     try:
         run = run_replay(cfg, opts)
     except (ReplayError, DatabaseError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from None
     rows = frame_rows(run)
     summary = summarize(run, rows)
+    track_rows = None
+    if run.tracking:
+        from unifygeo_ros.replay.report import tracking_summary
+
+        track_rows = frame_rows(run, filtered=True)
+        summary["tracking"] = {**tracking_summary(run, track_rows), "odom_topic": run.odom_topic}
     result = {
         "bag": str(args.bag), "db": str(args.db), "image_topic": run.image_topic, "truth_topic": run.truth_topic,
         "backend": run.startup.get("backend"), "map_frame": run.map_frame_source,
@@ -111,7 +126,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             ortho = Path(run.meta["orthophoto"]["path"])
         if ortho is not None and not ortho.is_file():
             raise CommandError(f"--ortho {ortho}: no such file (expected a GeoTIFF)")
-        result["report"] = write_report(run, summary, rows, Path(args.report), ortho)
+        result["report"] = write_report(run, summary, rows, Path(args.report), ortho, track_rows)
     emit(result, args.json, _human)
     return 0
 
@@ -132,6 +147,12 @@ def _human(r: dict) -> str:
         f"inside the 95 % ellipse: {f(r['covariance']['inside_95_ellipse'], '{:.1%}')}",
         f"latency (ms): median {f(lat.get('median'), '{:.1f}')}, p95 {f(lat.get('p95'), '{:.1f}')}",
     ]
+    if r.get("tracking"):
+        t = r["tracking"]
+        lines.append(f"tracking: first fix after {t['first_fix_frames']} frames, median error "
+                     f"{f(t['median_error_m'])} m, R@5m {f(t['recall_5m'], '{:.1%}')}, inside the 95 % ellipse "
+                     f"{f(t['ellipse95_coverage'], '{:.1%}')}, published > 20 m off: {t['published_over_20m']}, "
+                     f"recovery {t['recovery_frames']}, {f(t['ms_per_frame_median'], '{:.0f}')} ms per frame")
     if r.get("report"):
         lines.append(f"report: {r['report']['report']}")
     if r.get("out_bag"):

@@ -58,6 +58,8 @@ class ReplayOptions:
     map_origin: tuple[float, float] | None = None
     max_frames: int | None = None
     progress: bool = True
+    track: bool = False                 # run the tracking filter (tracking.odom_topic as its odometry)
+    clouds: int = 6                     # particle clouds kept for the picture (tracking)
 
 
 @dataclass
@@ -65,7 +67,10 @@ class FrameRecord:
     stamp_ns: int
     outcome: FrameOutcome
     truth: tuple[float, float, float] | None       # x, y, yaw (rad) of base_link, map frame
-    published_pose: bool = False
+    published_pose: bool = False                    # a pose went out on ~/pose (filtered when tracking)
+    frame_published: bool = False                   # the frame's own estimate passed the gate
+    track: object | None = None                     # TrackOutcome when tracking
+    cloud: np.ndarray | None = None                 # particles (n, 2), map frame, at a few frames
 
 
 @dataclass
@@ -82,6 +87,8 @@ class ReplayRun:
     startup: dict
     seconds: dict = field(default_factory=dict)
     out_bag: str | None = None
+    tracking: bool = False
+    odom_topic: str | None = None
 
 
 def _interp_truth(track: np.ndarray, t_ns: int):
@@ -154,6 +161,14 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                                            "nav_msgs/msg/Odometry"), "--truth-topic")
         _check_topic(topics, opts.gnss_topic, ("sensor_msgs/msg/NavSatFix",), "--gnss-topic")
         _check_topic(topics, opts.odom_topic, ("nav_msgs/msg/Odometry",), "--odom-topic")
+        track_odom = None
+        if opts.track:
+            track_odom = cfg.tracking_odom_topic or None
+            if track_odom is not None and track_odom not in topics:
+                raise ReplayError(f"tracking.odom_topic {track_odom}: not in the bag; its topics: "
+                                  f"{_topic_list(topics)} (the filter needs the vehicle's odometry; set "
+                                  f"tracking.odom_topic, or '' to track without odometry)")
+            _check_topic(topics, track_odom, ("nav_msgs/msg/Odometry",), "tracking.odom_topic")
         meta = drive_metadata(opts.bag)
 
         # ---- pass 1: truth, /tf_static, the first image's frame
@@ -217,6 +232,11 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
             processor = FrameProcessor(processor.localizer, cfg, extrinsic=extrinsic, map_frame=map_frame)
         startup_s = time.perf_counter() - t_open
         tracker = PriorTracker(cfg, processor.adapter, processor.extrinsic)
+        tracking = None
+        if opts.track:
+            from ..ros_core.tracking import TrackingProcessor
+
+            tracking = TrackingProcessor(processor, cfg)
         T = rosbags_types(ts)
 
         writer = None
@@ -250,43 +270,74 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
         n_images = sum(c.msgcount for c in image_cons)
         if opts.max_frames:
             n_images = min(n_images, opts.max_frames)
-        prior_cons = [c for c in reader.connections if c.topic in (opts.gnss_topic, opts.odom_topic)]
+        prior_cons = [c for c in reader.connections if c.topic in (opts.gnss_topic, opts.odom_topic, track_odom)]
+        cloud_at = set(np.linspace(0, max(n_images - 1, 0), max(opts.clouds, 0)).round().astype(int).tolist()
+                       ) if tracking is not None and opts.clouds else set()
         frames: list[FrameRecord] = []
         bar = tqdm(total=n_images, desc="replay", unit="frame", file=sys.stderr, disable=not opts.progress,
                    dynamic_ncols=True)
         t_loop = time.perf_counter()
+        pending: list = []          # (tracking) images wait until the odometry past their stamp was read
+
+        def handle_image(msg, st):
+            priors = tracker.priors_for(st)
+            if tracking is not None:
+                tout = tracking.process(msg, st, priors)
+                outcome = tout.frame
+            else:
+                tout, outcome = None, processor.process(msg, st, priors)
+            rec = FrameRecord(st, outcome, _interp_truth(track, st) if len(track) else None, track=tout)
+            if tout is not None and len(frames) in cloud_at and tracking.tracker.poses is not None:
+                rec.cloud = _cloud(tracking, processor)
+            # what goes on ~/pose: the filtered pose when tracking, else the frame's own
+            pose_est = tout.filtered if tout is not None else (outcome.estimate if outcome.ok else None)
+            if outcome.ok:
+                outcome.estimate.age_ms = outcome.estimate.latency_ms    # offline: processed as it is read
+                rec.frame_published = processor.publishes_pose(outcome.estimate)
+            if pose_est is not None:
+                rec.published_pose = processor.publishes_pose(pose_est)
+            if writer is not None:
+                t_out = st + int(outcome.timings_ms.get("total", 0.0) * 1e6)
+                if rec.published_pose:
+                    writer.write(out_cons["pose"], t_out, ts.serialize_cdr(build.pose_msg(T, pose_est),
+                                                                           out_cons["pose"].msgtype))
+                if outcome.ok:
+                    est = outcome.estimate
+                    writer.write(out_cons["fix"], t_out, ts.serialize_cdr(build.navsat_msg(T, est),
+                                                                          out_cons["fix"].msgtype))
+                    writer.write(out_cons["result"], t_out, ts.serialize_cdr(build.result_msg(T, est),
+                                                                             build.RESULT_TYPE))
+            frames.append(rec)
+            bar.set_postfix_str(f"published {sum(f.published_pose for f in frames)}/{len(frames)}")
+            bar.update(1)
+
+        def flush(until_ns=None):
+            while pending and (until_ns is None or pending[0][1] < until_ns) and not (
+                    opts.max_frames and len(frames) >= opts.max_frames):
+                handle_image(*pending.pop(0))
+
         try:
             for con, t, raw in reader.messages(connections=image_cons + prior_cons):
                 msg = reader.deserialize(raw, con.msgtype)
                 if con.topic == opts.gnss_topic:
                     tracker.update_fix(msg)
                     continue
+                if tracking is not None and con.topic == track_odom:
+                    tracking.add_odometry(msg)
+                    flush(stamp_ns(msg.header))
+                    if con.topic != opts.odom_topic:
+                        continue
                 if con.topic == opts.odom_topic:
                     tracker.update_odom(msg)
                     continue
                 st = stamp_ns(msg.header)
-                priors = tracker.priors_for(st)
-                outcome = processor.process(msg, st, priors)
-                rec = FrameRecord(st, outcome, _interp_truth(track, st) if len(track) else None)
-                if outcome.ok:
-                    est = outcome.estimate
-                    est.age_ms = est.latency_ms          # offline: the image is processed as it is read
-                    rec.published_pose = processor.publishes_pose(est)
-                    if writer is not None:
-                        t_out = st + int(est.latency_ms * 1e6)
-                        if rec.published_pose:
-                            writer.write(out_cons["pose"], t_out, ts.serialize_cdr(build.pose_msg(T, est),
-                                                                                   out_cons["pose"].msgtype))
-                        writer.write(out_cons["fix"], t_out, ts.serialize_cdr(build.navsat_msg(T, est),
-                                                                              out_cons["fix"].msgtype))
-                        writer.write(out_cons["result"], t_out, ts.serialize_cdr(build.result_msg(T, est),
-                                                                                 build.RESULT_TYPE))
-                frames.append(rec)
-                ok = sum(f.published_pose for f in frames)
-                bar.set_postfix_str(f"published {ok}/{len(frames)}")
-                bar.update(1)
+                if tracking is not None and track_odom is not None:
+                    pending.append((msg, st))
+                else:
+                    handle_image(msg, st)
                 if opts.max_frames and len(frames) >= opts.max_frames:
                     break
+            flush()
         finally:
             bar.close()
             if writer is not None:
@@ -301,4 +352,12 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                      truth_track=track if len(track) else None, meta=meta, startup=dict(processor.startup),
                      seconds={"open": round(startup_s, 3), "frames": round(loop_s, 3),
                               "total": round(time.perf_counter() - t_start, 3)},
-                     out_bag=str(opts.out_bag) if opts.out_bag else None)
+                     out_bag=str(opts.out_bag) if opts.out_bag else None, tracking=tracking is not None,
+                     odom_topic=track_odom)
+
+
+def _cloud(tracking, processor, n: int = 400) -> np.ndarray:
+    """A subsample of the filter's particles (base_link positions) in the output map frame."""
+    poses = tracking.tracker.poses
+    idx = np.linspace(0, len(poses) - 1, min(n, len(poses))).astype(int)
+    return np.array([processor.adapter.to_out(float(x), float(y))[:2] for x, y in poses[idx, :2]])

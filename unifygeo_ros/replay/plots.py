@@ -84,7 +84,10 @@ def _read_ortho(ortho_path: Path, map_frame, bounds, px_per_m: float, size_wh) -
     return img, "ok"
 
 
-def trajectory_png(run, rows: list[dict], path: Path, ortho_path: Path | None, max_side: int = 1100) -> str:
+def trajectory_png(run, rows: list[dict], path: Path, ortho_path: Path | None, max_side: int = 1100,
+                   clouds: list | None = None, title: str = "replay") -> str:
+    """The picture described in the module docstring; ``clouds``: (stamp, (n, 2) particle
+    positions) drawn as small blue dots with the time, under the estimates."""
     truth = run.truth_track[:, 1:3] if run.truth_track is not None else np.zeros((0, 2))
     est = np.array([(r["x"], r["y"]) for r in rows if r["x"] is not None], dtype=np.float64).reshape(-1, 2)
     pts = np.concatenate([truth, est]) if len(truth) else est
@@ -117,6 +120,13 @@ def trajectory_png(run, rows: list[dict], path: Path, ortho_path: Path | None, m
         _text(img, "start", (x0 + 9, y0 - 6), 0.45, WHITE, outline=(0, 0, 0))
     clip_lo = np.array([xmin, ymin])
     clip_hi = np.array([xmax, ymax])
+    t_first = rows[0]["stamp_ns"] if rows else 0
+    for stamp, cloud in clouds or ():
+        pts = np.clip(np.asarray(cloud, dtype=np.float64).reshape(-1, 2), clip_lo, clip_hi)
+        for x, y in pts:
+            cv2.circle(img, px(x, y), 1, (20, 70, 230), -1)
+        cx, cy = px(*pts.mean(0))
+        _text(img, f"{(stamp - t_first) / 1e9:.0f} s", (cx + 8, cy - 8), 0.45, (20, 70, 230), outline=WHITE)
     for r in rows:
         if r["x"] is None or r["truth_x"] is None:
             continue
@@ -147,7 +157,7 @@ def trajectory_png(run, rows: list[dict], path: Path, ortho_path: Path | None, m
     med = np.median([r["error_m"] for r in scored]) if scored else float("nan")
     n_pub = sum(r["published"] for r in rows)
     score = f"median error {med:.1f} m" if scored else "no truth: errors not scored"
-    _text(canvas, f"replay: {len(rows)} frames, pose published {n_pub} ({100 * n_pub / len(rows):.0f} %), {score}",
+    _text(canvas, f"{title}: {len(rows)} frames, pose published {n_pub} ({100 * n_pub / len(rows):.0f} %), {score}",
           (10, 28), 0.6)
     # scale bar
     bar_m = 10 ** math.floor(math.log10(max(span / 5, 1e-3)))
@@ -171,7 +181,8 @@ def trajectory_png(run, rows: list[dict], path: Path, ortho_path: Path | None, m
     x += 85
     cv2.drawMarker(canvas, (x + 6, ly - 5), RED, cv2.MARKER_TILTED_CROSS, 12, 2)
     _text(canvas, "no pose", (x + 16, ly), 0.45)
-    _text(canvas, f"rings: 95 % covariance ellipses; background: {how if ortho is None else 'orthophoto'}",
+    _text(canvas, f"rings: 95 % covariance ellipses; background: {how if ortho is None else 'orthophoto'}"
+                  + ("; blue dots: the filter's particles at the time shown" if clouds else ""),
           (10, ly + 28), 0.45, (90, 90, 90))
     _write(path, canvas)
     return how

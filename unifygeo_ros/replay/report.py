@@ -40,12 +40,16 @@ def _stats(values) -> dict:
             "p95": float(np.percentile(a, 95)), "max": float(a.max())}
 
 
-def frame_rows(run) -> list[dict]:
+def frame_rows(run, filtered: bool = False) -> list[dict]:
+    """One row per frame: the frame's own estimate, or with ``filtered`` the tracking
+    filter's published pose."""
     t0 = run.frames[0].stamp_ns
     rows = []
     for f in run.frames:
         o = f.outcome
-        row = {"t_s": (f.stamp_ns - t0) / 1e9, "stamp_ns": f.stamp_ns, "published": bool(f.published_pose),
+        e = (f.track.filtered if f.track is not None else None) if filtered else o.estimate
+        published = f.published_pose if filtered else f.frame_published
+        row = {"t_s": (f.stamp_ns - t0) / 1e9, "stamp_ns": f.stamp_ns, "published": bool(published),
                "failure": o.failure or "", "message": o.message, "truth_x": None, "truth_y": None,
                "truth_yaw_deg": None, "x": None, "y": None, "yaw_deg": None, "error_m": None,
                "yaw_error_deg": None, "sigma_x": None, "sigma_y": None, "sigma_yaw_deg": None, "d2": None,
@@ -53,7 +57,10 @@ def frame_rows(run) -> list[dict]:
                "r95_m": None, "cov_xy": None}
         if f.truth is not None:
             row.update(truth_x=f.truth[0], truth_y=f.truth[1], truth_yaw_deg=math.degrees(f.truth[2]))
-        e = o.estimate
+        if filtered and f.track is not None:
+            row["track_state"] = f.track.state
+            row["search"] = f.track.search
+            row["total_ms"] = o.timings_ms.get("total", 0.0) + f.track.filter_ms
         if e is not None:
             row.update(x=e.x, y=e.y, yaw_deg=None if e.yaw is None else math.degrees(e.yaw),
                        sigma_x=math.sqrt(e.cov3[0, 0]), sigma_y=math.sqrt(e.cov3[1, 1]),
@@ -125,7 +132,72 @@ def summarize(run, rows: list[dict] | None = None) -> dict:
     }
 
 
-def write_report(run, summary: dict, rows: list[dict], out_dir: Path, ortho_path: Path | None) -> dict:
+def kidnap_stamps(run) -> list[int]:
+    """Stamps (ns) at which the drive moved the vehicle without its odometry seeing it
+    (``drive.json`` ``kidnaps``: entries with ``stamp_ns``, or ``t_s`` from the first frame)."""
+    out = []
+    for k in (run.meta or {}).get("kidnaps", []) or []:
+        if isinstance(k, dict) and k.get("stamp_ns") is not None:
+            out.append(int(k["stamp_ns"]))
+        elif isinstance(k, dict) and k.get("t_s") is not None:
+            start = int((run.meta or {}).get("start_time_ns", run.frames[0].stamp_ns))
+            out.append(start + int(float(k["t_s"]) * 1e9))
+    return sorted(out)
+
+
+def tracking_summary(run, rows: list[dict], recover_m: float = 5.0) -> dict:
+    """Scores of the tracking filter's published poses (``rows`` from ``frame_rows(run, filtered=True)``).
+
+    ``first_fix_frames``: frames up to and including the first published pose;
+    ``recovery_frames``: per kidnap, frames from it to the first published pose within
+    ``recover_m`` of the truth (None without a kidnap, -1 when never); the other figures are
+    over the frames after the first fix, without those recovery windows (``median_error_m``
+    of the published poses, ``recall_5m`` over all scored frames: a frame without a pose is
+    a miss), except ``published_over_20m`` (every published pose more than 20 m off) and
+    ``ms_per_frame_median`` (every frame, filter included)."""
+    n = len(rows)
+    first = next((i for i, r in enumerate(rows) if r["published"]), None)
+    skip = set()
+    recovery = []
+    for stamp in kidnap_stamps(run):
+        start = next((i for i, r in enumerate(rows) if r["stamp_ns"] >= stamp), None)
+        if start is None:
+            continue
+        back = next((i for i in range(start, n) if rows[i]["published"] and rows[i]["error_m"] is not None
+                     and rows[i]["error_m"] <= recover_m), None)
+        recovery.append(-1 if back is None else back - start + 1)
+        skip.update(range(start, n if back is None else back + 1))
+    after = [r for i, r in enumerate(rows) if first is not None and i >= first and i not in skip]
+    scored = [r for r in after if r["truth_x"] is not None]
+    pub = [r for r in scored if r["published"] and r["error_m"] is not None]
+    d2 = [r["d2"] for r in pub if r["d2"] is not None]
+    states: dict[str, int] = {}
+    for r in rows:
+        states[r.get("track_state", "")] = states.get(r.get("track_state", ""), 0) + 1
+    return {
+        "first_fix_frames": None if first is None else first + 1,
+        "median_error_m": float(np.median([r["error_m"] for r in pub])) if pub else None,
+        "recall_1m": (sum(r["published"] and r["error_m"] <= 1.0 for r in scored) / len(scored)) if scored else None,
+        "recall_5m": (sum(r["published"] and r["error_m"] <= 5.0 for r in scored) / len(scored)) if scored else None,
+        "recall_10m": (sum(r["published"] and r["error_m"] <= 10.0 for r in scored) / len(scored)) if scored else None,
+        "ellipse95_coverage": (sum(1 for v in d2 if v <= CHI2_2_95) / len(d2)) if d2 else None,
+        "median_sigma_m": _stats([math.sqrt(0.5 * (r["sigma_x"] ** 2 + r["sigma_y"] ** 2)) for r in pub])["median"],
+        "yaw_error_deg_median": _stats([abs(r["yaw_error_deg"]) for r in pub
+                                        if r["yaw_error_deg"] is not None])["median"],
+        "recovery_frames": recovery or None,
+        "published": sum(r["published"] for r in rows),
+        "published_over_20m": sum(1 for r in rows if r["published"] and r["error_m"] is not None
+                                  and r["error_m"] > 20.0),
+        "ms_per_frame_median": _stats([r["total_ms"] for r in rows])["median"],
+        "ms_per_frame_median_tracking": _stats([r["total_ms"] for r in rows if r.get("search") == "tracking"])["median"],
+        "frames_by_state": states,
+        "frames_by_search": {k: sum(1 for r in rows if r.get("search") == k) for k in ("tracking", "global")},
+        "kidnaps": len(kidnap_stamps(run)),
+    }
+
+
+def write_report(run, summary: dict, rows: list[dict], out_dir: Path, ortho_path: Path | None,
+                 track_rows: list[dict] | None = None) -> dict:
     from . import plots
 
     out_dir = Path(out_dir)
@@ -141,5 +213,18 @@ def write_report(run, summary: dict, rows: list[dict], out_dir: Path, ortho_path
     plots.error_png(rows, err, summary)
     files = {"report": str(out_dir / "report.json"), "frames_csv": str(out_dir / "frames.csv"),
              "trajectory_png": str(traj), "error_png": str(err)}
+    if track_rows is not None:
+        with open(out_dir / "tracking.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(track_rows[0]))
+            w.writeheader()
+            for r in track_rows:
+                w.writerow({k: ("" if v is None else json.dumps(v) if isinstance(v, list) else v)
+                            for k, v in r.items()})
+        clouds = [(f.stamp_ns, f.cloud) for f in run.frames if f.cloud is not None]
+        plots.trajectory_png(run, track_rows, out_dir / "tracking.png", ortho_path, clouds=clouds,
+                             title="tracking")
+        plots.error_png(track_rows, out_dir / "tracking_error.png", None)
+        files.update(tracking_csv=str(out_dir / "tracking.csv"), tracking_png=str(out_dir / "tracking.png"),
+                     tracking_error_png=str(out_dir / "tracking_error.png"))
     (out_dir / "report.json").write_text(json.dumps({**summary, "files": files}, indent=2, default=str))
     return files

@@ -131,6 +131,8 @@ class LocalizeNode(LifecycleNode):
         self.configure_error = ""
         self.processor = None
         self.tracker = None
+        self.tracking = None                # TrackingProcessor when tracking.enabled
+        self._tracking_lock = threading.Lock()
         self.tf = None
         self.stats = RollingStats(window_s=self.cfg.diagnostics_window_s)
         self._overhead_ms: list[float] = []
@@ -144,6 +146,7 @@ class LocalizeNode(LifecycleNode):
         self._warn_lock = threading.Lock()
         self._warned_once: set[str] = set()
         self._last_priors = None
+        self._track_state = "off"
         self.types, self.result_disabled_reason = None, None
         self.pub_pose = self.pub_fix = self.pub_result = self.pub_heatmap = None
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -201,6 +204,8 @@ class LocalizeNode(LifecycleNode):
         self.cfg = cfg
         if self.tracker is not None:
             self.tracker.apply_config(cfg)
+        if self.tracking is not None:
+            self.tracking.apply_config(cfg)
         self.stats.window_s = cfg.diagnostics_window_s
         self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v}" for k, v in sorted(changes.items())))
         return SetParametersResult(successful=True)
@@ -225,6 +230,10 @@ class LocalizeNode(LifecycleNode):
         self.processor = processor
         self.configure_error = ""
         self.tracker = PriorTracker(cfg, processor.adapter, processor.extrinsic)
+        if cfg.tracking_enabled:
+            from ..ros_core.tracking import TrackingProcessor
+
+            self.tracking = TrackingProcessor(processor, cfg)
         self.types, why_no_result = rclpy_types(with_result=cfg.publish_result)
         self.result_disabled_reason = why_no_result if self.types.LocalizationResult is None else None
         make = self.create_lifecycle_publisher
@@ -267,6 +276,15 @@ class LocalizeNode(LifecycleNode):
         elif cfg.odom_prior_topic:
             log.warning(f"odom_prior_topic {cfg.odom_prior_topic} ignored: priors.odom_heading_mode is off (an "
                         f"odometry yaw is not a map yaw; see config/README.md)")
+        if self.tracking is not None:
+            if cfg.tracking_odom_topic:
+                subs.append(self.create_subscription(Odometry, cfg.tracking_odom_topic, self._on_track_odom,
+                                                     QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                                                                reliability=ReliabilityPolicy.BEST_EFFORT)))
+                inputs.append(f"{cfg.tracking_odom_topic} (Odometry, tracking)")
+            if cfg.tracking_initialpose_topic:
+                subs.append(self.create_subscription(PoseWithCovarianceStamped, cfg.tracking_initialpose_topic,
+                                                     self._on_initial_pose, 10))
         self._subscriptions_in = subs
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="unifygeo-inference", daemon=True)
@@ -316,6 +334,7 @@ class LocalizeNode(LifecycleNode):
             self._worker = None
 
     def _release(self) -> None:
+        self.tracking = None
         for pub in self._publishers_out:
             self.destroy_lifecycle_publisher(pub)
         self._publishers_out = []
@@ -338,6 +357,24 @@ class LocalizeNode(LifecycleNode):
         note = tracker.update_fix(msg) if tracker is not None else None
         if note:
             self._warn("gnss_prior", f"GNSS prior not used: {note}")
+
+    def _on_track_odom(self, msg) -> None:
+        tracking = self.tracking
+        if tracking is not None:
+            tracking.add_odometry(msg)
+
+    def _on_initial_pose(self, msg) -> None:
+        tracking = self.tracking
+        if tracking is None:
+            return
+        if msg.header.frame_id.lstrip("/") not in ("", self.cfg.map_frame.lstrip("/")):
+            self._warn("initialpose", f"initial pose in frame {msg.header.frame_id!r} ignored: expected "
+                                      f"map_frame {self.cfg.map_frame!r}")
+            return
+        with self._tracking_lock:
+            tracking.seed(msg)
+        self.get_logger().info(f"tracking seeded at ({msg.pose.pose.position.x:.1f}, "
+                               f"{msg.pose.pose.position.y:.1f}) from {self.cfg.tracking_initialpose_topic}")
 
     def _on_odom(self, msg) -> None:
         tracker = self.tracker
@@ -369,24 +406,43 @@ class LocalizeNode(LifecycleNode):
         st = stamp_ns(msg.header)
         priors = self.tracker.priors_for(st)
         self._last_priors = priors
-        outcome = self.processor.process(msg, st, priors, want_distribution=self.pub_heatmap is not None)
-        if not outcome.ok:
-            self.stats.failed(outcome.failure, outcome.message)
-            self._warn(outcome.failure, f"frame at {st / 1e9:.3f} s not localized ({outcome.failure}): "
-                                        f"{outcome.message}")
-            return
-        est = outcome.estimate
         T = self.types
-        if self.processor.publishes_pose(est):
+        if self.tracking is not None:
+            with self._tracking_lock:
+                tout = self.tracking.process(msg, st, priors)
+            self._track_state = tout.state
+            outcome = tout.frame
+            if outcome.ok:
+                outcome.estimate.tracking_state = tout.state
+                if self.pub_result is not None:
+                    self.pub_result.publish(build.result_msg(T, outcome.estimate))
+            else:
+                self.stats.failed(outcome.failure, outcome.message)
+            est = tout.filtered
+            if est is None:             # initialising, lost, or this frame contradicted the track
+                return
+            est.tracking_state = tout.state
+            est.stage_ms = dict(outcome.timings_ms)
             self.pub_pose.publish(build.pose_msg(T, est))
+            self.pub_fix.publish(build.navsat_msg(T, est))
         else:
-            self._warn("no_yaw", "heading not estimated: ~/pose not published for this frame "
-                                 "(publish_pose_without_yaw is false); ~/fix and ~/result are")
-        self.pub_fix.publish(build.navsat_msg(T, est))
-        if self.pub_result is not None:
-            self.pub_result.publish(build.result_msg(T, est))
-        if self.pub_heatmap is not None and est.distribution is not None:
-            rgb = heatmap_rgb(est.distribution, est.pixel)
+            outcome = self.processor.process(msg, st, priors, want_distribution=self.pub_heatmap is not None)
+            if not outcome.ok:
+                self.stats.failed(outcome.failure, outcome.message)
+                self._warn(outcome.failure, f"frame at {st / 1e9:.3f} s not localized ({outcome.failure}): "
+                                            f"{outcome.message}")
+                return
+            est = outcome.estimate
+            if self.processor.publishes_pose(est):
+                self.pub_pose.publish(build.pose_msg(T, est))
+            else:
+                self._warn("no_yaw", "heading not estimated: ~/pose not published for this frame "
+                                     "(publish_pose_without_yaw is false); ~/fix and ~/result are")
+            self.pub_fix.publish(build.navsat_msg(T, est))
+            if self.pub_result is not None:
+                self.pub_result.publish(build.result_msg(T, est))
+        if self.pub_heatmap is not None and outcome.ok and outcome.estimate.distribution is not None:
+            rgb = heatmap_rgb(outcome.estimate.distribution, outcome.estimate.pixel)
             self.pub_heatmap.publish(build.image_msg(T, rgb, st, cfg.map_frame))
         if self.tf is not None and est.yaw is not None:
             self._broadcast_tf(est)
@@ -432,6 +488,7 @@ class LocalizeNode(LifecycleNode):
         overhead = statistics.median(self._overhead_ms) if self._overhead_ms else float("nan")
         values = [
             ("lifecycle_state", self.lifecycle_state), ("backend", backend), ("database", self.cfg.database),
+            ("tracking_state", self._track_state if self.cfg.tracking_enabled else "off"),
             ("input_rate_hz", s["input_rate_hz"]), ("output_rate_hz", s["output_rate_hz"]),
             ("drop_share", s["drop_share"]),
             ("latency_ms_mean", s["latency_ms_mean"]), ("latency_ms_max", s["latency_ms_max"]),

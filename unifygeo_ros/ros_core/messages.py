@@ -103,7 +103,8 @@ def result_msg(T: MsgTypes, est) -> Any:
         pixel_row=float(est.pixel[0]), pixel_col=float(est.pixel[1]), candidates=cands,
         latency_ms=float(est.latency_ms), age_ms=float(age_ms),
         stage_names=[str(k) for k, _ in stages], stage_ms=T.f32_seq([v for _, v in stages]),
-        position_prior_used=bool(est.position_prior_used), heading_prior_used=bool(est.heading_prior_used))
+        position_prior_used=bool(est.position_prior_used), heading_prior_used=bool(est.heading_prior_used),
+        tracking_state=str(getattr(est, "tracking_state", "")))
 
 
 def image_msg(T: MsgTypes, rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Any:

@@ -8,7 +8,11 @@
 3. database frame -> output map frame (:class:`~.geometry.FrameAdapter`), camera ->
    base_link (:class:`~.geometry.Extrinsic`), covariance scaled by ``covariance.scale``
    and laid out 6 x 6 (:func:`~.geometry.covariance6`);
-4. the confidence gate (``min_confidence``).
+4. the abstention: a frame the localizer reports as no fix (``LocalizationResult.fix`` false:
+   no evidence of where the camera is, e.g. noise, a blurred or upside-down panorama) is a
+   failure of kind ``no_fix`` with the localizer's reason;
+5. the confidence gate (``min_confidence``: the localizer's confidence is the chance that the
+   pose lies in the right mode, i.e. on the right place rather than a wrong tile).
 
 It returns a :class:`FrameOutcome`: either a :class:`PoseEstimate` (stamped with the
 image's stamp) or a failure kind and message. It never raises for a bad frame; the
@@ -35,7 +39,7 @@ from .geometry import (
 from .images import ImageError, decode_image
 from .priors import PriorInfo, stamp_ns
 
-FAILURE_KINDS = ("image", "localization", "low_confidence")
+FAILURE_KINDS = ("image", "localization", "no_fix", "low_confidence")
 
 
 @dataclass
@@ -68,6 +72,7 @@ class PoseEstimate:
     position_prior_used: bool = False
     heading_prior_used: bool = False
     age_ms: float = float("nan")         # image stamp -> result (set by the node)
+    tracking_state: str = ""             # the tracking filter's state when it runs (else "")
     distribution: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -83,6 +88,7 @@ class FrameOutcome:
     message: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
     priors: PriorInfo | None = None
+    result: object | None = None      # the localizer's LocalizationResult (camera, database frame), when it ran
 
     @property
     def ok(self) -> bool:
@@ -140,7 +146,9 @@ class FrameProcessor:
 
     # ---- one frame --------------------------------------------------------------------------
     def process(self, image_msg, stamp: int | None = None, priors: PriorInfo | None = None,
-                want_distribution: bool = False) -> FrameOutcome:
+                want_distribution: bool = False, heading_deg: float | None = None) -> FrameOutcome:
+        """One frame; ``heading_deg``: the camera's yaw (ENU, database frame) when it is known
+        (the tracking filter's prediction), else the localizer searches the heading."""
         cfg = self.cfg
         t0 = time.perf_counter()
         st = stamp_ns(image_msg.header) if stamp is None else int(stamp)
@@ -154,17 +162,23 @@ class FrameProcessor:
         out.timings_ms["decode"] = (t1 - t0) * 1e3
         items = tuple(p for p in ((priors.position, priors.heading) if priors else ()) if p is not None)
         try:
-            res = self.localizer.localize(rgb, self.camera, prior=items or None,
+            res = self.localizer.localize(rgb, self.camera, heading=heading_deg, prior=items or None,
                                           return_distribution=want_distribution)
         except LocalizationError as exc:
             out.failure, out.message = "localization", str(exc)
             out.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
             return out
         t2 = time.perf_counter()
+        out.result = res
         for k, v in res.timings_ms.items():
             if k != "total":
                 out.timings_ms[k] = float(v)
         out.timings_ms["localize"] = (t2 - t1) * 1e3
+        if not getattr(res, "fix", True):
+            out.failure = "no_fix"
+            out.message = res.no_fix_reason or "the frame is no evidence of where the camera is"
+            out.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
+            return out
         if not res.confidence >= cfg.min_confidence:
             out.failure = "low_confidence"
             out.message = f"confidence {res.confidence:.3f} below min_confidence {cfg.min_confidence:g}"
@@ -187,7 +201,17 @@ class FrameProcessor:
             cov_c[2, :] = 0.0
             cov_c[:, 2] = 0.0
         xb, yb, yaw_b, cov_b = self.extrinsic.camera_to_base(xc, yc, yaw_c, cov_c)
-        cov_b = 0.5 * (cov_b + cov_b.T)
+        return self.base_estimate(xb, yb, yaw_b, cov_b, st, res, priors, (xc, yc), yaw_c)
+
+    def base_estimate(self, xb: float, yb: float, yaw_b: float | None, cov_b: np.ndarray, st: int, res,
+                      priors: PriorInfo | None, camera_xy: tuple[float, float], camera_yaw: float | None,
+                      confidence: float | None = None, heading_mode: str | None = None) -> PoseEstimate:
+        """The :class:`PoseEstimate` of base_link at (xb, yb, yaw_b) with covariance ``cov_b``
+        (output map frame), the frame's result ``res`` giving the candidates and diagnostics."""
+        cfg = self.cfg
+        cov_b = 0.5 * (np.asarray(cov_b, dtype=np.float64) + np.asarray(cov_b, dtype=np.float64).T)
+        xc, yc = camera_xy
+        yaw_c = camera_yaw
         cov6 = covariance6(cov_b, yaw_b is not None, cfg.z_variance, cfg.roll_pitch_variance)
         lat, lon = self.map_frame.to_latlon(xb, yb)
         gamma = self.map_frame.convergence_deg(xb, yb)
@@ -206,7 +230,8 @@ class FrameProcessor:
             stamp_ns=st, frame_id=cfg.map_frame, child_frame_id=cfg.base_frame,
             x=float(xb), y=float(yb), z=0.0, yaw=yaw_b, cov3=cov_b, covariance=cov6,
             latitude=float(lat), longitude=float(lon), altitude=float(cfg.ground_altitude_m),
-            navsat_covariance=nav, confidence=float(res.confidence), heading_mode=str(res.heading_mode),
+            navsat_covariance=nav, confidence=float(res.confidence if confidence is None else confidence),
+            heading_mode=str(res.heading_mode if heading_mode is None else heading_mode),
             backend=str(res.backend), tile_id=int(res.tile_id), pixel=(float(res.pixel[0]), float(res.pixel[1])),
             candidates=cands, stage_ms={}, latency_ms=0.0, camera_xy=(float(xc), float(yc)), camera_yaw=yaw_c,
             position_prior_used=bool(priors and priors.position is not None),

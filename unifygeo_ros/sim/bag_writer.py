@@ -3,8 +3,12 @@
 Every message is stamped from one simulated clock starting at ``start_time_s`` and
 written with bag time == ``header.stamp``. ``/tf_static`` is recorded with the static-TF
 QoS (reliable, transient-local, keep-last 1) so that ``ros2 bag play`` latches it; a
-reader of the bag itself does not need that. The frames and topics are listed in
-:mod:`unifygeo_ros.sim.drive_config`.
+reader of the bag itself does not need that. A pinhole camera's ``CameraInfo`` has the
+stamp and frame_id of its image and is written right after it. The frames and topics are
+listed in :mod:`unifygeo_ros.sim.drive_config`.
+
+Images are rendered and written one at a time, so a drive of any length needs the memory
+of one image (and of its per-step signals: about 0.3 KB per second of driving).
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ import numpy as np
 from unifygeo_ros.conventions import yaw_to_quaternion
 from unifygeo_ros.sim.drive_config import DriveConfig
 from unifygeo_ros.sim.sensors import GnssErrors, Odometry
-from unifygeo_ros.sim.trajectory import Trajectory
+from unifygeo_ros.sim.trajectory import KidnappedTrajectory, Trajectory
+
+# base_link-like camera frame (x forward, y left, z up) -> REP-103 optical frame (z forward,
+# x right, y down): the rotation whose columns are the optical axes in the parent, (x, y, z, w)
+OPTICAL_ROTATION_XYZW = (-0.5, 0.5, -0.5, 0.5)
 
 # ---------------------------------------------------------------------------------------
 # Clock
@@ -36,7 +44,7 @@ def stamps(start_ns: int, rate_hz: float, duration_s: float) -> np.ndarray:
 class DriveSignals:
     """The true pose and the simulated odometry of a drive at integer-nanosecond stamps."""
 
-    def __init__(self, traj: Trajectory, odo: Odometry, start_ns: int):
+    def __init__(self, traj: Trajectory | KidnappedTrajectory, odo: Odometry, start_ns: int):
         self.traj = traj
         self.odo = odo
         self.start_ns = start_ns
@@ -76,6 +84,8 @@ class _Msgs:
         self.Time = T["builtin_interfaces/msg/Time"]
         self.Image = T["sensor_msgs/msg/Image"]
         self.CompressedImage = T["sensor_msgs/msg/CompressedImage"]
+        self.CameraInfo = T["sensor_msgs/msg/CameraInfo"]
+        self.RegionOfInterest = T["sensor_msgs/msg/RegionOfInterest"]
         self.NavSatFix = T["sensor_msgs/msg/NavSatFix"]
         self.NavSatStatus = T["sensor_msgs/msg/NavSatStatus"]
         self.Odometry = T["nav_msgs/msg/Odometry"]
@@ -99,11 +109,26 @@ class _Msgs:
         qx, qy, qz, qw = yaw_to_quaternion(yaw)
         return self.Quaternion(x=qx, y=qy, z=qz, w=qw)
 
-    def transform(self, t_ns, parent, child, xyz, yaw=0.0):
+    def transform(self, t_ns, parent, child, xyz, yaw=0.0, rotation_xyzw=None):
+        if rotation_xyzw is None:
+            rotation = self.quat(yaw)
+        else:
+            rotation = self.Quaternion(**{k: float(v) for k, v in zip("xyzw", rotation_xyzw)})
         return self.TransformStamped(
             header=self.header(t_ns, parent), child_frame_id=child,
             transform=self.Transform(translation=self.Vector3(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2])),
-                                     rotation=self.quat(yaw)))
+                                     rotation=rotation))
+
+    def camera_info(self, t_ns, frame, width, height, k):
+        """An ideal pinhole (plumb_bob, zero distortion): K, R = I, P = [K | 0]."""
+        k = np.asarray(k, dtype=np.float64)
+        proj = np.zeros(12)
+        proj[[0, 1, 2, 4, 5, 6, 8, 9, 10]] = k
+        return self.CameraInfo(header=self.header(t_ns, frame), height=int(height), width=int(width),
+                               distortion_model="plumb_bob", d=np.zeros(5), k=k, r=np.eye(3).reshape(-1), p=proj,
+                               binning_x=0, binning_y=0,
+                               roi=self.RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0,
+                                                         do_rectify=False))
 
     def pose(self, x, y, z, yaw):
         return self.Pose(position=self.Point(x=float(x), y=float(y), z=float(z)), orientation=self.quat(yaw))
@@ -138,9 +163,10 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
                    progress: bool = True) -> BagContents:
     """Write every message of the drive, in time order, to the new rosbag2 directory ``out``.
 
-    ``t_img``, ``t_gnss`` and ``t_odom`` are the stamps (ns) of the panoramas, the GNSS
+    ``t_img``, ``t_gnss`` and ``t_odom`` are the stamps (ns) of the images, the GNSS
     fixes and the odometry / true pose / tf; ``gerr`` the degraded receiver's errors at
-    ``t_gnss``; ``render(city, xy, yaw_deg, width, height, camera_height_m)`` draws a panorama.
+    ``t_gnss``; ``render(city, xy, yaw_deg, width, height, camera_height_m)`` draws the
+    camera's image (a panorama or a pinhole view, ``cfg.camera``) looking along ``yaw_deg``.
     """
     import cv2
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -151,25 +177,32 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
     start_ns = signals.start_ns
     frame = city.frame
     fr, tp = cfg.frames, cfg.topics
-    W, H = cfg.pano_size
+    W, H = cfg.image_size
+    pinhole = cfg.camera == "pinhole"
+    cam_frame = cfg.camera_frame
 
     ts = get_typestore(Stores.ROS2_JAZZY)
     M = _Msgs(ts)
     static_qos = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
                      QosTime(0, 0), QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
-    image_topic = tp.image_raw if cfg.image == "raw" else tp.image_compressed
+    image_topic = cfg.image_topic
     image_type = "sensor_msgs/msg/Image" if cfg.image == "raw" else "sensor_msgs/msg/CompressedImage"
     topic_types = {
         tp.tf_static: "tf2_msgs/msg/TFMessage",
         image_topic: image_type,
+    }
+    if pinhole:
+        topic_types[tp.camera_info] = "sensor_msgs/msg/CameraInfo"
+    topic_types.update({
         tp.fix_true: "sensor_msgs/msg/NavSatFix",
         tp.fix: "sensor_msgs/msg/NavSatFix",
         tp.odom: "nav_msgs/msg/Odometry",
         tp.tf: "tf2_msgs/msg/TFMessage",
         tp.pose_true: "geometry_msgs/msg/PoseStamped",
-    }
-    if len(topic_types) != 7:
+    })
+    if len(topic_types) != 7 + int(pinhole):
         raise ValueError("topic names must be distinct")
+    k_matrix = cfg.pinhole_k() if pinhole else None
     counts = {k: 0 for k in topic_types}
 
     gx, gy, gz = cfg.gnss_xyz
@@ -181,6 +214,8 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
 
     # All events, time-ordered (ties: tf_static first, then by topic order below).
     order = {tp.tf_static: 0, tp.pose_true: 1, tp.odom: 2, tp.tf: 3, tp.fix_true: 4, tp.fix: 5, image_topic: 6}
+    if pinhole:
+        order[tp.camera_info] = 7
     events: list[tuple[int, int, str, int]] = [(start_ns, order[tp.tf_static], tp.tf_static, 0)]
     for i, t in enumerate(t_odom):
         for topic in (tp.pose_true, tp.odom, tp.tf):
@@ -191,10 +226,13 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
             events.append((int(t), order[tp.fix], tp.fix, i))
     for i, t in enumerate(t_img):
         events.append((int(t), order[image_topic], image_topic, i))
+        if pinhole:
+            events.append((int(t), order[tp.camera_info], tp.camera_info, i))
     events.sort()
 
     plugin = StoragePlugin.MCAP if cfg.storage == "mcap" else StoragePlugin.SQLITE3
-    img_bar = tqdm(total=len(t_img), desc="drive: panoramas", unit="img", file=sys.stderr,
+    img_bar = tqdm(total=len(t_img), desc="drive: pinhole images" if pinhole else "drive: panoramas", unit="img",
+                   file=sys.stderr,
                    disable=not progress, dynamic_ncols=True)
     fix_err = []
     with Writer(out, version=9, storage_plugin=plugin) as writer:
@@ -204,10 +242,14 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
             conns[topic] = writer.add_connection(topic, mtype, typestore=ts, **kwargs)
         for t_ns, _, topic, i in events:
             if topic == tp.tf_static:
-                msg = M.TFMessage(transforms=[
-                    M.transform(t_ns, fr.base_link, fr.camera, cfg.camera_xyz),
-                    M.transform(t_ns, fr.base_link, fr.gnss, cfg.gnss_xyz),
-                ])
+                transforms = [M.transform(t_ns, fr.base_link, cam_frame, cfg.camera_xyz)]
+                if pinhole:
+                    transforms.append(M.transform(t_ns, cam_frame, fr.pinhole_optical, (0.0, 0.0, 0.0),
+                                                  rotation_xyzw=OPTICAL_ROTATION_XYZW))
+                transforms.append(M.transform(t_ns, fr.base_link, fr.gnss, cfg.gnss_xyz))
+                msg = M.TFMessage(transforms=transforms)
+            elif topic == tp.camera_info and pinhole:
+                msg = M.camera_info(t_ns, cam_frame, W, H, k_matrix)
             elif topic == tp.pose_true:
                 p = signals.truth(t_ns)
                 msg = M.PoseStamped(header=M.header(t_ns, fr.map), pose=M.pose(p["x"], p["y"], 0.0, p["yaw"]))
@@ -260,16 +302,16 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
                 cam_xy = np.array([p["x"] + c * cx - s * cy, p["y"] + s * cx + c * cy])
                 rgb = np.ascontiguousarray(render(city, cam_xy, math.degrees(p["yaw"]), W, H, camera_height_m=cz))
                 if rgb.shape != (H, W, 3) or rgb.dtype != np.uint8:
-                    raise RuntimeError(f"render_panorama returned {rgb.shape} {rgb.dtype}; expected ({H}, {W}, 3) uint8")
+                    raise RuntimeError(f"the renderer returned {rgb.shape} {rgb.dtype}; expected ({H}, {W}, 3) uint8")
                 if cfg.image == "raw":
-                    msg = M.Image(header=M.header(t_ns, fr.camera), height=H, width=W, encoding="rgb8",
+                    msg = M.Image(header=M.header(t_ns, cam_frame), height=H, width=W, encoding="rgb8",
                                   is_bigendian=0, step=W * 3, data=rgb.reshape(-1))
                 else:
                     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                                            [cv2.IMWRITE_JPEG_QUALITY, int(cfg.jpeg_quality)])
                     if not ok:
                         raise RuntimeError("JPEG encoding failed")
-                    msg = M.CompressedImage(header=M.header(t_ns, fr.camera), format="rgb8; jpeg compressed bgr8",
+                    msg = M.CompressedImage(header=M.header(t_ns, cam_frame), format="rgb8; jpeg compressed bgr8",
                                             data=np.frombuffer(buf.tobytes(), dtype=np.uint8))
                 img_bar.update(1)
             writer.write(conns[topic], t_ns, ts.serialize_cdr(msg, topic_types[topic]))

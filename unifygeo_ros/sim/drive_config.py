@@ -8,12 +8,21 @@ Frames (REP-103/105; names in :class:`DriveFrames`)
   GRID east (true bearing = grid bearing + meridian convergence).
 * ``odom``: where the wheel-odometry integration starts: it coincides with ``base_link``
   at the first stamp (pose 0, yaw 0); the true ``map -> odom`` transform is in the
-  metadata JSON (``odom_origin_in_map``).
+  metadata JSON (``odom_origin_in_map``). A kidnap (``kidnap_at_s``) moves the vehicle
+  without the odometry seeing it, so it changes the true ``map -> odom``: the metadata
+  JSON's ``kidnaps`` give the transform after each.
 * ``base_link``: the vehicle, on the ground, x forward, y left, z up.
-* ``camera_panorama``: the panorama camera, x forward, y left, z up (NOT an optical
-  frame); its panoramas follow :mod:`unifygeo_ros.conventions` with the forward
-  direction (x axis) at the centre column, i.e. the camera is fixed on the car and the
-  panoramas are NOT north-aligned.
+* ``camera_panorama``: the panorama camera (``camera = "panorama"``), x forward, y left,
+  z up (NOT an optical frame); its panoramas follow :mod:`unifygeo_ros.conventions` with
+  the forward direction (x axis) at the centre column, i.e. the camera is fixed on the car
+  and the panoramas are NOT north-aligned.
+* ``camera_front``: the forward-looking pinhole camera (``camera = "pinhole"``), at the
+  same place as the panorama camera and with the same axes (x forward = the optical axis,
+  y left, z up); its images and ``CameraInfo`` carry this frame_id, as the node expects
+  (it takes the camera's forward direction from the x axis of the image's frame).
+* ``camera_front_optical``: the same camera in the REP-103 optical convention (z forward,
+  x right, y down), a child of ``camera_front`` in ``/tf_static``; ``CameraInfo.K``
+  projects points given in this frame.
 * ``gnss_link``: the GNSS antenna.
 
 Topics (defaults; all configurable through :class:`DriveTopics`)
@@ -21,6 +30,9 @@ Topics (defaults; all configurable through :class:`DriveTopics`)
 ============================================  ==================================  ===========
 ``/camera/panorama/image_raw``                sensor_msgs/msg/Image (rgb8)        ``rate_hz``
 ``/camera/panorama/image_raw/compressed``     sensor_msgs/msg/CompressedImage     (jpeg)
+``/camera/front/image_raw``                   sensor_msgs/msg/Image (rgb8)        ``rate_hz`` (pinhole)
+``/camera/front/image_raw/compressed``        sensor_msgs/msg/CompressedImage     (pinhole, jpeg)
+``/camera/front/camera_info``                 sensor_msgs/msg/CameraInfo          with each pinhole image
 ``/gnss/fix_true``                            sensor_msgs/msg/NavSatFix           ``gnss_rate_hz``
 ``/gnss/fix``                                 sensor_msgs/msg/NavSatFix (degraded) ``gnss_rate_hz``
 ``/odom``                                     nav_msgs/msg/Odometry odom->base_link ``odom_rate_hz``
@@ -29,19 +41,28 @@ Topics (defaults; all configurable through :class:`DriveTopics`)
 ``/tf_static``                                tf2_msgs/msg/TFMessage              once, at t0
 ============================================  ==================================  ===========
 
+A drive has one camera: the panorama (its image topic) or the pinhole (its image topic
+and ``camera_info``).
+
 How the messages are stamped and recorded: :mod:`unifygeo_ros.sim.bag_writer`; the
 sensor models behind the numbers of :class:`DriveConfig`: :mod:`unifygeo_ros.sim.sensors`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+
+CAMERAS = ("panorama", "pinhole")
 
 
 @dataclass(frozen=True)
 class DriveTopics:
     image_raw: str = "/camera/panorama/image_raw"
     image_compressed: str = "/camera/panorama/image_raw/compressed"
+    pinhole_raw: str = "/camera/front/image_raw"
+    pinhole_compressed: str = "/camera/front/image_raw/compressed"
+    camera_info: str = "/camera/front/camera_info"
     fix_true: str = "/gnss/fix_true"
     fix: str = "/gnss/fix"
     odom: str = "/odom"
@@ -57,13 +78,18 @@ class DriveFrames:
     base_link: str = "base_link"
     camera: str = "camera_panorama"
     gnss: str = "gnss_link"
+    pinhole: str = "camera_front"
+    pinhole_optical: str = "camera_front_optical"
 
 
 @dataclass(frozen=True)
 class DriveConfig:
     duration_s: float = 60.0
-    rate_hz: float = 2.0                      # panoramas
-    pano_size: tuple[int, int] = (512, 256)   # W, H
+    rate_hz: float = 2.0                      # images
+    camera: str = "panorama"                  # panorama | pinhole
+    pano_size: tuple[int, int] = (512, 256)   # W, H of a panorama
+    pinhole_size: tuple[int, int] = (640, 480)  # W, H of a pinhole image
+    hfov_deg: float = 90.0                    # pinhole: horizontal field of view (square pixels, no distortion)
     image: str = "raw"                        # raw | jpeg
     storage: str = "mcap"                     # mcap | sqlite3
     jpeg_quality: int = 90
@@ -99,6 +125,11 @@ class DriveConfig:
     gyro_noise_dps: float = 0.2               # deg/s, white, per sim step
     gyro_bias_sigma_dps: float = 0.05         # initial bias
     gyro_bias_walk_dps: float = 0.005         # deg/s per sqrt(s)
+    # kidnapping: at each of these drive times (s; rounded to the nearest multiple of
+    # 1 / odom_rate_hz, a stamp of the truth) the true vehicle is moved to a road position at
+    # least kidnap_min_distance_m away, with a new heading; the odometry does not see it
+    kidnap_at_s: tuple[float, ...] = ()
+    kidnap_min_distance_m: float = 100.0
     topics: DriveTopics = field(default_factory=DriveTopics)
     frames: DriveFrames = field(default_factory=DriveFrames)
 
@@ -111,6 +142,13 @@ class DriveConfig:
                 problems.append(f"{name} must be > 0")
         if self.sim_rate_hz < max(self.rate_hz, self.gnss_rate_hz, self.odom_rate_hz):
             problems.append("sim_rate_hz must be at least every output rate")
+        if self.camera not in CAMERAS:
+            problems.append("camera must be 'panorama' or 'pinhole'")
+        if not 1.0 <= self.hfov_deg < 179.0:
+            problems.append("hfov_deg must be in [1, 179)")
+        pw, ph = self.pinhole_size
+        if pw < 2 or ph < 2:
+            problems.append("pinhole_size (W, H) must be at least 2 x 2")
         if self.image not in ("raw", "jpeg"):
             problems.append("image must be 'raw' or 'jpeg'")
         if self.storage not in ("mcap", "sqlite3"):
@@ -120,8 +158,49 @@ class DriveConfig:
             problems.append("pano_size (W, H) must be at least 8 x 4")
         if not (0 < self.turn_speed_min <= self.speed_min < self.speed_max):
             problems.append("need 0 < turn_speed_min <= speed_min < speed_max")
+        for name in ("wheel_speed_noise", "wheel_scale_sigma", "gyro_noise_dps", "gyro_bias_sigma_dps",
+                     "gyro_bias_walk_dps"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                problems.append(f"{name} must be a finite number >= 0")
+        # on the truth's stamps (odom_rate_hz), so that the truth has a sample at each jump
+        rate = self.odom_rate_hz if self.odom_rate_hz > 0 else 1.0
+        kidnaps = tuple(sorted(round(float(t) * rate) / rate for t in self.kidnap_at_s))
+        object.__setattr__(self, "kidnap_at_s", kidnaps)
+        if any(not 0 < t < self.duration_s for t in kidnaps):
+            problems.append("every kidnap time must be inside the drive: 0 < kidnap_at_s < duration_s")
+        if len(set(kidnaps)) != len(kidnaps):
+            problems.append("kidnap times must be distinct")
+        if not self.kidnap_min_distance_m > 0:
+            problems.append("kidnap_min_distance_m must be > 0")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """W, H of the camera's images."""
+        w, h = self.pano_size if self.camera == "panorama" else self.pinhole_size
+        return int(w), int(h)
+
+    @property
+    def camera_frame(self) -> str:
+        """frame_id of the images (and of ``CameraInfo``)."""
+        return self.frames.camera if self.camera == "panorama" else self.frames.pinhole
+
+    @property
+    def image_topic(self) -> str:
+        tp = self.topics
+        if self.camera == "panorama":
+            return tp.image_raw if self.image == "raw" else tp.image_compressed
+        return tp.pinhole_raw if self.image == "raw" else tp.pinhole_compressed
+
+    def pinhole_k(self) -> list[float]:
+        """Row-major 3 x 3 intrinsic matrix K of the pinhole camera (ROS / OpenCV pixel coordinates:
+        the centre of pixel (row r, column c) is at u = c, v = r): fx = fy = (W / 2) / tan(hfov / 2),
+        principal point (cx, cy) = ((W - 1) / 2, (H - 1) / 2), the image centre."""
+        w, h = self.pinhole_size
+        f = 0.5 * w / math.tan(math.radians(self.hfov_deg) / 2)
+        return [f, 0.0, (w - 1) / 2.0, 0.0, f, (h - 1) / 2.0, 0.0, 0.0, 1.0]
 
     def to_json(self) -> dict:
         return asdict(self)

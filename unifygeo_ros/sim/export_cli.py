@@ -7,6 +7,7 @@ its sub-subparsers as ``SIM_SUBPARSERS``), so this module must be registered aft
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def parse_size(text: str, what: str = "size") -> tuple[int, int]:
@@ -52,28 +53,65 @@ def register(sub, bench_sub) -> None:
     add_json_flag(v)
     v.set_defaults(handler=_vigor)
 
+    from unifygeo_ros.sim.drive_config import DriveConfig
+
+    dflt = DriveConfig()
     d = sim_sub.add_parser(
-        "drive", help="write a rosbag2 of a vehicle driving the city's roads (panoramas, GNSS, odometry, truth)",
-        description="Simulate a drive and write a rosbag2 (MCAP or sqlite3) with panoramas, true and "
-                    "degraded NavSatFix, drifting wheel odometry, the true pose in `map` and the static "
-                    "extrinsics; BAG.meta/ beside it holds the orthophoto and a JSON with the map frame, "
-                    "extrinsics, topics and rates. Topics: see unifygeo_ros/sim/drive_config.py.")
+        "drive", help="write a rosbag2 of a vehicle driving the city's roads (camera, GNSS, odometry, truth)",
+        description="Simulate a drive and write a rosbag2 (MCAP or sqlite3) with the images of a panorama "
+                    "or a forward pinhole camera (with its CameraInfo), true and degraded NavSatFix, "
+                    "drifting wheel odometry, the true pose in `map` and the static extrinsics; BAG.meta/ "
+                    "beside it holds the orthophoto and a JSON (drive.json) with the map frame, camera, "
+                    "extrinsics, topics, rates, noise models and kidnaps. Drives of any length: the images "
+                    "are streamed to the bag. Topics: see unifygeo_ros/sim/drive_config.py.")
     d.add_argument("--city", required=True, help="city directory written by `unifygeo sim city`")
-    d.add_argument("--duration-s", type=float, required=True, help="length of the drive in seconds")
+    d.add_argument("--duration-s", type=float, required=True,
+                   help="length of the drive in seconds (any length: the route goes on round the city's roads)")
     d.add_argument("--out", required=True, help="bag directory to create (must not exist)")
     d.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage (default mcap)")
     d.add_argument("--image", choices=("raw", "jpeg"), default="raw",
                    help="sensor_msgs/Image rgb8 (raw) or sensor_msgs/CompressedImage (jpeg)")
-    d.add_argument("--rate-hz", type=float, default=2.0, help="panorama rate (default 2 Hz)")
-    d.add_argument("--pano-size", type=lambda s: parse_size(s, "--pano-size"), default=(512, 256),
-                   help="panorama WIDTHxHEIGHT (default 512x256)")
+    d.add_argument("--camera", choices=("panorama", "pinhole"), default="panorama",
+                   help="panorama: equirectangular 360 x 180 on /camera/panorama/image_raw; pinhole: a forward-"
+                        "looking camera (frame camera_front) on /camera/front/image_raw with its CameraInfo on "
+                        "/camera/front/camera_info (default panorama)")
+    d.add_argument("--fov", type=float, default=None, metavar="DEG",
+                   help=f"pinhole: horizontal field of view in degrees, 1 to 179 (default {dflt.hfov_deg:g})")
+    d.add_argument("--image-size", type=lambda s: parse_size(s, "--image-size"), default=None, metavar="WxH",
+                   help="pinhole: image WIDTHxHEIGHT in pixels (default {}x{})".format(*dflt.pinhole_size))
+    d.add_argument("--rate-hz", type=float, default=2.0, help="image rate (default 2 Hz)")
+    d.add_argument("--pano-size", type=lambda s: parse_size(s, "--pano-size"), default=None, metavar="WxH",
+                   help="panorama: WIDTHxHEIGHT in pixels (default 512x256)")
     d.add_argument("--gnss-rate-hz", type=float, default=5.0, help="GNSS rate (default 5 Hz)")
     d.add_argument("--odom-rate-hz", type=float, default=20.0, help="odometry / true pose / tf rate (default 20 Hz)")
     d.add_argument("--start-time-s", type=float, default=1_700_000_000.0, help="sim clock at the first message")
     d.add_argument("--topic", action="append", default=[], metavar="KEY=NAME",
-                   help="rename a topic; KEY is one of image_raw, image_compressed, fix_true, fix, odom, tf, "
-                        "pose_true, tf_static (repeatable)")
-    d.add_argument("--seed", type=int, default=0, help="seed of route, speed profile and sensor noise")
+                   help="rename a topic; KEY is one of image_raw, image_compressed (panorama), pinhole_raw, "
+                        "pinhole_compressed, camera_info (pinhole), fix_true, fix, odom, tf, pose_true, tf_static "
+                        "(repeatable)")
+    d.add_argument("--seed", type=int, default=0,
+                   help="seed of route, speed profile, sensor noise and kidnaps (same seed, same bag)")
+    d.add_argument("--kidnap-at", type=float, action="append", default=[], metavar="SECONDS",
+                   help="at this time of the drive the vehicle is moved to a road position far away (at least "
+                        "--kidnap-min-distance-m), with a new heading, and drives on from there; the truth and "
+                        "GNSS show the jump, the odometry (/odom, /tf) does not; rounded to the nearest stamp "
+                        "of the truth (a multiple of 1 / --odom-rate-hz); repeatable: one kidnap per time")
+    d.add_argument("--kidnap-min-distance-m", type=float, default=dflt.kidnap_min_distance_m, metavar="M",
+                   help="least distance of a kidnap's jump in metres (default %(default)g)")
+    g = d.add_argument_group("odometry noise", "the wheel-odometry and gyro error model (unifygeo_ros/sim/sensors.py)")
+    g.add_argument("--odom-speed-noise", type=float, default=dflt.wheel_speed_noise, metavar="M/S",
+                   help="white noise of the measured wheel speed, per integration step (default %(default)g m/s)")
+    g.add_argument("--odom-speed-scale-error", type=float, default=dflt.wheel_scale_sigma, metavar="SIGMA",
+                   help="standard deviation of the wheel-speed scale-factor error, drawn once per drive "
+                        "(default %(default)g: 1 %%)")
+    g.add_argument("--gyro-noise", type=float, default=dflt.gyro_noise_dps, metavar="DEG/S",
+                   help="white noise of the gyro's yaw rate, per integration step (default %(default)g deg/s)")
+    g.add_argument("--gyro-bias-deg-s", type=float, default=dflt.gyro_bias_sigma_dps, metavar="DEG/S",
+                   help="standard deviation of the gyro's initial bias, drawn once per drive "
+                        "(default %(default)g deg/s)")
+    g.add_argument("--gyro-bias-walk", type=float, default=dflt.gyro_bias_walk_dps, metavar="DEG/S/SQRT(S)",
+                   help="random walk of the gyro bias (default %(default)g deg/s per sqrt(s))")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_flag(d)
     d.set_defaults(handler=_drive)
 
@@ -120,13 +158,13 @@ def _vigor(args) -> int:
     return _run_on_city(export_vigor, args, cfg)
 
 
-def _run_on_city(export, args, cfg) -> int:
+def _run_on_city(export, args, cfg, progress: bool = True) -> int:
     """Load ``--city``, run ``export(city, args.out, cfg, ...)`` and print its report."""
     from unifygeo_ros.cli import CommandError, emit
 
     city = _load_city(args.city)
     try:
-        result = export(city, args.out, cfg, city_dir=args.city, progress=True)
+        result = export(city, args.out, cfg, city_dir=args.city, progress=progress)
     except (ValueError, FileExistsError) as exc:
         raise CommandError(str(exc)) from None
     emit(result, args.json)
@@ -146,14 +184,31 @@ def _drive(args) -> int:
         if not sep or key not in keys or not name.startswith("/"):
             raise CommandError(f"--topic {item!r}: expected KEY=/name with KEY one of {', '.join(sorted(keys))}")
         renames[key] = name
+    camera: dict[str, Any] = {}
+    if args.camera == "panorama":
+        wrong = [flag for flag, v in (("--fov", args.fov), ("--image-size", args.image_size)) if v is not None]
+        if wrong:
+            raise CommandError(f"{', '.join(wrong)}: only with --camera pinhole (the panorama's size is --pano-size)")
+        if args.pano_size is not None:
+            camera["pano_size"] = tuple(args.pano_size)
+    else:
+        if args.pano_size is not None:
+            raise CommandError("--pano-size: only with --camera panorama (the pinhole's size is --image-size)")
+        if args.fov is not None:
+            camera["hfov_deg"] = args.fov
+        if args.image_size is not None:
+            camera["pinhole_size"] = tuple(args.image_size)
     try:
-        cfg = DriveConfig(duration_s=args.duration_s, rate_hz=args.rate_hz, pano_size=tuple(args.pano_size),
+        cfg = DriveConfig(duration_s=args.duration_s, rate_hz=args.rate_hz, camera=args.camera, **camera,
                           image=args.image, storage=args.storage, gnss_rate_hz=args.gnss_rate_hz,
                           odom_rate_hz=args.odom_rate_hz, start_time_s=args.start_time_s, seed=args.seed,
-                          topics=DriveTopics(**renames))
+                          kidnap_at_s=tuple(args.kidnap_at), kidnap_min_distance_m=args.kidnap_min_distance_m,
+                          wheel_speed_noise=args.odom_speed_noise, wheel_scale_sigma=args.odom_speed_scale_error,
+                          gyro_noise_dps=args.gyro_noise, gyro_bias_sigma_dps=args.gyro_bias_deg_s,
+                          gyro_bias_walk_dps=args.gyro_bias_walk, topics=DriveTopics(**renames))
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    return _run_on_city(write_drive_bag, args, cfg)
+    return _run_on_city(write_drive_bag, args, cfg, progress=not args.no_progress)
 
 
 def _bench(args) -> int:

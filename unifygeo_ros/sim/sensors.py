@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unifygeo_ros.sim.drive_config import DriveConfig
-from unifygeo_ros.sim.trajectory import Trajectory
+from unifygeo_ros.sim.trajectory import KidnappedTrajectory, Trajectory
 
 # ---------------------------------------------------------------------------------------
 # Degraded GNSS
@@ -130,7 +130,7 @@ class Odometry:
     scale: float            # true wheel scale error
 
 
-def simulate_odometry(traj: Trajectory, duration_s: float, cfg: DriveConfig,
+def simulate_odometry(traj: Trajectory | KidnappedTrajectory, duration_s: float, cfg: DriveConfig,
                       rng: np.random.Generator) -> Odometry:
     dt = 1.0 / cfg.sim_rate_hz
     n = int(round(duration_s * cfg.sim_rate_hz)) + 1

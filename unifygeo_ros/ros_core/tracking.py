@@ -1,0 +1,175 @@
+"""Tracking in the node and the replay: the particle filter fed by odometry and every frame.
+
+:class:`TrackingProcessor` wraps the :class:`~.pipeline.FrameProcessor` (the same
+single-frame path) and a :class:`~unifygeo_ros.tracking.Tracker` over base_link's pose in
+the database's frame:
+
+* odometry messages (``nav_msgs/Odometry``, odom -> base_link) are buffered and applied as
+  motion increments up to each image's stamp, so the filter is at the image's time when its
+  evidence arrives;
+* while tracking, the localizer retrieves and decodes only the tiles near the predicted
+  camera position (a position prior of ``tracking.search_radius_m``, or three standard
+  deviations if larger) with the predicted yaw as a heading prior
+  (``tracking.heading_window_deg``); initialising or lost, it searches the whole database;
+* the frame's D (and yaw) becomes the filter's evidence, also when the frame is under the
+  confidence gate (the filter's outlier component weighs it); a frame that is not evidence
+  (not decodable, no fix) only advances the filter;
+* ``/initialpose`` (``PoseWithCovarianceStamped`` in the output map frame) seeds it.
+
+Each frame gives a :class:`TrackOutcome`: the single-frame outcome, the filter's estimate
+and, when the filter is tracking and the frame did not contradict it, the filtered pose as a
+:class:`~.pipeline.PoseEstimate` to publish.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..tracking import Tracker, TrackerConfig, TrackState
+from ..tracking.evidence import evidence_from_result
+from ..tracking.particles import MotionNoise, offset_poses
+from ..types import HeadingPrior, PositionPrior
+from .geometry import quaternion_to_yaw
+from .pipeline import FrameOutcome, FrameProcessor, PoseEstimate
+from .priors import PriorInfo, stamp_ns
+
+#: While tracking with the predicted yaw known to within this (3 sigma, degrees), and the
+#: vehicle turning by less than ``STEADY_TURN_DEG`` since the previous frame, the predicted yaw
+#: is given to the localizer as a known heading (the fast path: no heading search); in a turn
+#: a heading window is searched instead, as odometry's yaw can lag the camera's there.
+KNOWN_HEADING_DEG = 6.0
+STEADY_TURN_DEG = 10.0
+
+
+@dataclass
+class TrackOutcome:
+    frame: FrameOutcome                 # the single-frame outcome (its estimate goes to ~/result)
+    state: str                          # initialising | tracking | lost | no evidence yet
+    filtered: PoseEstimate | None       # the filtered pose to publish, or None
+    track: object | None                # the tracker's TrackEstimate (database frame), or None
+    search: str                         # "tracking" (tiles near the prediction) or "global"
+    filter_ms: float = 0.0
+
+
+class TrackingProcessor:
+    def __init__(self, frames: FrameProcessor, cfg=None, seed: int = 0):
+        self.frames = frames
+        cfg = cfg or frames.cfg
+        self.cfg = cfg
+        db = frames.localizer.db
+        self.mpp = float(db.mpp)
+        centres = np.asarray(db.centres, dtype=np.float64)
+        side = db.tile_size * self.mpp
+        extent = (np.ptp(centres[:, 0]) + side) * (np.ptp(centres[:, 1]) + side)
+        ex = frames.extrinsic
+        self.offset = (float(ex.x), float(ex.y), float(ex.yaw))
+        self.tracker = Tracker(TrackerConfig(particles=int(cfg.tracking_particles), area_m2=float(max(extent, 1.0)),
+                                             outlier=float(cfg.tracking_outlier), camera_offset=self.offset,
+                                             noise=MotionNoise(a_tt=float(cfg.tracking_motion_noise)), seed=seed))
+        self._odometry: collections.deque = collections.deque()
+        self._applied: tuple[int, tuple[float, float, float]] | None = None
+        self._frame_odom_yaw: float | None = None        # odometry yaw at the previous frame
+        self._odometry_seen = False
+
+    def apply_config(self, cfg) -> None:
+        self.cfg = cfg
+
+    # ---- inputs ---------------------------------------------------------------------------------
+    def add_odometry(self, msg) -> None:
+        """Buffer an odometry message (its pose in its own frame: only increments are used)."""
+        p = msg.pose.pose
+        q = p.orientation
+        self._odometry.append((stamp_ns(msg.header), (float(p.position.x), float(p.position.y),
+                                                      quaternion_to_yaw(q.x, q.y, q.z, q.w))))
+        self._odometry_seen = True
+
+    def seed(self, msg) -> None:
+        """Start the filter from a ``PoseWithCovarianceStamped`` of base_link in the output map frame."""
+        p = msg.pose.pose
+        q = p.orientation
+        yaw_out = quaternion_to_yaw(q.x, q.y, q.z, q.w)
+        cov6 = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
+        cov = cov6[np.ix_([0, 1, 5], [0, 1, 5])]
+        if not np.all(np.isfinite(cov)) or np.linalg.eigvalsh(0.5 * (cov + cov.T)).min() <= 0:
+            cov = np.diag([4.0, 4.0, math.radians(10.0) ** 2])      # RViz sends 0.25 m^2 / (15 deg)^2 or zeros
+        xd, yd, dyaw = self.frames.adapter.to_db(float(p.position.x), float(p.position.y))
+        self.tracker.seed(xd, yd, yaw_out + dyaw, cov)
+
+    def _advance(self, t_ns: int) -> None:
+        """Move the filter to time ``t_ns``: every buffered odometry pose up to it, then the pose
+        interpolated between the last one before and the first one after it, when there is one."""
+        while self._odometry and self._odometry[0][0] <= t_ns:
+            self._applied = self._odometry.popleft()
+            self.tracker.predict(self._applied[1])
+        if self._odometry and self._applied is not None and self._applied[0] < t_ns:
+            (t0, p0), (t1, p1) = self._applied, self._odometry[0]
+            a = (t_ns - t0) / max(t1 - t0, 1)
+            dyaw = math.atan2(math.sin(p1[2] - p0[2]), math.cos(p1[2] - p0[2]))
+            pose = (p0[0] + a * (p1[0] - p0[0]), p0[1] + a * (p1[1] - p0[1]), p0[2] + a * dyaw)
+            self.tracker.predict(pose)
+            self._applied = (t_ns, pose)      # the filter is here now; the next increment starts here
+        if not self._odometry_seen:
+            self.tracker.predict((0.0, 0.0, 0.0))           # no odometry: a still vehicle, jittered
+
+    # ---- one frame --------------------------------------------------------------------------------
+    def process(self, image_msg, stamp: int | None = None, priors: PriorInfo | None = None) -> TrackOutcome:
+        st = stamp_ns(image_msg.header) if stamp is None else int(stamp)
+        t0 = time.perf_counter()
+        self._advance(st)
+        est = self.tracker.estimate()
+        turn = 0.0
+        if self._applied is not None:
+            yaw_now = self._applied[1][2]
+            if self._frame_odom_yaw is not None:
+                turn = abs(math.degrees(math.atan2(math.sin(yaw_now - self._frame_odom_yaw),
+                                                   math.cos(yaw_now - self._frame_odom_yaw))))
+            self._frame_odom_yaw = yaw_now
+        search = "global"
+        frame_priors = priors
+        heading = None
+        # While tracking (and the last frame agreed), the localizer looks near the prediction only;
+        # after a frame that contradicted the track it searches everything again, so that a
+        # vehicle moved elsewhere is seen at once.
+        if est is not None and est.state == TrackState.TRACKING and not est.contradicted:
+            cam = offset_poses(np.array([[est.x, est.y, est.yaw]]), self.offset)[0]
+            sigma_yaw = math.degrees(math.sqrt(max(float(est.covariance[2, 2]), 0.0)))
+            pos = PositionPrior(float(cam[0]), float(cam[1]),
+                                max(float(self.cfg.tracking_search_radius_m), 3.0 * est.sigma_m))
+            if 3.0 * sigma_yaw <= KNOWN_HEADING_DEG and turn < STEADY_TURN_DEG:
+                heading = math.degrees(float(cam[2]))       # the predicted yaw as a known heading
+                frame_priors = PriorInfo(position=pos, position_note="tracking")
+            else:
+                head = HeadingPrior(math.degrees(float(cam[2])),
+                                    max(float(self.cfg.tracking_heading_window_deg), 3.0 * sigma_yaw))
+                frame_priors = PriorInfo(position=pos, heading=head, position_note="tracking",
+                                         heading_note="tracking")
+            search = "tracking"
+        t1 = time.perf_counter()
+        outcome = self.frames.process(image_msg, st, frame_priors, want_distribution=True, heading_deg=heading)
+        t2 = time.perf_counter()
+        res = outcome.result
+        evidence = None
+        if res is not None and outcome.failure in (None, "low_confidence") and res.distribution is not None:
+            evidence = evidence_from_result(res, self.mpp, st, weight=float(res.confidence),
+                                            power=float(self.cfg.tracking_evidence_power))
+        track = self.tracker.update(evidence)
+        filtered = None
+        if track is not None and track.publishable and res is not None:
+            filtered = self._filtered_estimate(track, st, res, frame_priors)
+        t3 = time.perf_counter()
+        state = track.state.value if track is not None else "no evidence yet"
+        return TrackOutcome(outcome, state, filtered, track, search, filter_ms=((t1 - t0) + (t3 - t2)) * 1e3)
+
+    def _filtered_estimate(self, track, st: int, res, priors) -> PoseEstimate:
+        ad = self.frames.adapter
+        xb, yb, yaw_b, cov_b = ad.pose_to_out(track.x, track.y, track.yaw, track.covariance)
+        cam = offset_poses(np.array([[xb, yb, yaw_b]]), self.offset)[0]
+        est = self.frames.base_estimate(xb, yb, yaw_b, cov_b, st, res, priors, (float(cam[0]), float(cam[1])),
+                                        float(cam[2]), confidence=float(track.share), heading_mode="tracked")
+        est.distribution = None
+        return est
