@@ -213,15 +213,17 @@ def test_posterior_covariance_of_a_gaussian_D():
     assert cov[0, 0] == pytest.approx(st.cov_px[1, 1] * 0.25) and cov[1, 1] == pytest.approx(st.cov_px[0, 0] * 0.25)
 
 
-def test_posterior_second_mode_inflates_the_covariance_and_lowers_the_mass():
-    """Multimodality: a second peak 30 px east with 60 % of the first one's mass stretches the
-    covariance along the east-west axis and lowers the mode's mass (hence the confidence)."""
+def test_posterior_a_second_mode_lowers_the_mass_not_the_precision():
+    """Multimodality: a second peak 30 px east with 60 % of the first one's mass lowers the
+    mode's mass (hence the confidence: the chance of the wrong mode), while the covariance is
+    the chosen mode's own; over the whole support it would stretch along the line joining the
+    modes."""
     one = posterior.position_stats(_gaussian((128, 128), (64.5, 40.5), 2.0))
     d = _gaussian((128, 128), (64.5, 40.5), 2.0, 0.625) + _gaussian((128, 128), (64.5, 70.5), 2.0, 0.375)
     two = posterior.position_stats(d)
     assert (two.row, two.col) == (64.5, 40.5) and two.components == 2
-    assert two.cov_px[1, 1] > 100 * one.cov_px[1, 1]                 # along the line joining the modes
-    assert two.cov_px[0, 0] == pytest.approx(one.cov_px[0, 0], rel=0.2)
+    np.testing.assert_allclose(two.cov_px, one.cov_px, rtol=0.02, atol=1e-3)      # the chosen mode's spread
+    assert two.cov_support_px[1, 1] > 100 * one.cov_px[1, 1]                # every mode: along the joining line
     assert two.mode_mass == pytest.approx(0.625 * 0.95, abs=0.02)          # 95 % of a Gaussian lies in its support
     # A competing tile that agrees adds nothing; one that disagrees widens the ellipse.
     est = np.array([10.0, 10.0])
@@ -249,6 +251,14 @@ def test_yaw_variance_from_the_alignment_posterior_and_the_field():
     known[0] = 0.0
     v3, _ = posterior.yaw_variance_deg2(flat, known, 50.0, 0, 11.25, field, mode, d, 64, 64)
     assert v3 == pytest.approx(v1, rel=1e-3)                       # a known heading removes the search term
+    # Two hills (the heading and its opposite): the variance is the chosen hill's, not the
+    # spread between the hills; the other hill is the wrong-mode chance.
+    a = np.arange(bins)
+    two = 1.0 - 0.1 * np.minimum(np.abs(a - 8), np.abs(a - 24)) ** 2
+    two[24] += 0.02                                                 # the opposite hill a little higher
+    assert list(posterior.alignment_hill(posterior.softmax(5.0 * two), 8)) == list(range(6, 11))
+    v4, info = posterior.yaw_variance_deg2(two, np.zeros(bins), 5.0, 8, 11.25, field, mode, d, 64, 64)
+    assert 5.0 < math.sqrt(v4) < 15.0 and info["alignment_hill_mass"] < 0.5      # both hills: about 120 deg
 
 
 def test_calibration_fit_recovers_a_known_scale():
@@ -421,7 +431,38 @@ def test_pose_arithmetic_with_canned_network_outputs(loc, pano):
     # sigma_x of a 2 px Gaussian over 0.5 m pixels, truncated at 5 % of its peak, plus quantisation
     sx = math.sqrt(res.diagnostics["cov_d"][0, 0])
     assert sx == pytest.approx(0.5 * math.sqrt(4.0 * (1 - 0.05 * math.log(20) / 0.95) + 1 / 12), rel=0.05)
+    # The published covariance is the chosen mode's (factors of 1 here): the candidates, which
+    # all peak at the same pixel of different tiles, localize tens of metres apart, and that
+    # spread is not in it (it lowers the confidence instead).
+    np.testing.assert_allclose(res.covariance[:2, :2], res.diagnostics["cov_d"])
+    assert np.trace(res.diagnostics["cov_candidates"]) > 100.0
+    # Without a confidence map the confidence is the raw one; without thresholds every frame a fix.
     assert res.confidence == pytest.approx(res.diagnostics["mode_mass"] * res.diagnostics["agree_weight"])
+    assert res.fix and res.no_fix_reason == ""
+
+
+def test_abstention_thresholds_make_a_frame_no_fix(loc, pano):
+    """The calibration's thresholds decide; the features are those of the chosen tile and the frame."""
+    from unifygeo_ros.inference.preprocess import image_detail
+
+    low = Calibration(1.0, 1.0, "explicit", abstention={"panorama": {"evidence": -99.0, "detail": 0.0}})
+    high = Calibration(1.0, 1.0, "explicit", abstention={"panorama": {"evidence": 99.0}})
+    ok = Localizer(loc.db, loc.backend, 5, low).localize(pano, return_distribution=True)
+    f = ok.diagnostics["abstention_features"]
+    assert ok.fix and set(f) == {"evidence", "peak", "detail"}
+    assert f["evidence"] == pytest.approx(ok.candidates[0].retrieval_score + ok.candidates[0].matching_score)
+    assert f["peak"] == pytest.approx(float(ok.distribution.max()), rel=1e-5)
+    assert f["detail"] == pytest.approx(image_detail(pano)) and f["detail"] > 0.1        # a sharp rendered street
+    blurred = __import__("cv2").GaussianBlur(pano, (0, 0), 25)
+    assert image_detail(blurred) < 0.05 < 0.1 < image_detail(pano)
+    no = Localizer(loc.db, loc.backend, 5, high).localize(pano)
+    assert not no.fix and "below 99.000 (evidence)" in no.no_fix_reason
+    assert no.as_dict()["fix"] is False and no.as_dict()["no_fix_reason"] == no.no_fix_reason
+    assert (no.x, no.y, no.tile_id) == (ok.x, ok.y, ok.tile_id)       # the best guess is still reported
+    # A pinhole camera without thresholds of its own uses the panorama's.
+    pin = np.random.default_rng(4).integers(0, 255, size=(240, 320, 3), dtype=np.uint8)
+    res = Localizer(loc.db, loc.backend, 5, high).localize(pin, camera=Camera("pinhole", hfov_deg=90.0))
+    assert not res.fix
 
 
 def test_a_backend_failure_is_a_failed_frame_not_a_dead_localizer(loc, pano):

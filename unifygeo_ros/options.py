@@ -172,13 +172,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("tracking.evidence_power", "tracking_evidence_power", 4.0, "the frame's D is raised to this power "
            "(and normalised) before it weighs the particles: > 1 narrows a D broader than the localizer's errors",
            low=0.1, high=20.0, read_only=False),
+    Option("tracking.decoder_turns", "tracking_decoder_turns", 1, "the decoder ensemble while tracking "
+           "(decoder_turns applies to the global searches): 1, none, keeps a tracked frame fast; the filter "
+           "averages over frames instead", choices=DECODER_TURNS, read_only=False),
     Option("tracking.search_radius_m", "tracking_search_radius_m", 30.0, "while tracking, only tiles within this "
            "radius (or 3 standard deviations, if larger) of the predicted camera position are retrieved and decoded",
            low=5.0, high=5000.0, read_only=False),
     Option("tracking.heading_window_deg", "tracking_heading_window_deg", 20.0, "while tracking, the heading "
            "prior's half-width around the predicted yaw (or 3 standard deviations, if larger)", low=2.0,
            high=180.0, read_only=False),
-    Option("min_confidence", "min_confidence", 0.1, "frames localized with a lower confidence publish nothing",
+    Option("min_confidence", "min_confidence", 0.1, "frames localized with a lower confidence publish nothing; "
+           "the confidence is the calibrated chance that the pose is in the right mode (the right place, not a "
+           "wrong tile), so 1 - min_confidence is the largest wrong-mode chance published",
               low=0.0, high=1.0, cli=True, read_only=False),
     Option("covariance.scale", "covariance_scale", 1.0, "multiplies the localizer's x, y, yaw variances "
               "(tuning; 1 = as calibrated)", low=1e-3, high=1e3, read_only=False),

@@ -91,8 +91,8 @@ class LocalizationResult:
     x: float
     y: float
     yaw_deg: float | None
-    covariance: np.ndarray
-    confidence: float
+    covariance: np.ndarray          # 3 x 3 over (x, y, yaw) of the chosen mode (how precisely, if the place is right)
+    confidence: float               # the calibrated chance that the chosen mode is the right place
     candidates: list[Candidate]     # the top-k in the order of the tile choice, the chosen tile first
     tile_id: int
     pixel: tuple[float, float]      # (row, col) of D's MAP pixel centre in the chosen tile
@@ -101,13 +101,15 @@ class LocalizationResult:
     timings_ms: dict[str, float]
     distribution: np.ndarray | None = field(default=None, repr=False)
     diagnostics: dict = field(default_factory=dict, repr=False)     # posterior internals (for tuning, not an API)
+    fix: bool = True                # False: the frame is no evidence of where the camera is (see no_fix_reason)
+    no_fix_reason: str = ""         # why not, naming the feature and its threshold; "" for a fix
 
     def as_dict(self, with_distribution: bool = False) -> dict:
         """JSON-ready dictionary (numpy arrays as lists)."""
         d = {
             "latitude": self.latitude, "longitude": self.longitude, "x": self.x, "y": self.y,
             "yaw_deg": self.yaw_deg, "covariance": np.asarray(self.covariance).tolist(),
-            "confidence": self.confidence,
+            "confidence": self.confidence, "fix": self.fix, "no_fix_reason": self.no_fix_reason,
             "candidates": [{"tile_id": c.tile_id, "retrieval_score": c.retrieval_score, "m0_max": c.m0_max,
                             "matching_score": c.matching_score,
                             "combined": c.combined, "center_xy": list(c.center_xy),

@@ -1,14 +1,24 @@
-"""Covariance calibration: scale factors for position and yaw, per model and camera kind.
+"""Calibration per model and camera kind: covariance scale factors, the confidence map and
+the abstention thresholds.
 
 The raw covariances of :mod:`.posterior` come from D and the alignment scores; whether
-their size is right is an empirical question. ``unifygeo calibrate`` localizes panoramas in
+their size is right is an empirical question. ``unifygeo calibrate`` localizes views in
 synthetic cities whose seeds were used neither in training (11-16) or validation (21) nor by the
-demo (2026), and fits
+demo (2026). An estimate is **in the right mode** when it lies within :data:`MODE_RADIUS_M`
+of the truth (the shipped model's errors are either under about 3 m or over 10 m: a wrong
+tile or a wrong mode of D). On the estimates in the right mode it fits
 
 * ``c_pos``: with ``d2 = e^T S^-1 e`` (e = estimate - truth, S the unscaled 2 x 2 position
-  covariance), ``c_pos^2 = quantile_95(d2) / chi2_2(0.95)`` so that 95 % of the truths fall
-  inside the scaled 95 % ellipse;
-* ``c_yaw``: ``quantile_95(|yaw error| / sigma_yaw) / 1.96``.
+  covariance of the chosen mode), ``c_pos^2 = quantile_95(d2) / chi2_2(0.95)`` so that 95 % of
+  the truths fall inside the scaled 95 % ellipse;
+* ``c_yaw``: ``quantile_95(|yaw error| / sigma_yaw) / 1.96``;
+
+and on all of them
+
+* the **confidence map**: the chance that the estimate is in the right mode, a logistic
+  function ``1 / (1 + exp(-(bias + w . x)))`` of :data:`CONFIDENCE_FEATURES` (the logit of the
+  raw confidence of :mod:`.posterior`, and the log of the chosen candidate's consensus
+  support), fitted by maximum likelihood (:func:`fit_confidence`).
 
 The factors are fitted separately for panoramas and for limited-field-of-view (pinhole)
 views, whose errors behave differently (for the shipped model nearly every pinhole view
@@ -16,11 +26,14 @@ lands on a wrong tile): one pair of factors for all of them would leave one kind
 the other under-confident. The pinhole pair is stored under ``"pinhole"`` in the model's
 entry; an entry without it applies its factors to every camera.
 
+The **abstention thresholds** (:mod:`.abstention`) are fitted on genuine panoramas of other
+held-out cities and a garbage set, and stored under ``"abstention"``.
+
 The factors are data: a JSON table keyed by model hash, ``weights/calibration.json`` in the
 package (:data:`CALIBRATION_FILE`; ``{"format": ..., "models": {hash: entry}}``), which
 ``unifygeo calibrate --write`` updates. The localizer applies the entry of its model's hash;
-a model without one gets unscaled covariances (``source: none``). The demo measures the
-coverage on its own held-out city.
+a model without one gets unscaled covariances, its raw confidence and no abstention
+(``source: none``). The demo measures the coverage on its own held-out city.
 """
 
 from __future__ import annotations
@@ -35,6 +48,10 @@ CHI2_2_95 = 5.991464547107979      # chi-square, 2 degrees of freedom, 95 %
 Z_95 = 1.959963984540054
 CALIBRATION_FORMAT = "unifygeo_ros/calibration/1"
 CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "weights" / "calibration.json"
+#: an estimate within this distance of the truth is in the right mode (metres)
+MODE_RADIUS_M = 10.0
+#: the inputs of the confidence map, in the order of its weights
+CONFIDENCE_FEATURES = ("logit_raw_confidence", "log_consensus_support")
 
 
 @dataclass(frozen=True)
@@ -45,12 +62,24 @@ class Calibration:
     details: dict = field(default_factory=dict, compare=False)
     c_pos_pinhole: float | None = None
     c_yaw_pinhole: float | None = None
+    #: camera kind -> confidence map {"bias", "weights"} (:func:`fit_confidence`); none: the raw confidence
+    confidence_maps: dict = field(default_factory=dict, compare=False)
+    #: camera kind -> abstention thresholds {feature: minimum} (:mod:`.abstention`); none: no abstention
+    abstention: dict = field(default_factory=dict, compare=False)
 
     def scales(self, camera_model: str) -> tuple[float, float]:
         """(c_pos, c_yaw) for a ``panorama`` or ``pinhole`` camera."""
         if camera_model == "pinhole" and self.c_pos_pinhole is not None:
             return self.c_pos_pinhole, self.c_yaw_pinhole if self.c_yaw_pinhole is not None else self.c_yaw
         return self.c_pos, self.c_yaw
+
+    def confidence_map(self, camera_model: str) -> dict | None:
+        """The confidence map of a camera kind (the panorama's when the kind has none)."""
+        return self.confidence_maps.get(camera_model) or self.confidence_maps.get("panorama")
+
+    def abstention_thresholds(self, camera_model: str) -> dict | None:
+        """The abstention thresholds of a camera kind (the panorama's when the kind has none)."""
+        return self.abstention.get(camera_model) or self.abstention.get("panorama")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -74,14 +103,74 @@ def read_calibrations(path: str | Path | None = None) -> dict[str, dict]:
 
 def lookup_calibration(model_hash: str, path: str | Path | None = None) -> Calibration:
     """The scale factors of ``model_hash`` from the table (unscaled when it has no entry)."""
+    from .abstention import check_thresholds
+
     entry = read_calibrations(path).get(model_hash)
     if entry is None:
         return Calibration()
     pinhole = entry.get("pinhole") or {}
+    maps, abstention = {}, {}
+    for kind, part in (("panorama", entry), ("pinhole", pinhole)):
+        if part.get("confidence"):
+            maps[kind] = _check_confidence_map(part["confidence"], f"{model_hash[:12]} {kind} confidence")
+        if (part.get("abstention") or {}).get("thresholds"):
+            abstention[kind] = check_thresholds(part["abstention"]["thresholds"],
+                                                f"{model_hash[:12]} {kind} abstention thresholds")
     return Calibration(c_pos=float(entry["c_pos"]), c_yaw=float(entry["c_yaw"]), source="table",
                        details={k: v for k, v in entry.items() if k not in ("c_pos", "c_yaw", "pinhole")},
                        c_pos_pinhole=float(pinhole["c_pos"]) if "c_pos" in pinhole else None,
-                       c_yaw_pinhole=float(pinhole["c_yaw"]) if "c_yaw" in pinhole else None)
+                       c_yaw_pinhole=float(pinhole["c_yaw"]) if "c_yaw" in pinhole else None,
+                       confidence_maps=maps, abstention=abstention)
+
+
+def _check_confidence_map(m: dict, where: str) -> dict:
+    feats = tuple(m.get("features") or CONFIDENCE_FEATURES)
+    weights = [float(w) for w in m.get("weights", [])]
+    if feats != CONFIDENCE_FEATURES or len(weights) != len(feats) or not np.all(np.isfinite(weights + [
+            float(m.get("bias", np.nan))])):
+        raise ValueError(f"{where}: expected features {list(CONFIDENCE_FEATURES)} with as many finite weights and "
+                         f"a finite bias, got {m!r}")
+    return {"bias": float(m["bias"]), "weights": weights}
+
+
+def confidence_inputs(raw_confidence, consensus_support) -> np.ndarray:
+    """(N, 2) inputs of the confidence map (:data:`CONFIDENCE_FEATURES`) from the raw confidence
+    (mode mass x agreeing weight) and the chosen candidate's consensus support."""
+    raw = np.clip(np.asarray(raw_confidence, dtype=np.float64), 1e-4, 1 - 1e-4)
+    sup = np.maximum(np.asarray(consensus_support, dtype=np.float64), 1e-6)
+    return np.stack([np.log(raw / (1 - raw)), np.log(sup)], axis=-1)
+
+
+def apply_confidence(conf_map: dict | None, raw_confidence: float, consensus_support: float) -> float:
+    """The calibrated chance of the right mode; the raw confidence when there is no map."""
+    if not conf_map:
+        return float(np.clip(raw_confidence, 0.0, 1.0))
+    x = confidence_inputs([raw_confidence], [consensus_support])[0]
+    z = float(conf_map["bias"] + np.dot(conf_map["weights"], x))
+    return float(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))))
+
+
+def fit_confidence(raw_confidence, consensus_support, correct, l2: float = 1e-3) -> dict:
+    """Logistic regression of ``correct`` (in the right mode) on the confidence inputs, by
+    Newton's method with a small ridge; ``{"features", "bias", "weights", "n", "right_mode_share"}``."""
+    x = confidence_inputs(raw_confidence, consensus_support)
+    y = np.asarray(correct, dtype=np.float64)
+    if len(y) < 10 or y.min() == y.max():
+        raise ValueError(f"confidence fit: expected at least 10 views with both outcomes, got {len(y)} "
+                         f"({int(y.sum())} in the right mode)")
+    a = np.c_[np.ones(len(x)), x]
+    w = np.zeros(a.shape[1])
+    ridge = l2 * len(y) * np.diag([0.0] + [1.0] * x.shape[1])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-np.clip(a @ w, -50, 50)))
+        grad = a.T @ (p - y) + ridge @ w
+        hess = (a * (p * (1 - p))[:, None]).T @ a + ridge + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return {"features": list(CONFIDENCE_FEATURES), "bias": float(w[0]), "weights": [float(v) for v in w[1:]],
+            "n": int(len(y)), "right_mode_share": float(y.mean())}
 
 
 def mahalanobis2(err_xy: np.ndarray, cov_xy: np.ndarray) -> np.ndarray:

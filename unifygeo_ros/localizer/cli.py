@@ -1,4 +1,8 @@
-"""``unifygeo localize``: one image against a database."""
+"""``unifygeo localize``: one image against a database.
+
+Exit status: 0 a fix; 3 no fix (the localizer judged the frame no evidence of where the
+camera is: ``"fix": false`` and ``"no_fix_reason"`` in the output); 2 bad input (an
+unreadable image or database, a panorama that is not 2:1, a uniform frame, bad options)."""
 
 from __future__ import annotations
 
@@ -8,9 +12,14 @@ from pathlib import Path
 from ..cli import CommandError, add_json_flag, emit
 from ..options import add_cli_options
 
+#: exit status of ``unifygeo localize`` for a frame that is no evidence (no fix)
+EXIT_NO_FIX = 3
+
 
 def register(sub, bench_sub) -> None:
-    p = sub.add_parser("localize", help="localize one image (PNG/JPEG) against a database")
+    p = sub.add_parser("localize", help="localize one image (PNG/JPEG) against a database; exit status 0 a fix, "
+                                        f"{EXIT_NO_FIX} no fix (the frame is no evidence of where the camera is: "
+                                        "noise, blur, upside down...), 2 bad input")
     p.add_argument("image", help="a panorama (equirectangular, 2:1) or, with --fov, a pinhole image")
     p.add_argument("--db", required=True, help="database folder (unifygeo build-db)")
     p.add_argument("--fov", type=float, help="pinhole camera: horizontal field of view in degrees")
@@ -113,6 +122,9 @@ def localize_command(args: argparse.Namespace) -> int:
         cov = np.asarray(r["covariance"])
         yaw = "not estimated" if r["yaw_deg"] is None else (
             f"{r['yaw_deg']:.1f} deg ENU (sigma {np.degrees(np.sqrt(cov[2, 2])):.1f} deg)")
+        if not r["fix"]:
+            return (f"no fix: {r['no_fix_reason']}\n"
+                    f"(the best guess, not to be used: tile {r['tile_id']}, map x {r['x']:.2f} m, y {r['y']:.2f} m)")
         lines = [f"position  lat {r['latitude']:.7f}, lon {r['longitude']:.7f}; map x {r['x']:.2f} m, y {r['y']:.2f} m "
                  f"(sigma x {np.sqrt(cov[0, 0]):.2f} m, y {np.sqrt(cov[1, 1]):.2f} m)",
                  f"yaw       {yaw}; heading mode {r['heading_mode']}",
@@ -125,6 +137,6 @@ def localize_command(args: argparse.Namespace) -> int:
         return "\n".join(lines)
 
     emit(out, args.json, human)
-    return 0
+    return 0 if res.fix else EXIT_NO_FIX
 
 

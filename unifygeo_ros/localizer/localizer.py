@@ -31,7 +31,12 @@ Per frame (``Localizer.localize``):
    read the frame goes on without the ensemble (logged once, ``diagnostics``);
 8. **posterior**: D's MAP pixel on the chosen tile
    -> map x, y and latitude / longitude, yaw from the alignment (refined within the bin by
-   the search) and the yaw field, covariance and confidence (:mod:`.posterior`).
+   the search) and the yaw field, the covariance of the chosen mode and the confidence (the
+   calibrated chance that the chosen mode is the right place) (:mod:`.posterior`);
+9. **abstention**: whether the frame is evidence of where the camera is at all
+   (:mod:`unifygeo_ros.inference.abstention`: the chosen tile's retrieval + matching score,
+   D's peak and the frame's fine detail, against the model's calibrated thresholds); a
+   frame that is not is returned with ``fix = False`` and the reason.
 
 A frame that cannot be localized raises :class:`LocalizationError`; the localizer keeps
 no per-frame state, so the next frame is unaffected.
@@ -48,8 +53,9 @@ import numpy as np
 
 from ..conventions import wrap_deg_180
 from ..inference import posterior
+from ..inference.abstention import decide, frame_features
 from ..inference.alignment_search import one_hot_logprior, search_alignments
-from ..inference.calibration import Calibration, lookup_calibration
+from ..inference.calibration import Calibration, apply_confidence, lookup_calibration
 from ..inference.decoder_ensemble import (
     check_decoder_turns,
     decode_turn_ensemble,
@@ -57,7 +63,7 @@ from ..inference.decoder_ensemble import (
     member_tiles,
     mirror_panorama,
 )
-from ..inference.preprocess import check_image, ground_input, normalize_images
+from ..inference.preprocess import check_image, ground_input, image_detail, normalize_images
 from ..inference.rerank import check_tile_choice, consensus, rerank, rerank_output
 from ..inference.retrieval import query_descriptors, search_tiles
 from ..options import default
@@ -238,6 +244,9 @@ class Localizer:
         cal = calibration or lookup_calibration(model_hash)
         if cal.source == "none":
             log.warning("no covariance calibration for model %s: covariances are unscaled", model_hash[:12])
+        if not cal.abstention:
+            log.warning("no abstention thresholds for model %s: every frame is reported as a fix (run `unifygeo "
+                        "calibrate --write`)", model_hash[:12])
         return cls(database, be, top_k, cal, rerank_score, alignment_candidates, decoder_turns, tile_choice)
 
     def warmup(self) -> None:
@@ -297,6 +306,7 @@ class Localizer:
             raise LocalizationError(f"camera: expected a Camera, got {type(camera).__name__}")
         pos_prior, head_prior = self._priors(prior, heading)
         image = check_image(image, camera)
+        detail = image_detail(image)
         pano, mask = ground_input(image, camera, cfg.ground_size, None if heading is None else float(heading))
         if heading is not None:
             mode = "known"
@@ -348,11 +358,13 @@ class Localizer:
         # Re-ranking, then the consensus of the candidates (tile_choice); the decoder ensemble
         # keeps the matching scores, so this order stands.
         order, combined = rerank(scores, np.asarray(out[self.rerank_output], dtype=np.float64))
-        support = None
+        # The consensus support of every candidate: the tile choice (``consensus``) and, for
+        # either choice, an input of the confidence.
+        tiles = np.asarray(ids, dtype=np.int64)
+        centers = np.stack([self.db.tiles["x"][tiles], self.db.tiles["y"][tiles]], axis=1)
+        by_support, support = consensus(_distributions(out), centers, self.db.mpp, combined)
         if self.tile_choice == "consensus":
-            tiles = np.asarray(ids, dtype=np.int64)
-            centers = np.stack([self.db.tiles["x"][tiles], self.db.tiles["y"][tiles]], axis=1)
-            order, support = consensus(_distributions(out), centers, self.db.mpp, combined)
+            order = by_support
         ensemble = {"decoder_turns": 1}
         if self.decoder_turns > 1:
             out, offsets, ensemble = self._decoder_ensemble(out, offsets, int(order[0]), ids, feats, (descs, valid),
@@ -360,10 +372,10 @@ class Localizer:
         t6 = time.perf_counter()
         timings["ensemble"] = (t6 - t5) * 1e3
         result = self._posterior(out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
-                                 offsets, camera)
+                                 offsets, camera, float(support[int(order[0])]), detail)
         result.diagnostics.update(ensemble)
         result.diagnostics["tile_choice"] = self.tile_choice
-        if support is not None:
+        if self.tile_choice == "consensus":
             result.diagnostics["consensus_support"] = support[order]
         t7 = time.perf_counter()
         timings["posterior"] = (t7 - t6) * 1e3
@@ -477,8 +489,10 @@ class Localizer:
                                  self.alignment_candidates, first=first)
 
     def _posterior(self, out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
-                   offsets, camera: Camera) -> LocalizationResult:
-        """``order`` and ``combined``: the re-ranking of the candidates (``rerank``)."""
+                   offsets, camera: Camera, support: float, detail: float) -> LocalizationResult:
+        """``order`` and ``combined``: the re-ranking of the candidates (``rerank``); ``support``:
+        the chosen candidate's consensus support; ``detail``: the frame's fine detail
+        (:func:`~unifygeo_ros.inference.preprocess.image_detail`)."""
         from ..inference.heading import yaw_from_alignment
 
         cfg = self.cfg
@@ -493,7 +507,8 @@ class Localizer:
         estimate = np.array([float(x), float(y)])
         cov_d = posterior.cov_px_to_xy(stats.cov_px, self.db.mpp)
 
-        # Each candidate's own MAP position, for the mixture over tiles.
+        # Each candidate's own MAP position: the weight of those that agree with the estimate
+        # is part of the confidence (the covariance is the chosen mode's alone).
         cand_xy = np.zeros((len(ids), 2))
         for t in range(len(ids)):
             rr, cc = posterior.map_pixel(d_all[t])
@@ -502,7 +517,7 @@ class Localizer:
         cov_c, agree, _ = posterior.candidate_mixture(cand_xy, estimate, combined, self.retrieval_scale,
                                                       max(posterior.AGREE_M, 2.0 * sigma_d))
         c_pos, c_yaw = self.calibration.scales(camera.model)
-        cov_xy = (cov_d + cov_c) * c_pos ** 2
+        cov_xy = cov_d * c_pos ** 2
 
         row_i, col_i = int(stats.row), int(stats.col)
         k_align = int(np.asarray(out["alignment"])[best])
@@ -525,7 +540,10 @@ class Localizer:
         cov = np.zeros((3, 3))
         cov[:2, :2] = cov_xy
         cov[2, 2] = var_yaw if yaw_deg is not None else 1e6
-        confidence = float(np.clip(stats.mode_mass * agree, 0.0, 1.0))
+        raw_confidence = float(np.clip(stats.mode_mass * agree, 0.0, 1.0))
+        confidence = apply_confidence(self.calibration.confidence_map(camera.model), raw_confidence, support)
+        features = frame_features(float(scores[best]), float(matching[best]), float(d[row_i, col_i]), detail)
+        decision = decide(features, self.calibration.abstention_thresholds(camera.model))
         lat, lon = self.frame.to_latlon(estimate[0], estimate[1])
         cands = []
         for t in order:
@@ -536,9 +554,12 @@ class Localizer:
             latitude=float(lat), longitude=float(lon), x=float(estimate[0]), y=float(estimate[1]), yaw_deg=yaw_deg,
             covariance=cov, confidence=confidence, candidates=cands, tile_id=tile,
             pixel=(float(stats.row), float(stats.col)), heading_mode=mode, backend=self.backend_name,
-            timings_ms={}, distribution=d.astype(np.float32) if return_distribution else None)
+            timings_ms={}, distribution=d.astype(np.float32) if return_distribution else None,
+            fix=decision.fix, no_fix_reason=decision.reason)
         res.diagnostics = {"mode_mass": stats.mode_mass, "support_mass": stats.support_mass,
                            "components": stats.components, "agree_weight": agree,
+                           "confidence_raw": raw_confidence, "consensus_support_chosen": support,
+                           "abstention_features": features,
                            "cov_d": cov_d, "cov_candidates": cov_c, "alignment": k_align,
                            "alignment_offset_bins": float(offsets[best]), "rerank_score": self.rerank_score,
                            "candidate_xy": cand_xy[order], **yaw_info}

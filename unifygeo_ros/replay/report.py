@@ -12,7 +12,7 @@ Metrics (``summarize``):
   covariance is honest), and of yaw errors within 1.96 sigma;
 * ``latency_ms``: per stage (decode, preprocess, ground, search, aerial, decoder, posterior,
   convert, total): mean, median, p95;
-* ``failures``: counts per kind (image, localization, low_confidence).
+* ``failures``: counts per kind (image, localization, no_fix, low_confidence).
 
 ``write_report`` writes ``report.json`` (the summary), ``frames.csv`` (one row per frame),
 ``trajectory.png`` (the orthophoto with the true track, the estimates coloured by error and

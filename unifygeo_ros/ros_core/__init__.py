@@ -14,7 +14,7 @@ rosbag2 by rosbags; both read the same fields, so both run exactly this code.
 * :mod:`.priors`: NavSatFix -> position prior, Odometry -> heading prior (with the frame
   rules of the node's documentation).
 * :mod:`.pipeline`: :class:`FrameProcessor`, the localization path: decode, priors,
-  ``Localizer.localize``, frame conversions, confidence gate -> :class:`PoseEstimate`.
+  ``Localizer.localize``, frame conversions, the no-fix and confidence gates -> :class:`PoseEstimate`.
 * :mod:`.messages`: builds the output messages from a :class:`PoseEstimate` with either
   rclpy's or rosbags' message classes (both accept the same keyword constructors).
 * :mod:`.heatmap`: D over the chosen tile as an RGB image.

@@ -9,8 +9,10 @@ the database's frame:
   evidence arrives;
 * while tracking, the localizer retrieves and decodes only the tiles near the predicted
   camera position (a position prior of ``tracking.search_radius_m``, or three standard
-  deviations if larger) with the predicted yaw as a heading prior
-  (``tracking.heading_window_deg``); initialising or lost, it searches the whole database;
+  deviations if larger) with the predicted yaw as a known heading (a heading window of
+  ``tracking.heading_window_deg`` while the vehicle turns) and the decoder ensemble of
+  ``tracking.decoder_turns``; initialising, lost or after a contradicting frame it searches
+  the whole database;
 * the frame's D (and yaw) becomes the filter's evidence, also when the frame is under the
   confidence gate (the filter's outlier component weighs it); a frame that is not evidence
   (not decodable, no fix) only advances the filter;
@@ -150,7 +152,14 @@ class TrackingProcessor:
                                          heading_note="tracking")
             search = "tracking"
         t1 = time.perf_counter()
-        outcome = self.frames.process(image_msg, st, frame_priors, want_distribution=True, heading_deg=heading)
+        loc = self.frames.localizer
+        turns = loc.decoder_turns
+        if search == "tracking":
+            loc.decoder_turns = int(self.cfg.tracking_decoder_turns)
+        try:
+            outcome = self.frames.process(image_msg, st, frame_priors, want_distribution=True, heading_deg=heading)
+        finally:
+            loc.decoder_turns = turns
         t2 = time.perf_counter()
         res = outcome.result
         evidence = None

@@ -1,11 +1,21 @@
-"""``unifygeo calibrate``: fit the covariance scale factors on held-out synthetic cities.
+"""``unifygeo calibrate``: fit a model's calibration on held-out synthetic cities.
 
-For each seed (never a training seed, never the demo's): build the city's database, render
-``views`` street views per mode at random street positions and headings, localize them
-with an *unscaled* covariance, and fit ``c_pos`` and ``c_yaw`` (:mod:`unifygeo_ros.inference.calibration`) on the
-panorama records, and a second pair on the pinhole records (stored under ``"pinhole"``).
-``--write`` stores the result for the model's hash in the calibration table (JSON data,
-``unifygeo_ros/weights/calibration.json``).
+Two parts (``--part``; both by default), each written into the model's entry of the
+calibration table (JSON data, ``unifygeo_ros/weights/calibration.json``) with ``--write``;
+a part not run keeps what the entry holds.
+
+* ``covariance``: for each seed (``--seeds``, default 101-104; never a training seed, never
+  the demo's) build the city's database, render ``views`` street views per mode at random
+  street positions and headings, localize them with an *unscaled* covariance and the raw
+  confidence, and fit on the panorama records, and again on the pinhole records (stored
+  under ``"pinhole"``): ``c_pos`` and ``c_yaw`` on the estimates in the right mode (within
+  ``MODE_RADIUS_M`` of the truth), and the confidence map (the chance of the right mode) on
+  all of them (:mod:`unifygeo_ros.inference.calibration`).
+* ``abstention``: on other cities (``--abstention-seeds``, default 3101-3104) genuine
+  panoramas in the three panorama modes, the unknown-heading ones again with a mild blur
+  (:func:`.abstention.mild_blur`, still genuine), and ``--garbage`` garbage frames per city
+  (:mod:`.garbage`), and the thresholds of :func:`unifygeo_ros.inference.abstention.fit_thresholds`
+  (at most ``--max-refused`` of the genuine panoramas refused), stored under ``"abstention"``.
 """
 
 from __future__ import annotations
@@ -20,28 +30,70 @@ from ..inference.calibration import (
     CALIBRATION_FILE,
     CALIBRATION_FORMAT,
     CHI2_2_95,
+    CONFIDENCE_FEATURES,
     Z_95,
     Calibration,
+    fit_confidence,
     fit_scales,
     read_calibrations,
 )
+from .synthetic import ORIGINS
 
 DEMO_SEED = 2026
-ORIGINS = [(45.50, -73.57), (35.68, 139.76), (-33.87, 151.21), (51.51, -0.13), (40.42, -3.70), (19.43, -99.13)]
+ABSTENTION_SEEDS = (3101, 3102, 3103, 3104)
+PARTS = ("all", "covariance", "abstention")
+#: fewest right-mode records of a camera kind to fit its own covariance factors on
+MIN_RIGHT_MODE = 20
 
 
 def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, write: bool = False,
-              progress: bool = True) -> dict:
-    from ..localizer.localizer import Localizer
+              progress: bool = True, part: str = "covariance", abstention_seeds=ABSTENTION_SEEDS, garbage: int = 125,
+              max_refused: float = 0.03) -> dict:
+    """Fit ``part`` (``covariance``, ``abstention`` or ``all``; the command's default is ``all``)
+    and return the report; with ``write`` store the model's entry (see the module docstring)."""
     from ..model.unifygeo import load_checkpoint
-    from .synthetic import MODES, TRAINING_SEEDS, make_area, run_mode, sample_truths
+    from .synthetic import TRAINING_SEEDS
 
-    bad = [s for s in seeds if s in TRAINING_SEEDS or s == DEMO_SEED]
+    if part not in PARTS:
+        raise ValueError(f"--part: expected one of {', '.join(PARTS)}, got {part!r}")
+    bad = [s for s in list(seeds) + list(abstention_seeds) if s in TRAINING_SEEDS or s == DEMO_SEED]
     if bad:
         raise ValueError(f"calibration seeds {bad} are training or demo seeds; expected held-out seeds")
+    if part == "all" and set(seeds) & set(abstention_seeds):
+        raise ValueError(f"the abstention seeds {sorted(set(seeds) & set(abstention_seeds))} are also covariance "
+                         f"seeds; expected other cities")
     model, _ = load_checkpoint(weights)
     model_hash = model.state_hash()
     t0 = time.perf_counter()
+    entry = dict(read_calibrations().get(model_hash) or {})
+    report: dict = {"model_hash": model_hash, "weights": str(weights), "part": part}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    if part in ("all", "covariance"):
+        cov_entry, per_mode = _covariance_part(weights, seeds, styles, size_m, views, out, progress)
+        keep = {k: entry[k] for k in ("abstention",) if k in entry}
+        pin_keep = (entry.get("pinhole") or {}).get("abstention")
+        entry = {**cov_entry, **keep}
+        if pin_keep and "pinhole" in entry:
+            entry["pinhole"]["abstention"] = pin_keep
+        report["per_mode_after_scaling"] = per_mode
+    if part in ("all", "abstention"):
+        if "c_pos" not in entry:
+            raise ValueError(f"model {model_hash[:12]} has no covariance calibration yet; run --part covariance "
+                             f"(or all) first")
+        entry["abstention"] = _abstention_part(weights, abstention_seeds, styles, size_m, views, garbage, max_refused,
+                                               out, progress)
+    report.update({k: v for k, v in entry.items() if k != "per_mode_after_scaling"})
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    if write:
+        report["written"] = str(write_calibration(model_hash, entry))
+    return report
+
+
+def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tuple[dict, dict]:
+    """Covariance factors and confidence maps per camera kind (see the module docstring)."""
+    from ..localizer.localizer import Localizer
+    from .synthetic import MODES, make_area, run_mode, sample_truths
+
     records = []
     for i, seed in enumerate(seeds):
         style = styles[i % len(styles)]
@@ -54,47 +106,121 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
                 r.update(seed=seed, style=style)
                 records.append(r)
         loc.close()
+    (Path(out) / "records.json").write_text(json.dumps(records, default=float))
     ok = [r for r in records if "error_m" in r]
     if not ok:
         raise ValueError("no view was localized; nothing to calibrate on")
-    fits = {}
+    fits, maps = {}, {}
     for camera in ("panorama", "pinhole"):
         rs = [r for r in ok if MODES[r["mode"]][0] == camera]
-        if rs:
-            fits[camera] = fit_scales(np.array([r["err_xy"] for r in rs]), np.array([r["cov_xy"] for r in rs]),
-                                      _optional(rs, "yaw_error_deg"), _optional(rs, "sigma_yaw_deg"))
+        if not rs:
+            continue
+        right = [r for r in rs if r["in_mode"]]
+        if len(right) < MIN_RIGHT_MODE and camera == "pinhole" and fits.get("panorama", {}).get(
+                "fitted_on") == "right mode":
+            # Too few pinhole views in the right mode to fit on: the panoramas' factors.
+            fits[camera] = {**fits["panorama"], "right_mode_views": len(right), "fitted_on": "panorama factors"}
+        else:
+            # Too few panoramas in the right mode too (an untrained model): every estimate, which
+            # makes the ellipses wide enough for the wrong modes as well.
+            on = right if len(right) >= MIN_RIGHT_MODE else rs
+            fits[camera] = fit_scales(np.array([r["err_xy"] for r in on]), np.array([r["cov_xy"] for r in on]),
+                                      _optional(on, "yaw_error_deg"), _optional(on, "sigma_yaw_deg"))
+            fits[camera].update(right_mode_views=len(right), fitted_on="right mode" if on is right else "all views")
+        if MIN_RIGHT_MODE <= len(right) <= len(rs) - MIN_RIGHT_MODE:
+            maps[camera] = fit_confidence([r["confidence_raw"] for r in rs], [r["consensus_support"] for r in rs],
+                                          [r["in_mode"] for r in rs])
+        else:
+            # Too few views in the right mode (or in a wrong one) to fit weights on: the
+            # confidence of every view of this kind is their share.
+            share = min(max(len(right) / len(rs), 1e-3), 1 - 1e-3)
+            maps[camera] = {"features": list(CONFIDENCE_FEATURES), "bias": float(np.log(share / (1 - share))),
+                            "weights": [0.0] * len(CONFIDENCE_FEATURES), "n": len(rs), "right_mode_share": share,
+                            "fitted_on": "the right-mode share alone (too few views in one of the modes)"}
     if "panorama" not in fits:
         raise ValueError("no panorama view was localized; nothing to calibrate on")
-    fit = fits["panorama"]
     per_mode = {}
     for mode in MODES:
         rs = [r for r in ok if r["mode"] == mode]
         if not rs:
             continue
-        f = fits[MODES[mode][0]]
+        f = fits.get(MODES[mode][0], fits["panorama"])
+        right = [r for r in rs if r["in_mode"]]
         d2 = np.array([r["d2"] for r in rs]) / f["c_pos"] ** 2
-        ye = _optional(rs, "yaw_error_deg")
-        sy = _optional(rs, "sigma_yaw_deg") * f["c_yaw"]
-        per_mode[mode] = {"views": len(rs), "in_95_ellipse": float(np.mean(d2 <= CHI2_2_95)),
-                          "yaw_in_95": float(np.mean(ye <= Z_95 * sy)),
-                          "median_error_m": float(np.median([r["error_m"] for r in rs]))}
+        row = {"views": len(rs), "right_mode_share": len(right) / len(rs),
+               "in_95_ellipse_all": float(np.mean(d2 <= CHI2_2_95)),
+               "median_error_m": float(np.median([r["error_m"] for r in rs]))}
+        if right:
+            d2r = np.array([r["d2"] for r in right]) / f["c_pos"] ** 2
+            ye = _optional(right, "yaw_error_deg")
+            sy = _optional(right, "sigma_yaw_deg") * f["c_yaw"]
+            row.update({"in_95_ellipse_right_mode": float(np.mean(d2r <= CHI2_2_95)),
+                        "yaw_in_95_right_mode": float(np.mean(ye <= Z_95 * sy)),
+                        "median_error_m_right_mode": float(np.median([r["error_m"] for r in right])),
+                        "median_sigma_m_right_mode": float(np.median([r["sigma_m"] for r in right])) * f["c_pos"]})
+        per_mode[mode] = row
+    fit = fits["panorama"]
     entry = {"c_pos": fit["c_pos"], "c_yaw": fit["c_yaw"],
              "measured_on": {"seeds": list(seeds), "styles": [styles[i % len(styles)] for i in range(len(seeds))],
                              "size_m": size_m, "views_per_city_and_mode": views, "modes": list(MODES),
-                             "records": len(ok), "failed": len(records) - len(ok)},
+                             "records": len(ok), "failed": len(records) - len(ok),
+                             "right_mode_views": fit["right_mode_views"], "fitted_on": fit["fitted_on"]},
              "coverage_unscaled": fit["coverage_unscaled"], "yaw_coverage_unscaled": fit.get("yaw_coverage_unscaled"),
              "date": time.strftime("%Y-%m-%d")}
+    if "panorama" in maps:
+        entry["confidence"] = maps["panorama"]
     if "pinhole" in fits:
-        entry["pinhole"] = {"c_pos": fits["pinhole"]["c_pos"], "c_yaw": fits["pinhole"]["c_yaw"],
-                            "coverage_unscaled": fits["pinhole"]["coverage_unscaled"],
-                            "yaw_coverage_unscaled": fits["pinhole"].get("yaw_coverage_unscaled")}
-    report = {"model_hash": model_hash, "weights": str(weights), **entry, "per_mode_after_scaling": per_mode,
-              "seconds": round(time.perf_counter() - t0, 1)}
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "records.json").write_text(json.dumps(records, default=float))
-    if write:
-        report["written"] = str(write_calibration(model_hash, entry))
-    return report
+        pin = fits["pinhole"]
+        entry["pinhole"] = {"c_pos": pin["c_pos"], "c_yaw": pin["c_yaw"],
+                            "coverage_unscaled": pin["coverage_unscaled"],
+                            "yaw_coverage_unscaled": pin.get("yaw_coverage_unscaled"),
+                            "right_mode_views": pin["right_mode_views"], "fitted_on": pin["fitted_on"]}
+        if "pinhole" in maps:
+            entry["pinhole"]["confidence"] = maps["pinhole"]
+    return entry, per_mode
+
+
+def _abstention_part(weights, seeds, styles, size_m, views, garbage, max_refused, out, progress) -> dict:
+    """Abstention thresholds for panoramas from genuine views and garbage frames."""
+    from ..inference.abstention import fit_thresholds
+    from ..localizer.localizer import Localizer
+    from ..sim.world import generate_city
+    from .abstention import PANORAMA_MODES, mild_blur, run_garbage
+    from .synthetic import make_area, run_mode, sample_truths
+
+    if len(seeds) < 2:
+        raise ValueError("--abstention-seeds: expected at least two cities (the other-city frames come from the next)")
+    genuine, junk = [], []
+    for i, seed in enumerate(seeds):
+        style = styles[i % len(styles)]
+        area = make_area(seed, size_m, ORIGINS[i % len(ORIGINS)], style, Path(out) / f"city{seed}", weights,
+                         progress=progress, reuse=True)
+        j = (i + 1) % len(seeds)
+        other = generate_city(seeds[j], size_m, *ORIGINS[j % len(ORIGINS)], style=styles[j % len(styles)])
+        loc = Localizer.open(area.db, calibration=Calibration(1.0, 1.0, "explicit"))
+        xy, yaw = sample_truths(area.city, views, seed + 1000)
+        for mode in PANORAMA_MODES:
+            for r in run_mode(loc, area.city, xy, yaw, mode, progress):
+                r.update(seed=seed)
+                genuine.append(r)
+        for r in run_mode(loc, area.city, xy, yaw, "panorama, unknown heading", progress, transform=mild_blur):
+            r.update(seed=seed, variant="mild blur")
+            genuine.append(r)
+        for r in run_garbage(loc, area.city, other, garbage, seed + 2000, progress):
+            r["seed"] = seed
+            junk.append(r)
+        loc.close()
+    (Path(out) / "abstention_records.json").write_text(json.dumps({"genuine": genuine, "garbage": junk},
+                                                                  default=float))
+    gen = [r["features"] for r in genuine if r.get("features")]
+    bad = [r["features"] for r in junk if r.get("features")]
+    fit = fit_thresholds(gen, bad, max_refused)
+    return {**fit, "max_refused": max_refused, "refused_at_input": sum("error" in r for r in junk),
+            "measured_on": {"seeds": list(seeds), "styles": [styles[i % len(styles)] for i in range(len(seeds))],
+                            "size_m": size_m, "views_per_city_and_mode": views,
+                            "modes": [*PANORAMA_MODES, "panorama, unknown heading, mild blur"],
+                            "garbage_per_city": garbage},
+            "date": time.strftime("%Y-%m-%d")}
 
 
 def _optional(records: list[dict], key: str) -> np.ndarray:
@@ -110,8 +236,8 @@ def write_calibration(model_hash: str, entry: dict, path: str | Path | None = No
     table = read_calibrations(path)
     table[model_hash] = entry
     data = {"format": CALIBRATION_FORMAT,
-            "description": "Covariance scale factors per model hash, written by `unifygeo calibrate --write`; "
-                           "see unifygeo_ros/inference/calibration.py",
+            "description": "Per model hash: covariance scale factors, confidence map and abstention thresholds, "
+                           "written by `unifygeo calibrate --write`; see unifygeo_ros/inference/calibration.py",
             "models": dict(sorted(table.items()))}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=float) + "\n")

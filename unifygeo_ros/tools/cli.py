@@ -1,4 +1,5 @@
-"""Tooling commands: ``calibrate``, ``bench model``, ``bench retrieval`` and ``bench localize``.
+"""Tooling commands: ``calibrate``, ``bench model``, ``bench retrieval``, ``bench localize`` and
+``bench abstention``.
 
 (``demo`` registers itself from :mod:`.demo`.) Handlers import their modules lazily so
 that ``unifygeo --help`` stays fast.
@@ -13,17 +14,44 @@ from ..options import add_cli_options
 
 
 def register(sub, bench_sub) -> None:
-    c = sub.add_parser("calibrate", help="fit the covariance scale factors on held-out synthetic cities")
+    c = sub.add_parser("calibrate", help="fit the covariance scale factors, the confidence map and the abstention "
+                                         "thresholds on held-out synthetic cities")
     c.add_argument("--weights", help="model checkpoint (default: the shipped small model)")
-    c.add_argument("--seeds", default="101,102,103,104", help="city seeds (never the training seeds)")
+    c.add_argument("--part", default="all", choices=("all", "covariance", "abstention"),
+                   help="what to fit: covariance (scale factors and confidence map), abstention (thresholds) or all "
+                        "(default); a part not run keeps the table's entry")
+    c.add_argument("--seeds", default="101,102,103,104", help="city seeds of the covariance part (never the training "
+                                                              "seeds)")
+    c.add_argument("--abstention-seeds", default="3101,3102,3103,3104",
+                   help="city seeds of the abstention part (other cities than --seeds)")
     c.add_argument("--styles", default="default,downtown,oldtown,suburb", help="city style per seed, comma-separated")
     c.add_argument("--size-m", type=float, default=400.0, help="city side in metres (default 400)")
     c.add_argument("--views", type=int, default=60, help="views per city and mode")
+    c.add_argument("--garbage", type=int, default=125, help="garbage frames per abstention city (default 125)")
+    c.add_argument("--max-refused", type=float, default=0.03,
+                   help="abstention: largest share of the genuine panoramas the thresholds may refuse (default 0.03)")
     c.add_argument("--out", default="out/calibration", help="work folder (cities, databases, records)")
     c.add_argument("--write", action="store_true",
-                   help="store the factors for the model's hash in the calibration table (unifygeo_ros/weights/calibration.json)")
+                   help="store the result for the model's hash in the calibration table "
+                        "(unifygeo_ros/weights/calibration.json)")
     add_json_flag(c)
     c.set_defaults(handler=calibrate_command)
+
+    b = bench_sub.add_parser("abstention", help="garbage frames published and genuine panoramas refused, on fresh "
+                                                "held-out cities; coverage and sigma of the published poses")
+    b.add_argument("--weights", help="model checkpoint (default: the shipped small model)")
+    b.add_argument("--seeds", default="4101,4102", help="city seeds, at least two (never training, demo or "
+                                                         "calibration seeds; default 4101,4102)")
+    b.add_argument("--size-m", type=float, default=400.0, help="city side in metres (default 400)")
+    b.add_argument("--views", type=int, default=50, help="genuine panoramas per city and mode (three modes; "
+                                                          "default 50)")
+    b.add_argument("--garbage", type=int, default=500, help="garbage frames in all (default 500)")
+    b.add_argument("--backend", default="auto", help="auto (the fastest available) | torch | onnxruntime | an exact "
+                                                     "backend name")
+    add_cli_options(b, ["min_confidence"])
+    b.add_argument("--out", default="out/bench_abstention", help="work folder (cities, databases, records)")
+    add_json_flag(b)
+    b.set_defaults(handler=bench_abstention_command)
 
     b = bench_sub.add_parser("localize", help="per-stage localization latency for every available backend")
     b.add_argument("--db", help="database (default: a 300 m synthetic city built with the shipped model)")
@@ -59,26 +87,57 @@ def register(sub, bench_sub) -> None:
     b.set_defaults(handler=bench_retrieval_command)
 
 
+def _seed_list(text: str, option: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise CommandError(f"{option}: expected comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise CommandError(f"{option}: expected at least one seed")
+    return seeds
+
+
 def calibrate_command(args: argparse.Namespace) -> int:
     from ..log import setup_logging
     from ..tools.calibrate import calibrate
 
     setup_logging()
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise CommandError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    seeds = _seed_list(args.seeds, "--seeds")
+    abstention_seeds = _seed_list(args.abstention_seeds, "--abstention-seeds")
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]
-    if not seeds or not styles:
-        raise CommandError("--seeds and --styles: expected at least one of each")
+    if not styles:
+        raise CommandError("--styles: expected at least one style")
     if args.views < 1 or not args.size_m >= 100.0:
         raise CommandError(f"--views: expected >= 1 (got {args.views}); --size-m: expected >= 100 m "
                            f"(got {args.size_m:g})")
+    if args.garbage < 1 or not 0.0 <= args.max_refused < 1.0:
+        raise CommandError(f"--garbage: expected >= 1 (got {args.garbage}); --max-refused: expected 0 <= value < 1 "
+                           f"(got {args.max_refused:g})")
     try:
-        report = calibrate(weights_or_shipped(args.weights), seeds, styles, args.size_m, args.views, args.out, write=args.write)
+        report = calibrate(weights_or_shipped(args.weights), seeds, styles, args.size_m, args.views, args.out,
+                           write=args.write, part=args.part, abstention_seeds=abstention_seeds, garbage=args.garbage,
+                           max_refused=args.max_refused)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     emit(report, args.json)
+    return 0
+
+
+def bench_abstention_command(args: argparse.Namespace) -> int:
+    from ..log import setup_logging
+    from ..tools.abstention import bench_abstention, format_abstention
+
+    setup_logging()
+    seeds = _seed_list(args.seeds, "--seeds")
+    if args.views < 1 or args.garbage < 1 or not args.size_m >= 100.0:
+        raise CommandError(f"--views, --garbage: expected >= 1 (got {args.views}, {args.garbage}); --size-m: "
+                           f"expected >= 100 m (got {args.size_m:g})")
+    try:
+        report = bench_abstention(weights_or_shipped(args.weights), seeds, args.size_m, args.views, args.garbage,
+                                  args.out, min_confidence=args.min_confidence, backend=args.backend)
+    except (ValueError, RuntimeError) as exc:
+        raise CommandError(str(exc)) from exc
+    emit(report, args.json, format_abstention)
     return 0
 
 

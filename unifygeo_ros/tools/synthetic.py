@@ -36,6 +36,9 @@ PINHOLE_FOV = 90.0
 #: NavSatFix with a 10 m sigma: 3 sigma + margin)
 PRIOR_NOISE_M = 10.0
 PRIOR_RADIUS_M = 40.0
+#: city origins (latitude, longitude) and styles of the calibration's and benchmarks' cities, by position
+ORIGINS = [(45.50, -73.57), (35.68, 139.76), (-33.87, 151.21), (51.51, -0.13), (40.42, -3.70), (19.43, -99.13)]
+STYLES = ("default", "downtown", "oldtown", "suburb")
 MODES = {
     # name: (camera, heading known, position prior)
     "panorama, known heading": ("panorama", True, False),
@@ -99,17 +102,21 @@ def positive_tile(db, xy) -> int:
     return int(np.argmin(np.hypot(db.centres[:, 0] - xy[0], db.centres[:, 1] - xy[1])))
 
 
-def run_mode(loc, city, xy: np.ndarray, yaw: np.ndarray, mode: str, progress: bool = True) -> list[dict]:
-    """Localize one rendered view per truth in ``mode`` (a key of :data:`MODES`); one record each."""
+def run_mode(loc, city, xy: np.ndarray, yaw: np.ndarray, mode: str, progress: bool = True,
+             transform=None) -> list[dict]:
+    """Localize one rendered view per truth in ``mode`` (a key of :data:`MODES`); one record each.
+    ``transform``: applied to each rendered image first (e.g. a mild blur)."""
     from unifygeo_ros.progress import tqdm
 
-    from ..inference.calibration import mahalanobis2
+    from ..inference.calibration import MODE_RADIUS_M, mahalanobis2
 
     camera_model, known, with_prior = MODES[mode]
     noise = np.random.default_rng(len(xy)).normal(0.0, PRIOR_NOISE_M, size=(len(xy), 2))
     records = []
     for i in tqdm(range(len(xy)), desc=mode, unit="view", disable=not progress, file=sys.stderr):
         img, cam = render_view(city, xy[i], float(yaw[i]), camera_model)
+        if transform is not None:
+            img = transform(img)
         rec = {"mode": mode, "truth_xy": [float(xy[i, 0]), float(xy[i, 1])], "truth_yaw": float(yaw[i])}
         prior = (PositionPrior(float(xy[i, 0] + noise[i, 0]), float(xy[i, 1] + noise[i, 1]), PRIOR_RADIUS_M)
                  if with_prior else None)
@@ -129,6 +136,11 @@ def run_mode(loc, city, xy: np.ndarray, yaw: np.ndarray, mode: str, progress: bo
             "yaw_error_deg": None if res.yaw_deg is None else float(abs(angle_diff_deg(res.yaw_deg, yaw[i]))),
             "sigma_yaw_deg": None if res.yaw_deg is None else float(np.degrees(np.sqrt(res.covariance[2, 2]))),
             "mode_mass": res.diagnostics.get("mode_mass"), "agree": res.diagnostics.get("agree_weight"),
+            "in_mode": bool(np.hypot(*err) <= MODE_RADIUS_M), "fix": bool(res.fix), "no_fix_reason": res.no_fix_reason,
+            "confidence_raw": res.diagnostics.get("confidence_raw"),
+            "consensus_support": res.diagnostics.get("consensus_support_chosen"),
+            "features": dict(res.diagnostics.get("abstention_features") or {}),
+            "sigma_m": float(np.sqrt(max(np.trace(cov), 0.0))),
         })
         records.append(rec)
     return records
@@ -145,20 +157,30 @@ def summarize(records: list[dict]) -> dict:
         return {"queries": len(records), "failed": n_fail}
     e = np.array([r["error_m"] for r in ok])
     d2 = np.array([r["d2"] for r in ok])
+    right = [r for r in ok if r.get("in_mode")]
     row = {
         "queries": len(records), "failed": n_fail,
+        "no_fix": float(np.mean([not r.get("fix", True) for r in ok])),
         "R@1_tile": float(np.mean([r["tile_correct"] for r in ok])),
         "mean_m": float(e.mean()), "median_m": float(np.median(e)),
         **recall_at_distances(e),
         "in_95_ellipse": float(np.mean(d2 <= CHI2_2_95)),
+        "right_mode": len(right) / len(ok),
         "confidence_mean": float(np.mean([r["confidence"] for r in ok])),
     }
+    if right:
+        row.update({"in_95_ellipse_right_mode": float(np.mean([r["d2"] <= CHI2_2_95 for r in right])),
+                    "median_m_right_mode": float(np.median([r["error_m"] for r in right])),
+                    "median_sigma_m_right_mode": float(np.median([r["sigma_m"] for r in right]))})
     yaw = [r for r in ok if r.get("yaw_error_deg") is not None]
     if yaw:
         ye = np.array([r["yaw_error_deg"] for r in yaw])
         sy = np.array([r["sigma_yaw_deg"] for r in yaw])
         row.update({"yaw_mean_deg": float(ye.mean()), "yaw_median_deg": float(np.median(ye)),
                     "yaw_in_95": float(np.mean(ye <= Z_95 * sy))})
+        yr = [r for r in yaw if r.get("in_mode")]
+        if yr:
+            row["yaw_in_95_right_mode"] = float(np.mean([r["yaw_error_deg"] <= Z_95 * r["sigma_yaw_deg"] for r in yr]))
     stages = ok[0]["timings_ms"].keys()
     row["ms"] = {s: float(np.median([r["timings_ms"][s] for r in ok])) for s in stages}
     return row
