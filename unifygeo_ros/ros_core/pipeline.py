@@ -162,8 +162,9 @@ class FrameProcessor:
         out.timings_ms["decode"] = (t1 - t0) * 1e3
         items = tuple(p for p in ((priors.position, priors.heading) if priors else ()) if p is not None)
         try:
-            res = self.localizer.localize(rgb, self.camera, heading=heading_deg, prior=items or None,
-                                          return_distribution=want_distribution)
+            known = {} if heading_deg is None else {"heading": heading_deg}
+            res = self.localizer.localize(rgb, self.camera, prior=items or None,
+                                          return_distribution=want_distribution, **known)
         except LocalizationError as exc:
             out.failure, out.message = "localization", str(exc)
             out.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
