@@ -38,7 +38,7 @@ reason. The others are read-only (their descriptor says why).
 Threads: the subscription callbacks only store the newest frame (older unprocessed frames
 are dropped and counted); one worker thread runs the localizer on the latest frame, so
 inference never blocks the subscriptions. A frame that fails (bad encoding, empty image,
-LocalizationError, low confidence) publishes nothing and logs a warning throttled per
+LocalizationError, no fix, low confidence) publishes nothing and logs a warning throttled per
 failure kind; the node keeps running.
 """
 
