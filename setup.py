@@ -1,4 +1,7 @@
-"""unifygeo_ros: pip-installable (``pip install -e .``) and an ament_python ROS 2 package."""
+"""unifygeo_ros for pip (``pip install -e .``: the venv of the README).
+
+In a ROS 2 workspace colcon builds the package from CMakeLists.txt (messages and Python
+package together); this file is not used there."""
 
 from glob import glob
 
@@ -15,7 +18,6 @@ setup(
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     package_data={PACKAGE: ["weights/*.pt", "weights/*.md", "weights/*.json"]},
     data_files=[
-        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
@@ -60,8 +62,5 @@ setup(
             "localize_node = unifygeo_ros.ros.node:main",
         ],
     },
-    # colcon (ament_python) installs the scripts where `ros2 run unifygeo_ros localize_node`
-    # looks for them; pip's wheels and editable installs still put them in the venv's bin/.
-    options={"install": {"install_scripts": "$base/lib/" + PACKAGE}},
     zip_safe=False,
 )

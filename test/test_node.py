@@ -437,30 +437,31 @@ def street_poses(city, n=3):
 
 
 def msgs_install() -> tuple[Path | None, str]:
-    """Build unifygeo_msgs with scripts/build_msgs_colcon.sh (fast once built); returns the
-    install folder or None with the reason."""
+    """Build the package (its messages) with scripts/colcon_build.sh (fast once built);
+    returns the install folder or None with the reason."""
     for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
-            return None, f"{tool} not found: unifygeo_msgs cannot be built here"
-    run = subprocess.run(["bash", str(REPO / "scripts" / "build_msgs_colcon.sh")], capture_output=True, text=True,
+            return None, f"{tool} not found: the messages of msg/ cannot be built here"
+    run = subprocess.run(["bash", str(REPO / "scripts" / "colcon_build.sh")], capture_output=True, text=True,
                          timeout=900)
     if run.returncode != 0:
-        raise AssertionError(f"scripts/build_msgs_colcon.sh failed ({run.returncode}):\n{run.stdout}\n"
+        raise AssertionError(f"scripts/colcon_build.sh failed ({run.returncode}):\n{run.stdout}\n"
                              f"{run.stderr[-3000:]}")
-    return REPO / "build" / "colcon_msgs" / "ws" / "install", ""
+    return REPO / "build" / "colcon" / "ws" / "install", ""
 
 
 def load_msgs_in_process(install: Path) -> None:
-    """Make unifygeo_msgs importable in this (already running) process: its shared
-    libraries are preloaded, since LD_LIBRARY_PATH is read only at process start."""
-    lib = install / "unifygeo_msgs" / "lib"
+    """Make unifygeo_ros.msg importable in this (already running) process: its shared
+    libraries are preloaded, since LD_LIBRARY_PATH is read only at process start; the
+    install's site-packages goes after this checkout (ros.messages extends the package path)."""
+    lib = install / "unifygeo_ros" / "lib"
     order = ["rosidl_generator_c", "rosidl_typesupport_c", "rosidl_typesupport_introspection_c",
              "rosidl_typesupport_fastrtps_c", "rosidl_generator_py"]
     for part in order:
-        ctypes.CDLL(str(lib / f"libunifygeo_msgs__{part}.so"), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(str(lib / f"libunifygeo_ros__{part}.so"), mode=ctypes.RTLD_GLOBAL)
     site = next((lib).glob("python3.*/site-packages"))
     if str(site) not in sys.path:
-        sys.path.insert(0, str(site))
+        sys.path.append(str(site))
 
 
 @pytest.fixture(scope="module")
@@ -569,9 +570,10 @@ def test_node_localizes_and_survives_bad_frames(world, rclpy_mod, tmp_path, monk
     install, why_not = msgs_install()
     env = ros_env()
     if install is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(next((install / "unifygeo_msgs" / "lib").glob(
+        # this checkout first (the code under test), then the install with the generated messages
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(next((install / "unifygeo_ros" / "lib").glob(
             "python3.*/site-packages"))), env.get("PYTHONPATH", "")])
-        env["LD_LIBRARY_PATH"] = os.pathsep.join([str(install / "unifygeo_msgs" / "lib"),
+        env["LD_LIBRARY_PATH"] = os.pathsep.join([str(install / "unifygeo_ros" / "lib"),
                                                   env.get("LD_LIBRARY_PATH", "")])
         load_msgs_in_process(install)
     else:
@@ -605,8 +607,10 @@ def test_node_localizes_and_survives_bad_frames(world, rclpy_mod, tmp_path, monk
         tester.create_subscription(NavSatFix, f"{base}/fix", fixes.append, 10)
         tester.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
         if install is not None:
-            from unifygeo_msgs.msg import LocalizationResult
+            from unifygeo_ros.ros.messages import load_result_types
 
+            LocalizationResult, _, why = load_result_types()      # the node's own loader
+            assert LocalizationResult is not None, why
             tester.create_subscription(LocalizationResult, f"{base}/result", results.append, 10)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
         pub = tester.create_publisher(Image, "/camera/panorama/image_raw", qos)
@@ -735,14 +739,13 @@ def test_node_localizes_and_survives_bad_frames(world, rclpy_mod, tmp_path, monk
     assert code == 0, "\n".join(node_proc.lines[-30:])
 
 
-def test_result_message_is_disabled_with_a_reason_when_unifygeo_msgs_is_absent(monkeypatch, rclpy_mod):
+def test_result_message_is_disabled_with_a_reason_when_the_generated_messages_are_absent(monkeypatch, rclpy_mod):
     from unifygeo_ros.ros.messages import load_result_types, rclpy_types
 
-    monkeypatch.setitem(sys.modules, "unifygeo_msgs", None)
-    monkeypatch.setitem(sys.modules, "unifygeo_msgs.msg", None)
+    monkeypatch.setitem(sys.modules, "unifygeo_ros.msg", None)
     result, candidate, reason = load_result_types()
     assert result is None and candidate is None
-    assert "does not import" in reason and "build_msgs_colcon.sh" in reason
+    assert "do not import" in reason and "colcon_build.sh" in reason
     types, why = rclpy_types()
     assert types.LocalizationResult is None and why == reason
     assert types.PoseWithCovarianceStamped.__module__.startswith("geometry_msgs")

@@ -95,7 +95,7 @@ def test_replay_scores_a_drive_and_writes_report_and_bag(drive):
     ts = typestore()
     with AnyReader([root / "out_bag"], default_typestore=ts) as reader:
         topics = {c.topic: c for c in reader.connections}
-        assert topics["/unifygeo_localizer/result"].msgtype == "unifygeo_msgs/msg/LocalizationResult"
+        assert topics["/unifygeo_localizer/result"].msgtype == "unifygeo_ros/msg/LocalizationResult"
         assert topics["/unifygeo_localizer/pose"].msgcount == r["published"]
         assert "/ground_truth/pose" in topics and "/tf_static" in topics
         with AnyReader([drive["bag"]], default_typestore=ts) as src:

@@ -197,7 +197,7 @@ OPTIONS: tuple[Option, ...] = (
               "an EKF owns the TF tree"),
     Option("publish_heatmap", "publish_heatmap", False, "publish D over the chosen tile as an rgb8 image "
               "(~/heatmap, grid north up) for RViz"),
-    Option("publish_result", "publish_result", True, "publish unifygeo_msgs/LocalizationResult on ~/result "
+    Option("publish_result", "publish_result", True, "publish unifygeo_ros/LocalizationResult on ~/result "
               "(only when the generated message package imports)"),
     Option("diagnostics_period_s", "diagnostics_period_s", 1.0, "period of /diagnostics", low=0.05, high=60.0),
     Option("diagnostics.window_s", "diagnostics_window_s", 10.0, "rates, drop share and latency are taken over "

@@ -1,9 +1,9 @@
 """rosbags plumbing of the replay tool: our message types, message classes, bag metadata.
 
-Our messages (``unifygeo_msgs/msg/*``) are registered in a rosbags typestore from the
-``.msg`` files themselves (the repository's ``msg/``, or ``share/unifygeo_ros/msg`` /
-``share/unifygeo_msgs/msg`` of an installed package), so the replay tool writes bags with
-our result message without a ROS build.
+Our messages (``unifygeo_ros/msg/*``) are registered in a rosbags typestore from the
+``.msg`` files themselves (the repository's ``msg/``, or ``share/unifygeo_ros/msg`` of an
+installed package), so the replay tool writes bags with our result message without a ROS
+build.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def msg_dirs() -> list[Path]:
             Path(sys.prefix) / "share" / "unifygeo_ros" / "msg"]
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if prefix:
-            dirs += [Path(prefix) / "share" / "unifygeo_ros" / "msg", Path(prefix) / "share" / "unifygeo_msgs" / "msg"]
+            dirs.append(Path(prefix) / "share" / "unifygeo_ros" / "msg")
     return dirs
 
 
@@ -32,19 +32,19 @@ def find_msg_dir() -> Path:
     for d in msg_dirs():
         if all((d / f"{n}.msg").is_file() for n in MSG_NAMES):
             return d
-    raise FileNotFoundError("the unifygeo_msgs definitions (LocalizationResult.msg, LocalizationCandidate.msg) "
+    raise FileNotFoundError("the unifygeo_ros message definitions (LocalizationResult.msg, LocalizationCandidate.msg) "
                             "were not found; looked in: " + ", ".join(str(d) for d in msg_dirs()))
 
 
 def typestore():
-    """A ROS 2 Jazzy typestore with ``unifygeo_msgs/msg/*`` registered from the .msg files."""
+    """A ROS 2 Jazzy typestore with ``unifygeo_ros/msg/*`` registered from the .msg files."""
     from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
     ts = get_typestore(Stores.ROS2_JAZZY)
     d = find_msg_dir()
     types = {}
     for name in MSG_NAMES:
-        types.update(get_types_from_msg((d / f"{name}.msg").read_text(), f"unifygeo_msgs/msg/{name}"))
+        types.update(get_types_from_msg((d / f"{name}.msg").read_text(), f"unifygeo_ros/msg/{name}"))
     ts.register(types)
     return ts
 

@@ -22,7 +22,7 @@ Publishes while active, all stamped with the IMAGE's stamp:
 
 * ``~/pose`` geometry_msgs/PoseWithCovarianceStamped: base_frame in map_frame (ENU);
 * ``~/fix`` sensor_msgs/NavSatFix: base_frame's latitude / longitude, ENU covariance;
-* ``~/result`` unifygeo_msgs/LocalizationResult (only when that package imports);
+* ``~/result`` unifygeo_ros/LocalizationResult (only when the generated messages import);
 * ``~/heatmap`` sensor_msgs/Image rgb8 of D over the chosen tile (``publish_heatmap``);
 * TF ``map_frame -> odom_frame`` when ``publish_tf`` (needs tf2_ros);
 
@@ -245,7 +245,7 @@ class LocalizeNode(LifecycleNode):
         self._publishers_out = [p for p in (self.pub_pose, self.pub_fix, self.pub_result, self.pub_heatmap) if p]
         self.tf = self._make_tf() if cfg.publish_tf else None
         if self.result_disabled_reason:
-            log.warning(f"~/result (unifygeo_msgs/LocalizationResult) disabled: {self.result_disabled_reason}")
+            log.warning(f"~/result (unifygeo_ros/LocalizationResult) disabled: {self.result_disabled_reason}")
         s = processor.startup
         log.info(f"configured: backend {processor.backend_name}, {s.get('tiles')} tiles, opened in "
                  f"{s.get('open_s')} s, warm-up {s.get('warmup_s')} s")

@@ -21,8 +21,8 @@ from .geometry import yaw_to_quaternion
 NAVSAT_STATUS_FIX = 0
 NAVSAT_SERVICE_NONE = 0          # not a GNSS receiver: no GNSS service flag is set
 COVARIANCE_TYPE_KNOWN = 3
-RESULT_TYPE = "unifygeo_msgs/msg/LocalizationResult"
-CANDIDATE_TYPE = "unifygeo_msgs/msg/LocalizationCandidate"
+RESULT_TYPE = "unifygeo_ros/msg/LocalizationResult"
+CANDIDATE_TYPE = "unifygeo_ros/msg/LocalizationCandidate"
 
 
 @dataclass
@@ -85,9 +85,9 @@ def navsat_msg(T: MsgTypes, est) -> Any:
 
 
 def result_msg(T: MsgTypes, est) -> Any:
-    """``unifygeo_msgs/LocalizationResult``; needs ``T.LocalizationResult``."""
+    """``unifygeo_ros/LocalizationResult``; needs ``T.LocalizationResult``."""
     if T.LocalizationResult is None:
-        raise RuntimeError("the unifygeo_msgs message classes are not available")
+        raise RuntimeError("the unifygeo_ros message classes are not available")
     cands = [T.LocalizationCandidate(
         tile_id=int(c["tile_id"]), retrieval_score=float(c["retrieval_score"]), m0_max=float(c["m0_max"]),
         matching_score=float(c["matching_score"]), combined=float(c["combined"]), center_x=float(c["center_x"]), center_y=float(c["center_y"]),

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Build the unifygeo_msgs interface package (the repository's msg/) with colcon against the
-# ROS 2 Jazzy wheels from PyPI, then load the generated messages in Python: import,
-# construct, serialise / deserialise with rclpy.serialization, and compare the bytes with
-# rosbags (which registers the types from msg/*.msg): each reads what the other writes.
+# Build unifygeo_ros (one ament_cmake package: the messages of msg/ and the Python package)
+# with colcon against the ROS 2 Jazzy wheels from PyPI, as a plain clone in a workspace's
+# src/ is built: colcon discovers the packages itself (no --base-paths, no --packages-*).
+# Then load the generated messages in Python: import, construct, serialise / deserialise
+# with rclpy.serialization, and compare the bytes with rosbags (which registers the types
+# from msg/*.msg): each reads what the other writes.
 #
-#   scripts/build_msgs_colcon.sh [--with-node] [--base DIR] [--python PY] [--verify-python PY]
+#   scripts/colcon_build.sh [--clone] [--base DIR] [--python PY] [--verify-python PY]
 #
-#   --base DIR           work folder (default: build/colcon_msgs): DIR/venv (the build tools,
+#   --base DIR           work folder (default: build/colcon): DIR/venv (the build tools,
 #                        ~280 MB, installed once), DIR/ws (the colcon workspace)
-#   --with-node          also build unifygeo_ros (ament_python) in the same workspace: the two
-#                        packages side by side are the answer to ros2/rosidl_python#141
+#   --clone              build a `git clone` of the repository's HEAD in DIR/ws_clone/src
+#                        (what a user does) instead of a link to the working tree in
+#                        DIR/ws/src (what the node's tests build: uncommitted changes too)
 #   --python PY          interpreter for DIR/venv (default: .venv/bin/python's base
 #                        interpreter, else python3); the generated C extension is built for it
 #   --verify-python PY   interpreter that loads the messages (default: .venv/bin/python when it
@@ -17,7 +20,7 @@
 #
 # Prints progress on stderr and one JSON object on stdout; exit status 0 only when the build
 # and every check passed. Needs cmake (>= 3.16), a C/C++ compiler and network access to PyPI
-# the first time. Then: `. DIR/ws/install/local_setup.sh` makes unifygeo_msgs importable.
+# the first time. Then: `. DIR/ws/install/local_setup.sh` makes unifygeo_ros.msg importable.
 #
 # Workarounds for building against the wheels (no ROS install):
 #   * AMENT_PREFIX_PATH and CMAKE_PREFIX_PATH point at the venv: the wheels install the
@@ -30,26 +33,26 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BASE="$REPO/build/colcon_msgs"
-WITH_NODE=0
+BASE="$REPO/build/colcon"
+CLONE=0
 PY=""
 VERIFY_PY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --base) BASE="$2"; shift 2 ;;
-    --with-node) WITH_NODE=1; shift ;;
+    --clone) CLONE=1; shift ;;
     --python) PY="$2"; shift 2 ;;
     --verify-python) VERIFY_PY="$2"; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
-    *) echo "build_msgs_colcon.sh: unknown argument '$1' (expected --base DIR, --with-node, --python PY, --verify-python PY)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    *) echo "build_msgs_colcon.sh: unknown argument '$1' (expected --base DIR, --clone, --python PY, --verify-python PY)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$BASE"
 BASE="$(cd "$BASE" && pwd)"
+if [ "$CLONE" = 1 ]; then WS="$BASE/ws_clone"; else WS="$BASE/ws"; fi
 VENV="$BASE/venv"
-WS="$BASE/ws"
 T0=$(date +%s.%N)
-say() { echo "[build_msgs_colcon] $*" >&2; }
+say() { echo "[colcon_build] $*" >&2; }
 elapsed() { python3 -c "import sys; print(round($(date +%s.%N) - float(sys.argv[1]), 2))" "$1"; }
 
 for tool in cmake c++ cc; do
@@ -82,7 +85,7 @@ ROS_PKGS=(
   "ros-jazzy-rosidl-core-generators==0.2.0"
 )
 COLCON_PKGS=("colcon-core==0.21.3" "colcon-ros==0.5.0" "colcon-cmake==0.2.30" "colcon-package-selection==0.2.10"
-             "colcon-library-path==0.2.1" "rosbags>=0.10")
+             "colcon-library-path==0.2.1" "colcon-package-information==0.4.1" "rosbags>=0.10")
 STAMP="$VENV/.unifygeo_build_tools"
 WANT="$(printf '%s\n' "${ROS_PKGS[@]}" "${COLCON_PKGS[@]}" | sha256sum | cut -c1-16)"
 T_TOOLS=$(date +%s.%N)
@@ -107,7 +110,7 @@ for f in (venv / "share").glob("*/cmake/*.cmake"):
     if new != text:
         f.write_text(new)
         n += 1
-print(f"[build_msgs_colcon] rewrote baked include paths in {n} CMake files", file=sys.stderr)
+print(f"[colcon_build] rewrote baked include paths in {n} CMake files", file=sys.stderr)
 EOF
   echo "$WANT" > "$STAMP"
 else
@@ -115,10 +118,14 @@ else
 fi
 TOOLS_S=$(elapsed "$T_TOOLS")
 
-# ---- 2. the workspace: src/unifygeo_msgs -> msg/ (and src/unifygeo_ros -> the repo) ----
+# ---- 2. the workspace: src/unifygeo_ros is the repository, as a user clones it ---------
 mkdir -p "$WS/src"
-ln -sfn "$REPO/msg" "$WS/src/unifygeo_msgs"
-if [ "$WITH_NODE" = 1 ]; then ln -sfn "$REPO" "$WS/src/unifygeo_ros"; else rm -f "$WS/src/unifygeo_ros"; fi
+rm -rf "$WS/src/unifygeo_ros" "$WS/src/unifygeo_msgs"
+if [ "$CLONE" = 1 ]; then
+  git clone -q "$REPO" "$WS/src/unifygeo_ros"
+else
+  ln -sfn "$REPO" "$WS/src/unifygeo_ros"
+fi
 
 # ---- 3. colcon build ---------------------------------------------------------------------
 T_BUILD=$(date +%s.%N)
@@ -128,12 +135,13 @@ say "colcon build in $WS"
   export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
   export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
   export MAKEFLAGS="-j${BUILD_JOBS:-2}"
+  colcon list --names-only > "$BASE/colcon_list.txt" &&
   colcon build --event-handlers console_direct- --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" \
     -DBUILD_TESTING=OFF > "$BASE/colcon_build.log" 2>&1
 ) || { tail -40 "$BASE/colcon_build.log" >&2; echo "{\"ok\": false, \"error\": \"colcon build failed; log: $BASE/colcon_build.log\"}"; exit 5; }
 BUILD_S=$(elapsed "$T_BUILD")
-PACKAGES="$(cd "$WS/install" && ls -d */ | tr -d / | tr '\n' ' ')"
-say "built: $PACKAGES(${BUILD_S} s)"
+PACKAGES="$(tr '\n' ' ' < "$BASE/colcon_list.txt")"
+say "colcon found and built: $PACKAGES(${BUILD_S} s)"
 
 # ---- 4. load the generated messages ------------------------------------------------------
 if [ -z "$VERIFY_PY" ]; then
@@ -150,7 +158,7 @@ VERIFY_JSON="$("$VERIFY_PY" - "$REPO" <<'EOF'
 import json, sys, pathlib
 import numpy as np
 repo = pathlib.Path(sys.argv[1])
-from unifygeo_msgs.msg import LocalizationCandidate, LocalizationResult
+from unifygeo_ros.msg import LocalizationCandidate, LocalizationResult
 from rclpy.serialization import deserialize_message, serialize_message
 m = LocalizationResult()
 m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id = 1700000000, 500000000, "map"
@@ -174,19 +182,19 @@ from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 ts = get_typestore(Stores.ROS2_JAZZY)
 types = {}
 for name in ("LocalizationCandidate", "LocalizationResult"):
-    types.update(get_types_from_msg((repo / "msg" / f"{name}.msg").read_text(), f"unifygeo_msgs/msg/{name}"))
+    types.update(get_types_from_msg((repo / "msg" / f"{name}.msg").read_text(), f"unifygeo_ros/msg/{name}"))
 ts.register(types)
-rb = ts.deserialize_cdr(bytes(raw), "unifygeo_msgs/msg/LocalizationResult")
+rb = ts.deserialize_cdr(bytes(raw), "unifygeo_ros/msg/LocalizationResult")
 assert rb.candidates[1].tile_id == 3 and rb.stage_names == ["ground", "decoder"] and rb.header.frame_id == "map"
 assert np.allclose(rb.pose.covariance, np.arange(36)) and abs(rb.confidence - 0.75) < 1e-7
 # and back: rosbags' bytes read by rclpy give the same message. (The bytes themselves may
 # differ in alignment padding, which rclpy's serializer leaves uninitialised.)
-rb_raw = bytes(ts.serialize_cdr(rb, "unifygeo_msgs/msg/LocalizationResult"))
+rb_raw = bytes(ts.serialize_cdr(rb, "unifygeo_ros/msg/LocalizationResult"))
 assert len(rb_raw) == len(raw), f"CDR sizes differ: rosbags {len(rb_raw)}, rclpy {len(raw)}"
 same = deserialize_message(rb_raw, LocalizationResult) == m
 assert same, "rclpy reads rosbags' CDR as a different message"
-import unifygeo_msgs
-print(json.dumps({"module": unifygeo_msgs.__file__, "python": sys.executable, "cdr_bytes": len(raw),
+import unifygeo_ros.msg
+print(json.dumps({"module": unifygeo_ros.msg.__file__, "python": sys.executable, "cdr_bytes": len(raw),
                   "round_trip": True, "rosbags_rclpy_interchange": same,
                   "fields": list(LocalizationResult.get_fields_and_field_types())}))
 EOF
