@@ -25,6 +25,8 @@ RATE_HZ = 1.0
 # model: median 24.8 m, R@10m 0.32 (chance in this 200 m city: about 0.01). A broken model
 # or pipeline puts the median near the city's size.
 MEDIAN_ERROR_BOUND_M = 60.0
+KIDNAP_DRIVE_S = 40.0
+KIDNAP_AT_S = 20.0
 R10_MIN = 0.12
 
 
@@ -195,6 +197,27 @@ def test_truth_interpolation_wraps_yaw():
     x, y, yaw = _interp_truth(track, 5)
     assert (x, y) == (5.0, 0.0) and abs(abs(math.degrees(yaw)) - 180.0) < 1e-9
     assert _interp_truth(track, 11) is None
+
+
+def test_replay_track_publishes_nothing_far_off_after_a_kidnap(drive):
+    """The vehicle is moved 100 m or more half-way through, odometry does not show it: the
+    frames that follow find nothing near the track, which must then stop publishing rather
+    than follow the odometry (loose bound, as above)."""
+    from unifygeo_ros.sim.drive import DriveConfig, write_drive_bag
+
+    bag = drive["root"] / "drive_kidnap"
+    write_drive_bag(drive["city"], bag, DriveConfig(duration_s=KIDNAP_DRIVE_S, rate_hz=RATE_HZ, seed=5,
+                                                    kidnap_at_s=(KIDNAP_AT_S,)),
+                    city_dir=drive["city_dir"], progress=False)
+    code, r = run_cli(["replay", "--bag", str(bag), "--db", str(drive["db"]), "--json", "--track",
+                       "--report", str(drive["root"] / "report_kidnap"), "--no-progress"])
+    assert code == 0, r
+    t = r["tracking"]
+    print({k: t[k] for k in ("first_fix_frames", "median_error_m", "published", "published_over_20m",
+                             "recovery_frames", "frames_by_state")})
+    assert t["kidnaps"] == 1
+    assert t["frames_by_state"].get("tracking", 0) > 0          # it tracked: the kidnap is tested
+    assert t["published_over_20m"] <= 2
 
 
 def test_replay_track_runs_the_tracking_filter_and_scores_it(drive):

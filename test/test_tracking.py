@@ -134,6 +134,42 @@ def test_a_kidnapped_vehicle_is_found_again():
             assert math.hypot(e.x - 260 - (i + 1) * math.cos(1.0), e.y + 120 - (i + 1) * math.sin(1.0)) < 20
 
 
+def test_frames_that_find_nothing_near_the_track_contradict_it():
+    """After a kidnap the localizer, searching near the prediction, finds no evidence (no fix):
+    such frames must not leave the filter tracking on odometry alone."""
+    tracker = Tracker(TrackerConfig(particles=500, area_m2=1e5, seed=11))
+    truth = [100.0, 50.0, 0.0]
+    car = Drive(tracker, truth)
+    car.step(tile_evidence, 6)
+    assert tracker.state == TrackState.TRACKING
+    # one frame without evidence and not contradicting (e.g. a blurred frame): still tracking,
+    # still publishable
+    car.truth[0] += 1.0
+    car.odom[0] += 1.0
+    tracker.predict(tuple(car.odom))
+    est = tracker.update(None)
+    assert est.state == TrackState.TRACKING and est.publishable
+    # moved elsewhere: the next frames match nothing near the track
+    truth[:] = [260.0, -120.0, 1.0]
+    car.truth[0] += 1.0
+    car.odom[0] += 1.0
+    tracker.predict(tuple(car.odom))
+    for k in range(1, 4):
+        est = tracker.update(None, contradicted=True)
+        assert not est.publishable and est.contradicted and est.unmatched == k
+        assert est.state == (TrackState.TRACKING if k < 3 else TrackState.LOST), k
+        car.odom[0] += 1.0
+        tracker.predict(tuple(car.odom))
+    # the global search then finds the vehicle: tracking again, and published only near the truth
+    published_errors = []
+    for _ in range(25):
+        (e,) = car.step(tile_evidence)
+        if e.publishable:
+            published_errors.append(math.hypot(e.x - car.truth[0], e.y - car.truth[1]))
+    assert published_errors and max(published_errors) < 20, published_errors
+    assert e.publishable and published_errors[-1] < 1.0
+
+
 def test_seed_and_gnss_evidence():
     tracker = Tracker(TrackerConfig(particles=400, area_m2=1e5, seed=7))
     tracker.seed(10.0, 20.0, 0.3, np.diag([4.0, 4.0, 0.05]))

@@ -103,6 +103,7 @@ class LocalizationResult:
     diagnostics: dict = field(default_factory=dict, repr=False)     # posterior internals (for tuning, not an API)
     fix: bool = True                # False: the frame is no evidence of where the camera is (see no_fix_reason)
     no_fix_reason: str = ""         # why not, naming the feature and its threshold; "" for a fix
+    no_fix_features: tuple[str, ...] = ()   # the abstention features below their thresholds
 
     def as_dict(self, with_distribution: bool = False) -> dict:
         """JSON-ready dictionary (numpy arrays as lists)."""
@@ -110,6 +111,7 @@ class LocalizationResult:
             "latitude": self.latitude, "longitude": self.longitude, "x": self.x, "y": self.y,
             "yaw_deg": self.yaw_deg, "covariance": np.asarray(self.covariance).tolist(),
             "confidence": self.confidence, "fix": self.fix, "no_fix_reason": self.no_fix_reason,
+            "no_fix_features": list(self.no_fix_features),
             "candidates": [{"tile_id": c.tile_id, "retrieval_score": c.retrieval_score, "m0_max": c.m0_max,
                             "matching_score": c.matching_score,
                             "combined": c.combined, "center_xy": list(c.center_xy),

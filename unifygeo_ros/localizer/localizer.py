@@ -555,7 +555,7 @@ class Localizer:
             covariance=cov, confidence=confidence, candidates=cands, tile_id=tile,
             pixel=(float(stats.row), float(stats.col)), heading_mode=mode, backend=self.backend_name,
             timings_ms={}, distribution=d.astype(np.float32) if return_distribution else None,
-            fix=decision.fix, no_fix_reason=decision.reason)
+            fix=decision.fix, no_fix_reason=decision.reason, no_fix_features=decision.failed)
         res.diagnostics = {"mode_mass": stats.mode_mass, "support_mass": stats.support_mass,
                            "components": stats.components, "agree_weight": agree,
                            "confidence_raw": raw_confidence, "consensus_support_chosen": support,

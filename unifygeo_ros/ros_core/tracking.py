@@ -15,7 +15,10 @@ the database's frame:
   the whole database;
 * the frame's D (and yaw) becomes the filter's evidence, also when the frame is under the
   confidence gate (the filter's outlier component weighs it); a frame that is not evidence
-  (not decodable, no fix) only advances the filter;
+  (not decodable, no fix) only advances the filter, except a clear frame (its detail passes)
+  that found no evidence near the prediction: that contradicts the track (nothing is
+  published; three in a row make the filter lost, and the search global), so that a vehicle
+  moved elsewhere is not tracked on by odometry alone;
 * ``/initialpose`` (``PoseWithCovarianceStamped`` in the output map frame) seeds it.
 
 Each frame gives a :class:`TrackOutcome`: the single-frame outcome, the filter's estimate
@@ -135,9 +138,11 @@ class TrackingProcessor:
         frame_priors = priors
         heading = None
         # While tracking (and the last frame agreed), the localizer looks near the prediction only;
-        # after a frame that contradicted the track it searches everything again, so that a
-        # vehicle moved elsewhere is seen at once.
-        if est is not None and est.state == TrackState.TRACKING and not est.contradicted:
+        # after a frame whose evidence contradicted the track it searches everything again, so that
+        # a vehicle moved elsewhere is seen at once. After a frame that matched nothing near the
+        # track it keeps looking there (a genuine view is now and then refused; a global search
+        # would then often land on a wrong tile and lose a good track) until the filter is lost.
+        if est is not None and est.state == TrackState.TRACKING and (not est.contradicted or est.unmatched):
             cam = offset_poses(np.array([[est.x, est.y, est.yaw]]), self.offset)[0]
             sigma_yaw = math.degrees(math.sqrt(max(float(est.covariance[2, 2]), 0.0)))
             pos = PositionPrior(float(cam[0]), float(cam[1]),
@@ -162,11 +167,18 @@ class TrackingProcessor:
             loc.decoder_turns = turns
         t2 = time.perf_counter()
         res = outcome.result
+        # a clear view (its detail passes) that the localizer, looking near the prediction only,
+        # reports as no fix: its D over the tiles there still weighs the particles (as a frame
+        # under the confidence gate does), so that it supports the track or contradicts it
+        clear_no_fix = (res is not None and outcome.failure == "no_fix" and "detail" not in res.no_fix_features)
+        usable = outcome.failure in (None, "low_confidence") or (search == "tracking" and clear_no_fix)
         evidence = None
-        if res is not None and outcome.failure in (None, "low_confidence") and res.distribution is not None:
+        if res is not None and usable and res.distribution is not None:
             evidence = evidence_from_result(res, self.mpp, st, weight=float(res.confidence),
                                             power=float(self.cfg.tracking_evidence_power))
-        track = self.tracker.update(evidence)
+        # ... and without a D it contradicts the track: the vehicle is not where the track is
+        contradicted = evidence is None and search == "tracking" and clear_no_fix
+        track = self.tracker.update(evidence, contradicted=contradicted)
         filtered = None
         if track is not None and track.publishable and res is not None:
             filtered = self._filtered_estimate(track, st, res, frame_priors)

@@ -58,6 +58,7 @@ class TrackerConfig:
     support_min: float = 2.0            # a frame supports the particles: that much more D under them than on average
     contradict_max: float = 1.0         # ... contradicts them: less than on average
     lost_frames: int = 2                # contradicting frames in a row that make it lost
+    unmatched_frames: int = 3           # frames in a row that matched nothing near it that make it lost
     camera_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)   # the camera in the vehicle frame (x, y, yaw)
     seed: int = 0
 
@@ -84,6 +85,7 @@ class TrackEstimate:
     frames: int                         # frames used so far
     share: float = 1.0                  # weight share of the place the estimate is taken at
     contradicted: bool = False          # the last frame's evidence did not support the particles
+    unmatched: int = 0                  # frames in a row (up to the last) that matched nothing near the particles
 
     @property
     def publishable(self) -> bool:
@@ -107,6 +109,7 @@ class Tracker:
         self._w_fast = 0.0
         self._supporting = 0
         self._contradicting = 0
+        self._unmatched = 0
         self._frames = 0
         self._support = float("nan")
 
@@ -129,9 +132,17 @@ class Tracker:
             self.poses = predict(self.poses, delta, self.cfg.noise, self.rng)
         self._odom = pose
 
-    def update(self, evidence: Evidence | None, gnss: GnssEvidence | None = None) -> TrackEstimate | None:
+    def update(self, evidence: Evidence | None, gnss: GnssEvidence | None = None,
+               contradicted: bool = False) -> TrackEstimate | None:
         """Weight the particles by a frame's evidence (and a GNSS fix); resample, inject and
-        update the state. Returns the estimate (None before the first evidence)."""
+        update the state. Returns the estimate (None before the first evidence).
+
+        ``contradicted``: a frame without evidence that nevertheless speaks against the
+        particles: a clear view that matched nothing where they are (the localizer, searching
+        near the prediction only, reported no fix). It weighs nothing, but the estimate is not
+        publishable after it, and ``unmatched_frames`` of them in a row make the filter lost
+        (more than ``lost_frames``: a genuine view is now and then refused, and losing a good
+        track costs a slow global search)."""
         cfg = self.cfg
         has_evidence = evidence is not None and not evidence.empty
         if self.poses is None:
@@ -150,6 +161,13 @@ class Tracker:
             support = float(self.weights @ relative_support(cams, evidence))
         if gnss is not None:
             p = p * gnss_likelihood(self.poses, gnss, cfg.gnss_outlier, cfg.area_m2)
+        if not has_evidence and contradicted:
+            self._frames += 1
+            self._support = 0.0
+            self._supporting = 0
+            self._unmatched += 1
+            self._update_state()
+            return self.estimate()
         if not has_evidence and gnss is None:
             return self.estimate()
         self._frames += 1
@@ -166,6 +184,7 @@ class Tracker:
             self._w_slow += cfg.alpha_slow * (l_avg - self._w_slow)
             self._w_fast += cfg.alpha_fast * (l_avg - self._w_fast)
         if has_evidence:
+            self._unmatched = 0
             self._supporting = self._supporting + 1 if support > cfg.support_min else 0
             self._contradicting = self._contradicting + 1 if support < cfg.contradict_max else 0
         inject = 0.0
@@ -193,13 +212,15 @@ class Tracker:
         self._w_slow = self._w_fast = 0.0
         self._supporting = 0
         self._contradicting = 0
+        self._unmatched = 0
 
     def _update_state(self) -> None:
         cfg = self.cfg
         est = self.estimate()
         sigma = est.sigma_m
         if self.state == TrackState.TRACKING:
-            if self._contradicting >= cfg.lost_frames or sigma > cfg.lost_sigma_m:
+            if (self._contradicting >= cfg.lost_frames or self._unmatched >= cfg.unmatched_frames
+                    or sigma > cfg.lost_sigma_m):
                 self.state = TrackState.LOST
         elif (sigma <= cfg.tracking_sigma_m and est.share >= cfg.tracking_share
               and self._supporting >= cfg.confirm_frames):
@@ -211,4 +232,4 @@ class Tracker:
         mean, cov, share = main_mode(self.poses, self.weights)
         return TrackEstimate(self.state, float(mean[0]), float(mean[1]), float(mean[2]), cov,
                              effective_sample_size(self.weights), self._support, self._frames, share,
-                             self._contradicting > 0)
+                             self._contradicting > 0 or self._unmatched > 0, self._unmatched)
