@@ -1,4 +1,5 @@
-"""Model configurations: ``paper`` (UnifyGeo as published) and ``small`` (CPU-trainable).
+"""Model configurations: ``paper`` (UnifyGeo as published), ``vigor`` (the layout of the
+authors' released VIGOR checkpoints) and ``small`` (CPU-trainable).
 
 Sizes follow from a few numbers (paper values in brackets):
 
@@ -33,6 +34,12 @@ class ModelConfig:
     yaw_hidden: int = 32
     heading_subdivisions: int = 1         # R: sub-stride rotations of the panorama for unknown heading
     circular_ground_padding: bool = True  # exact roll equivariance of the ground encoder
+    # Where the released checkpoints differ from the paper's text (see the ``vigor`` configuration):
+    aggregator_qk: str = "pre_norm"       # Q, K = Linear(LN(G)) ("pre_norm", Eq. 2) or ReLU(LN(Linear(G))) ("post_norm_relu")
+    global_norm: bool = False             # LayerNorm after GeM, before the L2 normalisation
+    temperatures: int = 4                 # learnable InfoNCE temperatures: 4 (G, M, R, heading) or 2 (G, R)
+    match_temperature: float = 0.1        # L_M's fixed temperature when ``temperatures`` is 2
+    column_major_descriptors: bool = False  # f_g^l flattened column by column (c_l values per column)
     drop_path: float = 0.0
     stride: int = 32                      # total encoder stride (fixed by ConvNeXt)
 
@@ -48,6 +55,13 @@ class ModelConfig:
                                  f"{cols} ground feature columns")
         if self.heading_subdivisions < 1 or self.stride % self.heading_subdivisions:
             raise ValueError(f"{self.name}: heading_subdivisions must divide the stride {self.stride}")
+        if self.aggregator_qk not in ("pre_norm", "post_norm_relu"):
+            raise ValueError(f"{self.name}: aggregator_qk must be 'pre_norm' or 'post_norm_relu', "
+                             f"got {self.aggregator_qk!r}")
+        if self.temperatures not in (2, 4):
+            raise ValueError(f"{self.name}: temperatures must be 2 or 4, got {self.temperatures}")
+        if self.temperatures == 2 and self.yaw_head:
+            raise ValueError(f"{self.name}: the yaw head needs its own temperature (temperatures = 4)")
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
@@ -101,6 +115,21 @@ PAPER = ModelConfig(
     heading_subdivisions=2,        # 48 bins of 7.5 deg
 )
 
+# The network of the authors' released VIGOR checkpoints (github.com/chord-sz/UnifyGeo):
+# ``state_dict`` for ``state_dict`` the same tensors, under other names (model/released.py maps
+# them). It differs from ``paper`` where their code differs from the paper's text, and has
+# none of our extensions.
+VIGOR = PAPER.with_(
+    name="vigor",
+    yaw_head=False,
+    layout_channels=0,
+    circular_ground_padding=False,
+    aggregator_qk="post_norm_relu",
+    global_norm=True,
+    temperatures=2,
+    column_major_descriptors=True,
+)
+
 SMALL = ModelConfig(
     name="small",
     ground_size=(128, 256),
@@ -112,11 +141,11 @@ SMALL = ModelConfig(
     layout_channels=32,            # global descriptors that keep the azimuth / map layout
 )
 
-CONFIGS = {c.name: c for c in (PAPER, SMALL)}
+CONFIGS = {c.name: c for c in (PAPER, VIGOR, SMALL)}
 
 
 def get_config(name_or_config: str | ModelConfig | dict) -> ModelConfig:
-    """A configuration by name (``paper``, ``small``), or rebuilt from ``as_dict()``."""
+    """A configuration by name (``paper``, ``vigor``, ``small``), or rebuilt from ``as_dict()``."""
     if isinstance(name_or_config, ModelConfig):
         return name_or_config
     if isinstance(name_or_config, dict):

@@ -334,6 +334,7 @@ def build_database(cfg: BuildConfig, progress: bool = True,
 
     from ..backends.registry import open_backend
     from ..geo import MapFrame
+    from ..model.released import RELEASED_LAYOUT
     from ..model.unifygeo import load_checkpoint
     from .index import build_index, index_kind
 
@@ -404,10 +405,12 @@ def build_database(cfg: BuildConfig, progress: bool = True,
             "plan": key,
             "model": {"hash": model_hash, "name": mcfg.name, "config": mcfg.as_dict(), "file": "model.pt",
                       "source": str(cfg.weights), "aerial_mpp": aerial_mpp, "aerial_mpp_source": mpp_source,
-                      "heading_scale": float(model.logit_scale_heading.detach().exp()),
+                      "heading_scale": float(model.heading_logit_scale().detach().exp()),
                       "retrieval_scale": float(model.logit_scale.detach().exp()),
                       "training": {k: v for k, v in (payload.get("training") or {}).items()
-                                   if k in ("data", "steps", "epochs_done", "aerial_mpp")}},
+                                   if k in ("data", "steps", "epochs_done", "aerial_mpp")},
+                      **({"released_as": payload.get("released_as"), "sha256": payload.get("sha256")}
+                         if payload.get("format") == RELEASED_LAYOUT else {})},
             "map_frame": {"crs_wkt": frame.crs_wkt, "origin_e": frame.origin_e, "origin_n": frame.origin_n,
                           "origin_lat": float(olat), "origin_lon": float(olon),
                           "note": "origin = the first raster's lower-left corner; x east, y north (grid)"},

@@ -48,7 +48,7 @@ from ..inference.decoder_ensemble import (
     member_tiles,
     mirror_panorama,
 )
-from ..inference.heading import yaw_from_alignment
+from ..inference.heading import ALIGNED_YAW_DEG, yaw_from_alignment
 from ..inference.rerank import consensus, rerank, rerank_output
 from ..inference.retrieval import (
     best_alignment_scores,
@@ -227,6 +227,8 @@ def _turn_ensemble(model, grounds: tuple, query_row: int, tile: torch.Tensor, lo
 
 
 def _read_yaw(model, out: dict, b: int, row: float, col: float, offset: float = 0.0) -> float:
+    if "yaw_field" not in out:          # no yaw head: the chosen alignment alone
+        return float(yaw_from_alignment(int(out["alignment"][b]) + float(offset), ALIGNED_YAW_DEG, model.cfg))
     field = out["yaw_field"][b, :, int(row), int(col)]
     return float(yaw_from_alignment(int(out["alignment"][b]) + float(offset),
                                     np.degrees(np.arctan2(field[1], field[0])), model.cfg))

@@ -144,6 +144,21 @@ def alignment_hill(q: np.ndarray, k: int, fraction: float = SUPPORT_FRACTION) ->
     return np.array(sorted(members))
 
 
+def alignment_yaw_variance_deg2(alignment_scores: np.ndarray, logprior: np.ndarray, heading_scale: float, k: int,
+                                bin_deg: float) -> tuple[float, dict]:
+    """Variance of a yaw read from the chosen alignment alone (a model without a yaw head):
+    the alignment posterior over the chosen alignment's hill, the bin's own width (uniform
+    within it) and the floor."""
+    q = softmax(heading_scale * np.asarray(alignment_scores, dtype=np.float64) + np.asarray(logprior, np.float64))
+    hill = alignment_hill(q, int(k))
+    offsets = angle_diff_deg(hill * bin_deg, k * bin_deg)
+    qh = q[hill]
+    var_align = float((qh * offsets ** 2).sum() / max(qh.sum(), 1e-300))
+    var = var_align + bin_deg ** 2 / 12.0 + YAW_FLOOR_DEG ** 2
+    return var, {"var_alignment_deg2": var_align, "alignment_posterior_max": float(q.max()),
+                 "alignment_hill_mass": float(qh.sum())}
+
+
 def yaw_variance_deg2(alignment_scores: np.ndarray, logprior: np.ndarray, heading_scale: float, k: int,
                       bin_deg: float, field: np.ndarray, mode: np.ndarray, d: np.ndarray,
                       row: int, col: int) -> tuple[float, dict]:

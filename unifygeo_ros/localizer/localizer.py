@@ -493,7 +493,7 @@ class Localizer:
         """``order`` and ``combined``: the re-ranking of the candidates (``rerank``); ``support``:
         the chosen candidate's consensus support; ``detail``: the frame's fine detail
         (:func:`~unifygeo_ros.inference.preprocess.image_detail`)."""
-        from ..inference.heading import yaw_from_alignment
+        from ..inference.heading import ALIGNED_YAW_DEG, yaw_from_alignment
 
         cfg = self.cfg
         d_all = _distributions(out)
@@ -536,6 +536,13 @@ class Localizer:
                 out["alignment_scores"][best], logprior, self.heading_scale, k_align, cfg.heading_bin_deg,
                 field, stats.mode_mask, d, row_i, col_i)
             yaw_deg = yaw
+            var_yaw = math.radians(math.sqrt(var_deg2) * c_yaw) ** 2
+        elif heading is None:
+            # No yaw head (the released `vigor` models): the yaw of the chosen alignment, to a bin;
+            # with a known heading the frame adds nothing to the heading it was given.
+            yaw_deg = float(yaw_from_alignment(k_align + float(offsets[best]), ALIGNED_YAW_DEG, cfg))
+            var_deg2, yaw_info = posterior.alignment_yaw_variance_deg2(
+                out["alignment_scores"][best], logprior, self.heading_scale, k_align, cfg.heading_bin_deg)
             var_yaw = math.radians(math.sqrt(var_deg2) * c_yaw) ** 2
         cov = np.zeros((3, 3))
         cov[:2, :2] = cov_xy

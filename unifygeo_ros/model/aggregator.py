@@ -6,6 +6,12 @@ half of G's channels and the attention output is projected back to G's width and
 to G. GeM pooling with a learnable power then gives the global descriptor, which is
 L2-normalised.
 
+The authors' released checkpoints (configuration ``vigor``) were trained with another
+Q / K path and one more normalisation (``qk="post_norm_relu"``, ``global_norm=True``):
+Q = ReLU(LN(W_q G)) and K = ReLU(LN(W_k G)), each with its own LayerNorm over the
+halved width, and a LayerNorm over the GeM vector before the L2 normalisation. V, the
+scale 1/sqrt(C/2), the restoring projection, the residual and GeM are as above.
+
 Layout term (beyond the paper, ``layout_channels > 0``)
 ------------------------------------------------------
 Attention without positions and GeM pooling make the paper's descriptor a bag of
@@ -38,17 +44,26 @@ from torch import nn
 
 class FeatureAggregator(nn.Module):
     def __init__(self, dim: int, reduction: int = 2, gem_p: float = 3.0, eps: float = 1e-6,
-                 layout_channels: int = 0, cells: tuple[int, int] = (1, 1)):
+                 layout_channels: int = 0, cells: tuple[int, int] = (1, 1), qk: str = "pre_norm",
+                 global_norm: bool = False):
         super().__init__()
         inner = dim // reduction
-        self.norm = nn.LayerNorm(dim, eps=1e-6)   # on Q and K only
+        if qk not in ("pre_norm", "post_norm_relu"):
+            raise ValueError(f"aggregator: qk must be 'pre_norm' or 'post_norm_relu', got {qk!r}")
+        self.qk = qk
+        if qk == "pre_norm":
+            self.norm = nn.LayerNorm(dim, eps=1e-6)   # on Q and K only
         self.to_q = nn.Linear(dim, inner)
         self.to_k = nn.Linear(dim, inner)
+        if qk == "post_norm_relu":
+            self.q_norm = nn.LayerNorm(inner, eps=1e-6)
+            self.k_norm = nn.LayerNorm(inner, eps=1e-6)
         self.to_v = nn.Linear(dim, inner)
         self.restore = nn.Linear(inner, dim)
         self.scale = inner ** -0.5                # 1 / sqrt(lambda)
         self.p = nn.Parameter(torch.tensor([gem_p]))
         self.eps = eps
+        self.post_norm = nn.LayerNorm(dim, eps=1e-6) if global_norm else None
         # Start as the identity map (plain GeM) so that pretrained features are kept.
         nn.init.zeros_(self.restore.weight)
         nn.init.zeros_(self.restore.bias)
@@ -63,10 +78,15 @@ class FeatureAggregator(nn.Module):
             nn.init.zeros_(self.layout_proj.bias)
 
     def pooled(self, g: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """The paper's part: attention, then GeM (B, C), before normalisation."""
+        """The paper's part: attention, then GeM (and ``global_norm``'s LayerNorm) (B, C),
+        before the L2 normalisation."""
         x = g.flatten(2).transpose(1, 2)                        # (B, N, C)
-        n = self.norm(x)
-        attn = torch.matmul(self.to_q(n), self.to_k(n).transpose(1, 2)) * self.scale
+        if self.qk == "pre_norm":
+            n = self.norm(x)
+            q, k = self.to_q(n), self.to_k(n)
+        else:
+            q, k = F.relu(self.q_norm(self.to_q(x))), F.relu(self.k_norm(self.to_k(x)))
+        attn = torch.matmul(q, k.transpose(1, 2)) * self.scale
         if valid is not None:
             attn = attn - (1.0 - valid[:, None, :]) * 1e4
         phi = x + self.restore(torch.matmul(attn.softmax(dim=-1), self.to_v(x)))
@@ -76,6 +96,10 @@ class FeatureAggregator(nn.Module):
         else:
             w = valid[:, :, None]
             mean = (powered * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
+        if self.post_norm is not None:
+            # A mean of values >= eps^p is >= eps^p: clamping there changes nothing but an
+            # all-masked map (mean 0), as the released model's GeM does.
+            return self.post_norm(torch.maximum(mean, self.eps ** self.p).pow(1.0 / self.p))
         return mean.clamp(min=self.eps).pow(1.0 / self.p)
 
     def _layout_map(self, g: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:

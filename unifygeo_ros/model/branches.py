@@ -60,7 +60,8 @@ class GroundBranch(nn.Module):
         self.f_head = ConvNeXtHead(cfg.dims[2], cfg.dims[3], cfg.head_blocks, circular_width=circ)
         self.s_head = ConvNeXtHead(cfg.dims[2], cfg.dims[3], cfg.head_blocks, circular_width=circ)
         self.aggregator = FeatureAggregator(cfg.dims[3], cfg.attention_reduction, cfg.gem_p,
-                                            layout_channels=cfg.layout_channels, cells=cfg.ground_feature_size)
+                                            layout_channels=cfg.layout_channels, cells=cfg.ground_feature_size,
+                                            qk=cfg.aggregator_qk, global_norm=cfg.global_norm)
         rows = cfg.ground_feature_size[0]
         self.projectors = nn.ModuleList(
             GroundProjector(cfg.dims[3], c, rows) for c in cfg.column_channels)
@@ -101,7 +102,8 @@ class AerialBranch(nn.Module):
         self.s_head = ConvNeXtHead(cfg.dims[2], cfg.dims[3], cfg.head_blocks)
         cells = cfg.aerial_size // cfg.stride
         self.aggregator = FeatureAggregator(cfg.dims[3], cfg.attention_reduction, cfg.gem_p,
-                                            layout_channels=cfg.layout_channels, cells=(cells, cells))
+                                            layout_channels=cfg.layout_channels, cells=(cells, cells),
+                                            qk=cfg.aggregator_qk, global_norm=cfg.global_norm)
 
     def forward(self, image: torch.Tensor):
         """``image``: (B, 3, L, L). Returns ``(v_a, F_a^0, F_a^1, F_a^2, F_a^3)``: F_a^0 from the

@@ -6,13 +6,14 @@ import argparse
 
 from ..cli import CommandError, add_json_flag, emit
 
-PAPER_REFERENCE_PARAMETERS = 57_700_330   # counted by the authors' public evaluation code
+PAPER_REFERENCE_PARAMETERS = 57_700_330   # state-dict values, counted by the authors' public evaluation code
 
 
 def register(sub, bench_sub) -> None:
     p = sub.add_parser("model-info", help="sizes and parameter counts of a model configuration")
-    p.add_argument("--config", default="paper", help="paper | small (default: paper)")
-    p.add_argument("--weights", help="a unifygeo_ros checkpoint: report its configuration instead")
+    p.add_argument("--config", default="paper", help="paper | vigor | small (default: paper)")
+    p.add_argument("--weights", help="a unifygeo_ros checkpoint, or a state_dict in the layout of the authors' "
+                                     "released VIGOR checkpoints: report its configuration instead")
     p.add_argument("--imagenet", help="a local ConvNeXt ImageNet state-dict file (timm, facebookresearch "
                                       "or torchvision layout): load it and report what was mapped")
     add_json_flag(p)
@@ -21,32 +22,42 @@ def register(sub, bench_sub) -> None:
 
 
 def _load_model(args):
+    """The model of ``--weights`` (any accepted layout), else an untrained ``--config``."""
+    return _load_model_and_payload(args)[0]
+
+
+def _load_model_and_payload(args):
+    """(model, payload): payload is None for an untrained ``--config``."""
     from ..model_config import get_config
     from .unifygeo import UnifyGeo, load_checkpoint
 
     try:
         if getattr(args, "weights", None):
-            model, _ = load_checkpoint(args.weights)
-            return model
-        return UnifyGeo(get_config(args.config)).eval()
+            return load_checkpoint(args.weights)
+        return UnifyGeo(get_config(args.config)).eval(), None
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from exc
 
 
-def model_info(model, imagenet: str | None = None) -> dict:
+def model_info(model, imagenet: str | None = None, payload: dict | None = None) -> dict:
+    from .released import RELEASED_LAYOUT
+
     cfg = model.cfg
     n = model.parameter_count()
     yaw = model.yaw_head_parameters()
+    state = model.state_dict()
     info = {
         "config": cfg.name,
         "parameters": n,
         "parameters_without_yaw_head": n - yaw,
         "yaw_head_parameters": yaw,
+        "checkpoint_tensors": len(state),                            # BatchNorm buffers included
+        "checkpoint_values": sum(t.numel() for t in state.values()),
         "modules": {
             "ground_branch": sum(p.numel() for p in model.ground.parameters()),
             "aerial_branch": sum(p.numel() for p in model.aerial.parameters()),
             "decoder": sum(p.numel() for p in model.decoder.parameters()),
-            "temperatures": 4,
+            "temperatures": len(model.temperature_parameters()),
         },
         "ground_input": [3, *cfg.ground_size],
         "aerial_input": [3, cfg.aerial_size, cfg.aerial_size],
@@ -62,9 +73,16 @@ def model_info(model, imagenet: str | None = None) -> dict:
         "heading_bin_deg": cfg.heading_bin_deg,
         "model_hash": model.state_hash(),
     }
-    if cfg.name == "paper":
+    if cfg.name in ("paper", "vigor"):
         info["paper_reference_parameters"] = PAPER_REFERENCE_PARAMETERS
-        info["relative_difference_to_paper"] = (n - yaw) / PAPER_REFERENCE_PARAMETERS - 1.0
+        # Like with like: the reference counts every value of the state dict (BatchNorm buffers too).
+        info["relative_difference_to_paper"] = (info["checkpoint_values"] - yaw) / PAPER_REFERENCE_PARAMETERS - 1.0
+    if payload is not None:
+        released = payload.get("format") == RELEASED_LAYOUT
+        info["weights_layout"] = "released" if released else "unifygeo_ros"
+        info["released_as"] = payload.get("released_as") if released else None
+        if released:
+            info["weights_sha256"] = payload.get("sha256")
     if imagenet:
         from .convnext import load_convnext_weights
 
@@ -76,16 +94,20 @@ def model_info(model, imagenet: str | None = None) -> dict:
 
 
 def model_info_command(args: argparse.Namespace) -> int:
-    model = _load_model(args)
+    model, payload = _load_model_and_payload(args)
     try:
-        info = model_info(model, args.imagenet)
+        info = model_info(model, args.imagenet, payload)
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from exc
 
     def human(r: dict) -> str:
         lines = [f"configuration      {r['config']}",
                  f"parameters         {r['parameters']:,} ({r['parameters_without_yaw_head']:,} without the "
-                 f"yaw head)"]
+                 f"yaw head)",
+                 f"checkpoint         {r['checkpoint_tensors']} tensors, {r['checkpoint_values']:,} values"]
+        if "weights_layout" in r:
+            lines.append(f"weights            {r['weights_layout']} layout"
+                         + (f", released as {r['released_as']}" if r.get("released_as") else ""))
         if "paper_reference_parameters" in r:
             lines.append(f"paper reference    {r['paper_reference_parameters']:,} "
                          f"({100 * r['relative_difference_to_paper']:+.3f} %)")

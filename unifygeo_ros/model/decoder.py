@@ -8,6 +8,11 @@ L2-normalised F^0, up-sampled by a transposed convolution, joined with the encod
 aerial skip feature and convolved into F^1; and so on to level 3, whose map and M^3 are
 up-sampled to L x L logits; D = softmax over the L*L pixels.
 
+The ground descriptor f_g^l is flattened channel by channel (index ``i * W' + u`` for
+channel i of column u), or column by column (``u * c_l + i``) with
+``column_major_descriptors``, as in the released checkpoints: the order decides which
+aerial channel each element meets, and which LayerNorm weight it gets.
+
 Heading search (unknown heading)
 -------------------------------
 The ground encoder pads panoramas circularly, so rolling a panorama left by ``s`` feature
@@ -78,6 +83,7 @@ class LocalizationDecoder(nn.Module):
         ch = cfg.level_channels
         self.columns = cfg.ground_columns
         self.subdivisions = cfg.heading_subdivisions
+        self.column_major = cfg.column_major_descriptors
         self.ground_norms = nn.ModuleList(nn.LayerNorm(c, eps=1e-6) for c in ch)
         self.aerial_norms = nn.ModuleList(LayerNorm2d(c, eps=1e-6) for c in ch)
         self.upsample = nn.ModuleList(nn.ConvTranspose2d(ch[l] + 1, ch[l + 1], 2, stride=2) for l in range(3))
@@ -105,13 +111,20 @@ class LocalizationDecoder(nn.Module):
                              persistent=False)   # [s, u] = (u + s) mod W': roll left by s
 
     # ---- helpers ---------------------------------------------------------------------------
+    def _flat(self, t: torch.Tensor) -> torch.Tensor:
+        """(..., c, W') -> (..., c*W'): channel by channel, or column by column
+        (``column_major_descriptors``, the released checkpoints' order)."""
+        if self.column_major:
+            t = t.transpose(-1, -2)
+        return t.flatten(-2)
+
     def _all_alignments(self, g: torch.Tensor, valid: torch.Tensor):
         """(B, R, c, W') descriptors -> (B, K, c*W') for every alignment k = s*R + r."""
         b, r, c, w = g.shape
         rolled = g[..., self.roll_index]                         # (B, R, c, S, W')
-        rolled = rolled.permute(0, 3, 1, 2, 4).reshape(b, w * r, c * w)
+        rolled = self._flat(rolled.permute(0, 3, 1, 2, 4).reshape(b, w * r, c, w))
         vmask = valid[..., self.roll_index]                      # (B, R, S, W')
-        vmask = vmask.permute(0, 2, 1, 3).reshape(b, w * r, 1, w).expand(b, w * r, c, w).reshape(b, w * r, c * w)
+        vmask = self._flat(vmask.permute(0, 2, 1, 3).reshape(b, w * r, 1, w).expand(b, w * r, c, w))
         return rolled, vmask
 
     def _select(self, g: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -156,8 +169,8 @@ class LocalizationDecoder(nn.Module):
         for level in range(1, 4):
             x = self.upsample[level - 1](x)
             x = self.fuse[level - 1](torch.cat([x, aerial[level]], dim=1))
-            g = aligned[level].flatten(1)
-            gmask = valid_k.expand_as(aligned[level]).flatten(1)
+            g = self._flat(aligned[level])
+            gmask = self._flat(valid_k.expand_as(aligned[level]))
             matching.append(self._match(level, g, gmask, x))
             x = torch.cat([matching[level][:, None], l2_normalize(x, dim=1)], dim=1)
         logits = self.to_logits(self.final_upsample(x)).flatten(1)                            # (B, L*L)

@@ -113,14 +113,14 @@ def unifygeo_loss(out: dict, model, rows: torch.Tensor, cols: torch.Tensor, fiel
     terms = {
         "D": loss_d(out["logits"], d_gt),
         "G": loss_g(out["ground_global"], out["aerial_global"], model.logit_scale, cfg.label_smoothing),
-        "M": loss_m(out["matching"], d_gt, model.logit_scale_match),
+        "M": loss_m(out["matching"], d_gt, model.match_logit_scale()),
         "R": loss_r(out["ground_desc0"], out["aerial_desc0"], d_gt, model.logit_scale_rerank),
     }
     total = (cfg.weight_d * terms["D"] + cfg.weight_g * terms["G"] + cfg.weight_m * terms["M"]
              + cfg.weight_r * terms["R"])
     if "yaw_field" in out:
         terms["yaw"] = loss_yaw(out["yaw_field"], d_gt, field_yaw_deg, out["shift_scores"], k_true,
-                                model.logit_scale_heading, cfg.heading_term, cfg.label_smoothing, bin_stride)
+                                model.heading_logit_scale(), cfg.heading_term, cfg.label_smoothing, bin_stride)
         total = total + cfg.weight_yaw * terms["yaw"]
     terms["total"] = total
     return terms

@@ -24,6 +24,8 @@ from ..model_config import ModelConfig, get_config, shipped_model_path  # noqa: 
 from .branches import AerialBranch, GroundBranch
 from .decoder import LocalizationDecoder
 from .heading import known_heading_prior, subdivision_copies
+from .released import (RELEASED_LAYOUT, RELEASED_TENSORS, from_released, is_released_layout,
+                       released_payload)
 
 CHECKPOINT_FORMAT = "unifygeo_ros/checkpoint/1"
 
@@ -39,11 +41,15 @@ class UnifyGeo(nn.Module):
         self.aerial = AerialBranch(self.cfg)
         self.decoder = LocalizationDecoder(self.cfg)
         init = math.log(1 / 0.07)
-        # Learnable inverse temperatures of the InfoNCE losses (retrieval, matching, re-ranking, heading).
+        # Learnable log inverse temperatures of the InfoNCE losses: retrieval, matching,
+        # re-ranking, heading; with ``temperatures == 2`` (the released checkpoints) only
+        # retrieval and re-ranking, L_M then has the fixed ``match_temperature``.
         self.logit_scale = nn.Parameter(torch.tensor(init))
-        self.logit_scale_match = nn.Parameter(torch.tensor(init))
+        if self.cfg.temperatures == 4:
+            self.logit_scale_match = nn.Parameter(torch.tensor(init))
         self.logit_scale_rerank = nn.Parameter(torch.tensor(init))
-        self.logit_scale_heading = nn.Parameter(torch.tensor(init))
+        if self.cfg.temperatures == 4:
+            self.logit_scale_heading = nn.Parameter(torch.tensor(init))
 
     # ---- the three stages --------------------------------------------------------------------
     def encode_ground(self, image: torch.Tensor, column_mask: torch.Tensor | None = None,
@@ -105,6 +111,25 @@ class UnifyGeo(nn.Module):
         out["aerial_global"] = aerial["global"]
         return out
 
+    # ---- temperatures -------------------------------------------------------------------------------
+    def temperature_parameters(self) -> list[nn.Parameter]:
+        """The learnable log inverse temperatures this configuration has."""
+        names = ("logit_scale", "logit_scale_match", "logit_scale_rerank", "logit_scale_heading")
+        return [getattr(self, n) for n in names if hasattr(self, n)]
+
+    def match_logit_scale(self) -> torch.Tensor:
+        """log(1 / temperature) of L_M: learnable, or the fixed ``match_temperature``."""
+        if hasattr(self, "logit_scale_match"):
+            return self.logit_scale_match
+        return torch.tensor(math.log(1.0 / self.cfg.match_temperature), device=self.logit_scale.device)
+
+    def heading_logit_scale(self) -> torch.Tensor:
+        """log(1 / temperature) of the alignment scores (max M^0 cosines): the heading one, or
+        without it the re-ranking one, which is trained on the same cosines (L_R)."""
+        if hasattr(self, "logit_scale_heading"):
+            return self.logit_scale_heading
+        return self.logit_scale_rerank
+
     # ---- bookkeeping ------------------------------------------------------------------------------
     def yaw_head_parameters(self) -> int:
         head = self.decoder.yaw_head
@@ -139,8 +164,28 @@ def save_checkpoint(model: UnifyGeo, path: str | Path, half: bool = False, **ext
     tmp.replace(path)
 
 
+EXPECTED_FILES = (f"a unifygeo_ros checkpoint ({CHECKPOINT_FORMAT}) written by `unifygeo train`, or a "
+                  f"state_dict in the layout of the authors' released VIGOR checkpoints ({RELEASED_LAYOUT}, "
+                  f"{RELEASED_TENSORS} tensors such as grd_encoder.model.stem_0.weight)")
+
+
+def _describe(payload) -> str:
+    if not isinstance(payload, dict):
+        return type(payload).__name__
+    if "format" in payload:
+        return f"format {str(payload.get('format'))[:80]!r}"
+    keys = sorted(str(k) for k in payload)[:3]
+    return f"a mapping of {len(payload)} entries ({', '.join(keys)}{', ...' if len(payload) > 3 else ''})"
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[UnifyGeo, dict]:
-    """Load a checkpoint written by :func:`save_checkpoint`; returns (model in eval mode, payload)."""
+    """Load model weights; returns (model in eval mode, payload).
+
+    Accepts a checkpoint written by :func:`save_checkpoint`, and a plain state dict in the
+    layout of the authors' released VIGOR checkpoints (:mod:`.released`), which gives a
+    ``vigor`` model and a payload with its ``sha256`` and ``released_as`` (the released
+    file's name when the hash is one of theirs, else None). Both are loaded strictly.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model checkpoint not found: {path}")
@@ -149,11 +194,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[UnifyGeo, dic
     except Exception as exc:        # a truncated, foreign or non-torch file fails in many ways
         why = ("a damaged or truncated archive" if "zip archive" in str(exc)
                else f"not a file written by torch.save, {type(exc).__name__}")
-        raise ValueError(f"{path}: not a readable checkpoint ({why}); expected a "
-                         f"unifygeo_ros checkpoint ({CHECKPOINT_FORMAT}) written by `unifygeo train`") from exc
+        raise ValueError(f"{path}: not a readable checkpoint ({why}); expected {EXPECTED_FILES}") from exc
+    if is_released_layout(payload):
+        return _load_released(path, payload)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: expected a unifygeo_ros checkpoint ({CHECKPOINT_FORMAT}), got "
-                         f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}")
+        raise ValueError(f"{path}: expected {EXPECTED_FILES}; got {_describe(payload)}")
     try:
         cfg = get_config(payload["config"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -186,4 +231,19 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> tuple[UnifyGeo, dic
     except RuntimeError as exc:
         raise ValueError(f"{path}: checkpoint does not match its model configuration '{cfg.name}' "
                          f"({' '.join(str(exc).split())[:200]})") from exc
+    return model.eval(), payload
+
+
+def _load_released(path: Path, state: dict) -> tuple[UnifyGeo, dict]:
+    try:
+        ours = from_released(state)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinity (e.g. {bad[0]}); expected "
+                         f"finite weights")
+    payload = released_payload(path)
+    model = UnifyGeo(get_config(payload["config"]))
+    model.load_state_dict(ours, strict=True)
     return model.eval(), payload

@@ -386,8 +386,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             scaler.step(optimizer)
             scaler.update()
             with torch.no_grad():
-                for s in (model.logit_scale, model.logit_scale_match, model.logit_scale_rerank,
-                          model.logit_scale_heading):
+                for s in model.temperature_parameters():
                     s.clamp_(0.0, math.log(100.0))      # temperature at most 100, as in CLIP
             dt = time.perf_counter() - t0
             elapsed += dt
