@@ -204,3 +204,41 @@ def test_a_camera_mounted_off_the_vehicle_origin():
     car = Drive(tracker, truth)
     ests = car.step(lambda t: Evidence([blob((96.0, 48.0), (t[0] + 1.0, t[1]), yaw=t[2])]), 5)
     assert math.hypot(ests[-1].x - truth[0], ests[-1].y - truth[1]) < 0.4
+
+
+def test_the_calibration_table_holds_the_tracking_factors(tmp_path):
+    import json
+
+    from unifygeo_ros.inference.calibration import CALIBRATION_FORMAT, Calibration, lookup_calibration
+
+    table = tmp_path / "calibration.json"
+    table.write_text(json.dumps({"format": CALIBRATION_FORMAT, "models": {
+        "a" * 64: {"c_pos": 2.0, "c_yaw": 1.0, "tracking": {"c_pos": 1.2, "c_yaw": 1.7, "poses": 300}},
+        "b" * 64: {"c_pos": 2.0, "c_yaw": 1.0, "tracking": {"c_pos": -1.0, "c_yaw": 1.0}},
+        "c" * 64: {"c_pos": 2.0, "c_yaw": 1.0}}}))
+    assert lookup_calibration("a" * 64, table).tracking_scales() == (1.2, 1.7)
+    assert lookup_calibration("c" * 64, table).tracking_scales() == (1.0, 1.0)      # not calibrated: unscaled
+    assert Calibration().tracking_scales() == (1.0, 1.0)
+    with pytest.raises(ValueError, match="tracking factors: expected positive finite c_pos and c_yaw"):
+        lookup_calibration("b" * 64, table)
+
+
+@pytest.mark.slow
+def test_calibrate_tracking_part_fits_the_filters_factors(tmp_path):
+    """`unifygeo calibrate --part tracking` on one short drive: the filter's own (unscaled)
+    covariance is measured, the factors fitted, the other parts of the entry kept."""
+    from unifygeo_ros.model_config import shipped_model_path
+    from unifygeo_ros.tools.calibrate import calibrate
+
+    shipped_weights = shipped_model_path
+
+    report = calibrate(str(shipped_weights()), [101], ["suburb"], 200.0, 4, str(tmp_path / "cal"), progress=False,
+                       part="tracking", drive_s=60.0)
+    t = report["tracking"]
+    print({k: t[k] for k in ("c_pos", "c_yaw", "coverage_unscaled", "poses")}, t["measured_on"]["per_city"])
+    assert t["poses"] >= 20 and 0.2 < t["c_pos"] < 10 and 0.2 < t["c_yaw"] < 10
+    assert report["abstention"] and report["c_pos"] > 0             # the entry's other parts are kept
+    assert (tmp_path / "cal" / "drive101" / "metadata.yaml").is_file()
+    with pytest.raises(ValueError, match="--drive-s: expected at least 30 s"):
+        calibrate(str(shipped_weights()), [101], ["suburb"], 200.0, 4, str(tmp_path / "cal"), progress=False,
+                  part="tracking", drive_s=10.0)

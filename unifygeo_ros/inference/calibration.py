@@ -29,6 +29,11 @@ entry; an entry without it applies its factors to every camera.
 The **abstention thresholds** (:mod:`.abstention`) are fitted on genuine panoramas of other
 held-out cities and a garbage set, and stored under ``"abstention"``.
 
+The **tracking factors** (``"tracking"``: ``c_pos``, ``c_yaw``) scale the tracking filter's
+posterior covariance the same way, fitted on the filtered poses the filter publishes along
+drives through held-out cities (successive frames' errors are correlated, which the filter,
+weighing each frame as independent evidence, does not know).
+
 The factors are data: a JSON table keyed by model hash, ``weights/calibration.json`` in the
 package (:data:`CALIBRATION_FILE`; ``{"format": ..., "models": {hash: entry}}``), which
 ``unifygeo calibrate --write`` updates. The localizer applies the entry of its model's hash;
@@ -66,6 +71,8 @@ class Calibration:
     confidence_maps: dict = field(default_factory=dict, compare=False)
     #: camera kind -> abstention thresholds {feature: minimum} (:mod:`.abstention`); none: no abstention
     abstention: dict = field(default_factory=dict, compare=False)
+    #: the tracking filter's covariance factors {"c_pos", "c_yaw"}; none: unscaled
+    tracking: dict = field(default_factory=dict, compare=False)
 
     def scales(self, camera_model: str) -> tuple[float, float]:
         """(c_pos, c_yaw) for a ``panorama`` or ``pinhole`` camera."""
@@ -80,6 +87,10 @@ class Calibration:
     def abstention_thresholds(self, camera_model: str) -> dict | None:
         """The abstention thresholds of a camera kind (the panorama's when the kind has none)."""
         return self.abstention.get(camera_model) or self.abstention.get("panorama")
+
+    def tracking_scales(self) -> tuple[float, float]:
+        """(c_pos, c_yaw) of the tracking filter's covariance; (1, 1) when not calibrated."""
+        return float(self.tracking.get("c_pos", 1.0)), float(self.tracking.get("c_yaw", 1.0))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -116,11 +127,17 @@ def lookup_calibration(model_hash: str, path: str | Path | None = None) -> Calib
         if (part.get("abstention") or {}).get("thresholds"):
             abstention[kind] = check_thresholds(part["abstention"]["thresholds"],
                                                 f"{model_hash[:12]} {kind} abstention thresholds")
+    tracking = entry.get("tracking") or {}
+    if tracking and not all(np.isfinite(float(tracking.get(k, np.nan))) and float(tracking[k]) > 0
+                            for k in ("c_pos", "c_yaw")):
+        raise ValueError(f"{model_hash[:12]} tracking factors: expected positive finite c_pos and c_yaw, "
+                         f"got {tracking!r}")
     return Calibration(c_pos=float(entry["c_pos"]), c_yaw=float(entry["c_yaw"]), source="table",
                        details={k: v for k, v in entry.items() if k not in ("c_pos", "c_yaw", "pinhole")},
                        c_pos_pinhole=float(pinhole["c_pos"]) if "c_pos" in pinhole else None,
                        c_yaw_pinhole=float(pinhole["c_yaw"]) if "c_yaw" in pinhole else None,
-                       confidence_maps=maps, abstention=abstention)
+                       confidence_maps=maps, abstention=abstention,
+                       tracking={k: float(tracking[k]) for k in ("c_pos", "c_yaw")} if tracking else {})
 
 
 def _check_confidence_map(m: dict, where: str) -> dict:
@@ -183,7 +200,13 @@ def mahalanobis2(err_xy: np.ndarray, cov_xy: np.ndarray) -> np.ndarray:
 
 def fit_scales(err_xy, cov_xy_raw, yaw_err_deg, sigma_yaw_raw_deg) -> dict:
     """The two scale factors from unscaled covariances (see the module docstring)."""
-    d2 = mahalanobis2(err_xy, cov_xy_raw)
+    return scales_from_mahalanobis(mahalanobis2(err_xy, cov_xy_raw), yaw_err_deg, sigma_yaw_raw_deg)
+
+
+def scales_from_mahalanobis(d2, yaw_err_deg, sigma_yaw_raw_deg) -> dict:
+    """The two scale factors from the squared Mahalanobis distances of the position errors
+    under the unscaled covariances, and the yaw errors and unscaled yaw sigmas."""
+    d2 = np.asarray(d2, dtype=np.float64)
     c_pos = float(np.sqrt(np.quantile(d2, 0.95) / CHI2_2_95))
     out = {"c_pos": c_pos, "n_position": int(len(d2)),
            "coverage_unscaled": float(np.mean(d2 <= CHI2_2_95))}

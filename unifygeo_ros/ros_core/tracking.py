@@ -11,8 +11,7 @@ the database's frame:
   camera position (a position prior of ``tracking.search_radius_m``, or three standard
   deviations if larger) with the predicted yaw as a known heading (a heading window of
   ``tracking.heading_window_deg`` while the vehicle turns) and the decoder ensemble of
-  ``tracking.decoder_turns``; initialising, lost or after a contradicting frame it searches
-  the whole database;
+  ``tracking.decoder_turns``; initialising or lost it searches the whole database;
 * the frame's D (and yaw) becomes the filter's evidence, also when the frame is under the
   confidence gate (the filter's outlier component weighs it); a frame that is not evidence
   (not decodable, no fix) only advances the filter, except a clear frame (its detail passes)
@@ -80,6 +79,9 @@ class TrackingProcessor:
         self._applied: tuple[int, tuple[float, float, float]] | None = None
         self._frame_odom_yaw: float | None = None        # odometry yaw at the previous frame
         self._odometry_seen = False
+        #: the published covariance's factors (position, yaw): the model's calibrated tracking
+        #: factors (``unifygeo calibrate --part tracking``), (1, 1) without them
+        self.covariance_scales = frames.localizer.calibration.tracking_scales()
 
     def apply_config(self, cfg) -> None:
         self.cfg = cfg
@@ -137,12 +139,11 @@ class TrackingProcessor:
         search = "global"
         frame_priors = priors
         heading = None
-        # While tracking (and the last frame agreed), the localizer looks near the prediction only;
-        # after a frame whose evidence contradicted the track it searches everything again, so that
-        # a vehicle moved elsewhere is seen at once. After a frame that matched nothing near the
-        # track it keeps looking there (a genuine view is now and then refused; a global search
-        # would then often land on a wrong tile and lose a good track) until the filter is lost.
-        if est is not None and est.state == TrackState.TRACKING and (not est.contradicted or est.unmatched):
+        # While tracking, the localizer looks near the prediction only, also after a frame that
+        # contradicted the track (a global search would often land on a wrong tile where the model
+        # is weak, and lose a good track); a vehicle moved elsewhere contradicts the track frame
+        # after frame there, the filter is lost, and from then on it searches everywhere.
+        if est is not None and est.state == TrackState.TRACKING:
             cam = offset_poses(np.array([[est.x, est.y, est.yaw]]), self.offset)[0]
             sigma_yaw = math.degrees(math.sqrt(max(float(est.covariance[2, 2]), 0.0)))
             pos = PositionPrior(float(cam[0]), float(cam[1]),
@@ -188,7 +189,9 @@ class TrackingProcessor:
 
     def _filtered_estimate(self, track, st: int, res, priors) -> PoseEstimate:
         ad = self.frames.adapter
-        xb, yb, yaw_b, cov_b = ad.pose_to_out(track.x, track.y, track.yaw, track.covariance)
+        c_pos, c_yaw = self.covariance_scales
+        scale = np.diag([c_pos, c_pos, c_yaw])
+        xb, yb, yaw_b, cov_b = ad.pose_to_out(track.x, track.y, track.yaw, scale @ track.covariance @ scale)
         cam = offset_poses(np.array([[xb, yb, yaw_b]]), self.offset)[0]
         est = self.frames.base_estimate(xb, yb, yaw_b, cov_b, st, res, priors, (float(cam[0]), float(cam[1])),
                                         float(cam[2]), confidence=float(track.share), heading_mode="tracked")

@@ -1,8 +1,8 @@
 """``unifygeo calibrate``: fit a model's calibration on held-out synthetic cities.
 
-Two parts (``--part``; both by default), each written into the model's entry of the
-calibration table (JSON data, ``unifygeo_ros/weights/calibration.json``) with ``--write``;
-a part not run keeps what the entry holds.
+Three parts (``--part``; ``all`` runs the first two), each written into the model's entry of
+the calibration table (JSON data, ``unifygeo_ros/weights/calibration.json``) with
+``--write``; a part not run keeps what the entry holds.
 
 * ``covariance``: for each seed (``--seeds``, default 101-104; never a training seed, never
   the demo's) build the city's database, render ``views`` street views per mode at random
@@ -16,6 +16,11 @@ a part not run keeps what the entry holds.
   (:func:`.abstention.mild_blur`, still genuine), and ``--garbage`` garbage frames per city
   (:mod:`.garbage`), and the thresholds of :func:`unifygeo_ros.inference.abstention.fit_thresholds`
   (at most ``--max-refused`` of the genuine panoramas refused), stored under ``"abstention"``.
+* ``tracking``: on drives through the ``--seeds`` cities (``--drive-s`` seconds at 1 Hz, a
+  kidnap half-way, odometry, no GNSS), the tracking filter of the replay (the node's code)
+  with an unscaled covariance; ``c_pos`` and ``c_yaw`` fitted as above on the filtered poses
+  it publishes within ``MODE_RADIUS_M`` of the truth, stored under ``"tracking"``. It uses
+  the entry's other parts (abstention, confidence), so it runs after them.
 """
 
 from __future__ import annotations
@@ -41,14 +46,16 @@ from .synthetic import ORIGINS
 
 DEMO_SEED = 2026
 ABSTENTION_SEEDS = (3101, 3102, 3103, 3104)
-PARTS = ("all", "covariance", "abstention")
+PARTS = ("all", "covariance", "abstention", "tracking")
+#: drive seeds of the tracking part: city seed + this
+DRIVE_SEED_OFFSET = 500
 #: fewest right-mode records of a camera kind to fit its own covariance factors on
 MIN_RIGHT_MODE = 20
 
 
 def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, write: bool = False,
               progress: bool = True, part: str = "covariance", abstention_seeds=ABSTENTION_SEEDS, garbage: int = 125,
-              max_refused: float = 0.03) -> dict:
+              max_refused: float = 0.03, drive_s: float = 120.0) -> dict:
     """Fit ``part`` (``covariance``, ``abstention`` or ``all``; the command's default is ``all``)
     and return the report; with ``write`` store the model's entry (see the module docstring)."""
     from ..model.unifygeo import load_checkpoint
@@ -82,6 +89,11 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
                              f"(or all) first")
         entry["abstention"] = _abstention_part(weights, abstention_seeds, styles, size_m, views, garbage, max_refused,
                                                out, progress)
+    if part == "tracking":
+        if "c_pos" not in entry:
+            raise ValueError(f"model {model_hash[:12]} has no covariance calibration yet; run --part covariance "
+                             f"(or all) first")
+        entry["tracking"] = _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, out, progress)
     report.update({k: v for k, v in entry.items() if k != "per_mode_after_scaling"})
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
@@ -220,6 +232,59 @@ def _abstention_part(weights, seeds, styles, size_m, views, garbage, max_refused
                             "size_m": size_m, "views_per_city_and_mode": views,
                             "modes": [*PANORAMA_MODES, "panorama, unknown heading, mild blur"],
                             "garbage_per_city": garbage},
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, out, progress) -> dict:
+    """The tracking filter's covariance factors (see the module docstring)."""
+    import dataclasses
+
+    from ..inference.calibration import MODE_RADIUS_M, lookup_calibration, scales_from_mahalanobis
+    from ..localizer.localizer import Localizer
+    from ..replay.core import ReplayOptions, run_replay
+    from ..replay.report import frame_rows, tracking_summary
+    from ..ros_core.config import NodeConfig
+    from ..ros_core.pipeline import FrameProcessor
+    from ..sim.drive import DriveConfig, write_drive_bag
+    from .synthetic import make_area
+
+    if drive_s < 30.0:
+        raise ValueError(f"--drive-s: expected at least 30 s, got {drive_s:g}")
+    table_path = Path(out) / "calibration_for_tracking.json"
+    write_calibration(model_hash, {k: v for k, v in entry.items() if k != "tracking"}, table_path)
+    rows, per_city = [], []
+    for i, seed in enumerate(seeds):
+        style = styles[i % len(styles)]
+        area = make_area(seed, size_m, ORIGINS[i % len(ORIGINS)], style, Path(out) / f"city{seed}", weights,
+                         progress=progress, reuse=True)
+        bag = Path(out) / f"drive{seed}"
+        if not (bag / "metadata.yaml").is_file():
+            write_drive_bag(area.city, bag, DriveConfig(duration_s=drive_s, rate_hz=1.0, seed=seed + DRIVE_SEED_OFFSET,
+                                                        kidnap_at_s=(round(drive_s / 2),)),
+                            city_dir=area.tif.parent, progress=progress)
+        cfg = NodeConfig.from_params({"database": str(area.db), "tracking.enabled": True})
+        # the entry's single-frame parts as they are, the filter's covariance unscaled
+        loc = Localizer.open(area.db, calibration=dataclasses.replace(lookup_calibration(model_hash, table_path),
+                                                                       tracking={}))
+        run = run_replay(cfg, ReplayOptions(bag=bag, progress=progress, track=True), FrameProcessor(loc, cfg))
+        city_rows = frame_rows(run, filtered=True)
+        summary = tracking_summary(run, city_rows)
+        per_city.append({"seed": seed, "style": style, "published": summary["published"],
+                         "median_error_m": summary["median_error_m"], "recall_5m": summary["recall_5m"],
+                         "coverage_unscaled": summary["ellipse95_coverage"]})
+        rows += [r for r in city_rows if r["published"] and r["error_m"] is not None]
+        loc.close()
+    right = [r for r in rows if r["error_m"] < MODE_RADIUS_M and r["d2"] is not None and np.isfinite(r["d2"])]
+    if len(right) < MIN_RIGHT_MODE:
+        raise ValueError(f"the tracking filter published {len(right)} poses within {MODE_RADIUS_M:g} m of the truth "
+                         f"on these drives; expected at least {MIN_RIGHT_MODE} to fit on")
+    fit = scales_from_mahalanobis([r["d2"] for r in right], _optional(right, "yaw_error_deg"),
+                                  _optional(right, "sigma_yaw_deg"))
+    return {"c_pos": fit["c_pos"], "c_yaw": fit["c_yaw"], "coverage_unscaled": fit["coverage_unscaled"],
+            "yaw_coverage_unscaled": fit.get("yaw_coverage_unscaled"), "poses": len(right),
+            "measured_on": {"seeds": list(seeds), "styles": [styles[i % len(styles)] for i in range(len(seeds))],
+                            "size_m": size_m, "drive_s": drive_s, "rate_hz": 1.0, "kidnap_at_s": round(drive_s / 2),
+                            "per_city": per_city},
             "date": time.strftime("%Y-%m-%d")}
 
 

@@ -17,9 +17,10 @@ def register(sub, bench_sub) -> None:
     c = sub.add_parser("calibrate", help="fit the covariance scale factors, the confidence map and the abstention "
                                          "thresholds on held-out synthetic cities")
     c.add_argument("--weights", help="model checkpoint (default: the shipped small model)")
-    c.add_argument("--part", default="all", choices=("all", "covariance", "abstention"),
-                   help="what to fit: covariance (scale factors and confidence map), abstention (thresholds) or all "
-                        "(default); a part not run keeps the table's entry")
+    c.add_argument("--part", default="all", choices=("all", "covariance", "abstention", "tracking"),
+                   help="what to fit: covariance (scale factors and confidence map), abstention (thresholds), all "
+                        "(default: both), or tracking (the tracking filter's covariance factors, on drives through "
+                        "the --seeds cities; after the others); a part not run keeps the table's entry")
     c.add_argument("--seeds", default="101,102,103,104", help="city seeds of the covariance part (never the training "
                                                               "seeds)")
     c.add_argument("--abstention-seeds", default="3101,3102,3103,3104",
@@ -30,6 +31,8 @@ def register(sub, bench_sub) -> None:
     c.add_argument("--garbage", type=int, default=125, help="garbage frames per abstention city (default 125)")
     c.add_argument("--max-refused", type=float, default=0.03,
                    help="abstention: largest share of the genuine panoramas the thresholds may refuse (default 0.03)")
+    c.add_argument("--drive-s", type=float, default=120.0, help="tracking: seconds of each drive (1 Hz, a kidnap "
+                                                                 "half-way; default 120)")
     c.add_argument("--out", default="out/calibration", help="work folder (cities, databases, records)")
     c.add_argument("--write", action="store_true",
                    help="store the result for the model's hash in the calibration table "
@@ -116,7 +119,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     try:
         report = calibrate(weights_or_shipped(args.weights), seeds, styles, args.size_m, args.views, args.out,
                            write=args.write, part=args.part, abstention_seeds=abstention_seeds, garbage=args.garbage,
-                           max_refused=args.max_refused)
+                           max_refused=args.max_refused, drive_s=args.drive_s)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     emit(report, args.json)

@@ -54,7 +54,7 @@ class TrackerConfig:
     tracking_sigma_m: float = 3.0       # position std under which the particles agree on one place
     tracking_share: float = 0.6         # ... holding at least this share of the weight
     lost_sigma_m: float = 15.0          # position std above which a tracking filter is lost
-    confirm_frames: int = 2             # supporting frames needed before tracking
+    confirm_frames: int = 3             # supporting frames in a row needed before tracking
     support_min: float = 2.0            # a frame supports the particles: that much more D under them than on average
     contradict_max: float = 1.0         # ... contradicts them: less than on average
     lost_frames: int = 2                # contradicting frames in a row that make it lost
