@@ -9,8 +9,9 @@ Arguments: ``config`` (parameter file; default: this package's config/localize.y
 ``log_level``, ``lifecycle`` (true: the node waits unconfigured and this launch file drives
 its configure and activate transitions, as a lifecycle manager would; false: the node's
 ``autostart`` does), and the parameter arguments ``database``, ``engines``,
-``camera_topic`` (a sensor_msgs/Image topic), ``compressed_camera_topic``, ``backend``,
-``image_qos_reliability``, ``autostart``. A parameter argument that is not given leaves the
+``camera_topic`` (a sensor_msgs/Image topic), ``compressed_camera_topic``, ``camera_info_topic``
+(sensor_msgs/CameraInfo of a calibrated pinhole camera), ``backend``, ``image_qos_reliability``,
+``autostart``. A parameter argument that is not given leaves the
 parameter file's value in force; a given one overrides it
 (:mod:`unifygeo_ros.ros_core.launch_args`).
 """

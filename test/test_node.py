@@ -1056,3 +1056,113 @@ def test_tracking_node_publishes_the_filtered_pose(world, rclpy_mod, tmp_path, m
     finally:
         code = node_proc.stop()
     assert code == 0, "\n".join(node_proc.lines[-30:])
+
+
+def test_node_takes_the_camera_info_of_a_pinhole_camera(world, rclpy_mod, tmp_path, monkeypatch):
+    """camera_info_topic: pinhole frames wait for the first CameraInfo (refused, the reason in the
+    diagnostics), then run through the localizer with its intrinsics; a frame of another size is
+    refused as bad input. (The shipped model's calibration judges these pinhole views no fix, so a
+    frame that ran counts as no_fix unless the model places it.)"""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from unifygeo_ros.sim.render import render_pinhole
+
+    env = ros_env()
+    ns = "/pin"
+    topic, info_topic = "/pin/camera/front/image_raw", "/pin/camera/front/camera_info"
+    params = {"_dir": str(tmp_path), "database": str(world["db"]), "min_confidence": 0.0,
+              "map_origin": {"mode": "latlon", "latitude": ORIGIN[0], "longitude": ORIGIN[1]},
+              "camera_extrinsic": {"xyz": list(CAMERA_XYZ)}, "diagnostics_period_s": 0.5, "publish_result": False,
+              "camera": {"model": "pinhole"}, "image_topic": topic, "camera_info_topic": info_topic,
+              "decoder_turns": 1}
+    node_proc = NodeProcess(params, env, ns)
+    base = f"{ns}/unifygeo_localizer"
+    x, y, yaw = street_poses(world["city"], 3)[0]
+    c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+    cam_xy = (x + c * CAMERA_XYZ[0], y + s * CAMERA_XYZ[0])
+    w, h, hfov = 320, 240, 90.0
+    rgb = render_pinhole(world["city"], cam_xy, yaw, hfov, w, h, camera_height_m=CAMERA_XYZ[2])
+    f = (w / 2) / math.tan(math.radians(hfov / 2))
+
+    def image(st, pixels, frame="camera_front"):
+        m = _image_msg(Image, pixels, st)
+        m.header.frame_id = frame
+        return m
+
+    info = CameraInfo(width=w, height=h, distortion_model="plumb_bob", d=[0.0] * 5,
+                      k=[f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0])
+    info.header.frame_id = "camera_front"
+    try:
+        with ros_client(rclpy_mod, "unifygeo_pinhole_client", env, monkeypatch) as (tester, ex):
+            poses, diags = [], []
+            tester.create_subscription(PoseWithCovarianceStamped, f"{base}/pose", poses.append, 10)
+            tester.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+            pub = tester.create_publisher(Image, topic, 10)
+            pub_info = tester.create_publisher(CameraInfo, info_topic, qos_profile_sensor_data)
+            node_proc.wait_for("ready: backend", timeout=180)
+            assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_info.get_subscription_count() > 0,
+                              30)
+            assert "camera_info" in node_proc.wait_for("ready: backend", 1)
+
+            def values():
+                for arr in reversed(diags):
+                    for st in arr.status:
+                        kv = {v.key: v.value for v in st.values}
+                        if "frames_failed" in kv:
+                            return kv
+                return {}
+
+            def count(key):
+                return int(values().get(key, 0))
+
+            t0 = 1_700_000_000 * 10**9
+            # before the first CameraInfo: refused with the reason
+            for k in range(4):
+                pub.publish(image(t0 + k * 10**8, rgb))
+                if spin_until(ex, lambda: count("failed_camera_info") >= 1, 3.0):
+                    break
+            kv = values()
+            assert kv["failed_camera_info"] == "1" and "no CameraInfo received yet" in kv["last_error"], kv
+            assert kv["camera_info"] == f"waiting for the first CameraInfo on {info_topic}"
+
+            # with the CameraInfo: the frame runs through the localizer
+            for k in range(10):
+                info.header.stamp.sec = 1_700_000_001 + k
+                pub_info.publish(info)
+                if spin_until(ex, lambda: values().get("camera_info", "").startswith("camera_front: 320 x 240"), 1.0):
+                    break
+            assert values()["camera_info"].startswith(f"camera_front: 320 x 240, fx {f:.1f}"), values()
+            ran = lambda: len(poses) > 0 or count("failed_no_fix") + count("failed_low_confidence") >= 1  # noqa: E731
+            for k in range(3):
+                pub.publish(image(t0 + (10 + k) * 10**9, rgb))
+                if spin_until(ex, ran, 60.0):
+                    break
+            assert ran(), "\n".join(node_proc.lines[-20:])
+            kv = values()
+            assert count("failed_camera_info") == 1 and count("failed_image") == 0 and count("failed_localization") == 0
+            if poses:
+                p = poses[-1].pose.pose.position
+                print(f"pinhole frame with its CameraInfo: pose error {math.hypot(p.x - x, p.y - y):.1f} m")
+            else:
+                print(f"pinhole frame with its CameraInfo: no pose ({kv['last_error']})")
+            assert any("camera_info: frame_id 'camera_front' uses 320 x 240" in line for line in node_proc.lines)
+
+            # another size than the calibrated one: refused as bad input, nothing published
+            n_poses = len(poses)
+            small = np.ascontiguousarray(rgb[::2, ::2])
+            for k in range(3):
+                pub.publish(image(t0 + (20 + k) * 10**9, small))
+                if spin_until(ex, lambda: count("failed_image") >= 1, 5.0):
+                    break
+            kv = values()
+            assert kv["failed_image"] == "1" and "160 x 120 pixels, but the CameraInfo of frame_id 'camera_front' " \
+                "is for 320 x 240" in kv["last_error"], kv
+            assert len(poses) == n_poses
+            assert any("not localized (image)" in line and "calibrated size" in line for line in node_proc.lines)
+            assert node_proc.proc.poll() is None
+    finally:
+        code = node_proc.stop()
+    assert code == 0, "\n".join(node_proc.lines[-30:])

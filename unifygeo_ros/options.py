@@ -96,11 +96,15 @@ OPTIONS: tuple[Option, ...] = (
            "for a lifecycle manager's transitions)"),
     # camera
     Option("camera.model", "camera_model", "panorama", "panorama (equirectangular 360 x 180, forward at the "
-              "centre column) or pinhole", choices=CAMERA_MODELS),
-    Option("camera.hfov_deg", "camera_hfov_deg", 90.0, "pinhole only: horizontal field of view (degrees)",
-              low=1.0, high=179.0),
+              "centre column) or pinhole (a limited field of view: the idealised camera of camera.hfov_deg, or "
+              "the calibrated one of camera_info_topic)", choices=CAMERA_MODELS),
+    Option("camera.hfov_deg", "camera_hfov_deg", 90.0, "pinhole only: horizontal field of view of the idealised "
+              "camera (square pixels, principal point at the centre, no distortion; degrees); not used with "
+              "camera_info_topic", low=1.0, high=179.0),
     Option("camera.pitch_deg", "camera_pitch_deg", 0.0, "pinhole only: optical axis pitch, up positive (degrees)",
               low=-89.0, high=89.0),
+    Option("camera.roll_deg", "camera_roll_deg", 0.0, "pinhole only: roll about the optical axis, positive "
+              "lowers the camera's right side (degrees)", low=-180.0, high=180.0),
     Option("camera_extrinsic.xyz", "camera_xyz", [0.0, 0.0, 0.0], "camera position in base_frame (x forward, "
               "y left, z up; metres)"),
     Option("camera_extrinsic.yaw_deg", "camera_yaw_deg", 0.0, "yaw of the camera's forward direction relative "
@@ -124,6 +128,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("image_topic", "image_topic", "/camera/panorama/image_raw", "sensor_msgs/Image input; empty: none"),
     Option("compressed_image_topic", "compressed_image_topic", "", "sensor_msgs/CompressedImage input; "
               "empty: none"),
+    Option("camera_info_topic", "camera_info_topic", "", "sensor_msgs/CameraInfo of a calibrated pinhole or "
+              "fisheye camera (camera.model pinhole; distortion plumb_bob, rational_polynomial or equidistant): "
+              "each image uses the latest CameraInfo of its frame_id, and is refused until one arrived or when "
+              "its size differs; empty: none (the idealised camera of camera.hfov_deg)"),
     Option("image_qos_reliability", "image_qos_reliability", "reliable", "reliability of the image "
               "subscriptions (depth 1, keep last): reliable delivers large frames (a 2048 x 1024 rgb8 panorama is "
               "6.3 MB) from publishers of either kind of the default QoS; best_effort loses most frames above "

@@ -8,7 +8,8 @@ tensor names of :mod:`unifygeo_ros.onnx_names`:
 * ``encode_aerial(image (N,3,L,L))`` -> ``global_descriptor, aerial_feat0..3``
 * ``decode(inputs)`` with ``ground_desc0..3 (B,R,c,W'), column_valid (B,R,W'),
   aerial_feat0..3, heading_logprior (B,K)`` -> ``D, yaw_field, m0_max,
-  match_score, alignment_scores, alignment``
+  match_score, alignment_scores, alignment`` (``yaw_field`` only from a model with a yaw
+  head; the ``vigor`` network of the authors' checkpoints has none)
 
 Inputs may be numpy arrays or torch tensors; outputs are numpy arrays (the localizer's
 post-processing runs on the CPU), keyed by their names.

@@ -12,7 +12,7 @@ def register(sub, bench_sub) -> None:
                                       "(and build TensorRT engines with --tensorrt)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="a unifygeo_ros checkpoint")
-    src.add_argument("--config", help="export an untrained model of this configuration (paper | small)")
+    src.add_argument("--config", help="export an untrained model of this configuration (small | paper | vigor)")
     p.add_argument("--out", required=True, help="output folder (e.g. engines/)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")

@@ -4,7 +4,8 @@ Engines are cached beside the ONNX files, one per module, named by what makes an
 reusable: ``<module>_<model hash[:16]>_trt<version>_<gpu>_<fp16|fp32>.engine``. Building
 one takes minutes on a Jetson; it happens once, with the log line "building TensorRT
 engine ... (this can take minutes)". The batch dimension is dynamic within an
-optimization profile (:data:`BATCH_PROFILES`). Type-checked with mypy against
+optimization profile (:data:`BATCH_PROFILES`). Each engine's inputs and outputs are those its
+ONNX file declares (a decoder without a yaw head, as ``vigor``'s, has no ``yaw_field``). Type-checked with mypy against
 tensorrt-stubs (``test/test_backends.py``).
 """
 

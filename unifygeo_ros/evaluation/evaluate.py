@@ -28,13 +28,22 @@ With an unknown heading the alignment search of :mod:`unifygeo_ros.inference.ali
 positive tile in (2) and the chosen tile in (3), is then decoded again by the rotation (and
 mirror) ensemble of :mod:`unifygeo_ros.inference.decoder_ensemble`, which gives its D, alignment
 and yaw.
+
+Every heading mode also reports the paper's protocol as the authors' public evaluator
+computes it (block ``paper``; definitions in :mod:`.metrics`): retrieval before and after
+re-ranking the top-k (1-based ranks, official hit rate), metric localization on the primary
+positive (pixel indices, recalls under 1 / 3 / 5 / 10 / 20 m), and the gated LF-CVGL R@Xm (the
+primary positive ranked first AND its localization error under X m, over every query). The
+ungated full-pipeline recalls of (3) stay in ``pipeline``. :data:`PAPER_PIPELINE` (``unifygeo eval
+--paper``) runs the paper's pipeline exactly: one descriptor, top-5, Eq. 4 re-ranking by
+``max M^0``, no ensembles, the known heading.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -65,11 +74,25 @@ from ..onnx_names import DECODER_OUTPUTS
 from ..options import default
 from .metrics import (
     distance_stats,
+    gated_recall,
     map_pixel,
+    official_hits,
+    paper_localization_metrics,
+    paper_pixel_error_m,
+    paper_retrieval_metrics,
+    paper_truth_index,
+    positive_ranks,
     recall_at_distances,
+    reranked_ranks,
     retrieval_metrics,
+    vigor_hits,
     yaw_stats,
 )
+
+#: The paper's pipeline (Sec. III-D, IV): one global descriptor per image, the top 5, Eq. 4
+#: re-ranking by ``s_t + max M_t^0``, no rotation ensembles, the known (north-aligned) heading.
+PAPER_PIPELINE = {"heading": "known", "top_k": 5, "rerank_score": "m0", "turns": 1, "decoder_turns": 1,
+                  "alignment_candidates": 0}
 
 
 @dataclass
@@ -92,6 +115,11 @@ class EvalConfig:
     png: str | None = None
     png_queries: int = 4
     device: str = "auto"
+    paper: bool = False                 # PAPER_PIPELINE replaces the settings above
+
+    def resolved(self) -> "EvalConfig":
+        """The configuration that runs: with ``paper``, the settings of :data:`PAPER_PIPELINE`."""
+        return replace(self, **PAPER_PIPELINE) if self.paper else self
 
 
 def _batches(n: int, size: int):
@@ -259,6 +287,7 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
     loc_err, yaw_est, yaw_true = [], [], []
     pipe_err, pipe_err_norerank, pipe_err_other, pipe_err_consensus = [], [], [], []
     rerank_top1, consensus_top1 = [], []
+    paper_err, cand_all, fused_all, top1_any_after = [], [], [], []
     examples = []
     times = {"ground_ms": 0.0, "decoder_positive_ms": 0.0, "search_ms": 0.0, "decoder_topk_ms": 0.0}
     for idx in tqdm(list(_batches(n, cfg.batch_size)), desc=f"queries ({mode} heading)", unit="batch",
@@ -296,6 +325,10 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
             loc_err.append(float(np.hypot(row - truth[0], col - truth[1]) * float(it["mpp"])))
             yaw_est.append(_read_yaw(model, out, j, row, col, offsets[j]))
             yaw_true.append(float(it["yaw_deg"]) - rolls[i] * 360.0 / width)
+            rec = queries.index.panoramas[i]
+            truth_index = paper_truth_index(float(rec.offsets[0, 0]), float(rec.offsets[0, 1]),
+                                            queries.index.meta[rec.city].tile_px, refs.aerial_size)
+            paper_err.append(paper_pixel_error_m(d[j], truth_index, refs.tile_mpp(int(positives[i, 0]))))
         # (3) the full pipeline on the top-k.
         for j, (i, it) in enumerate(zip(idx, items)):
             t0 = time.perf_counter()
@@ -328,6 +361,9 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
             pipe_err_other.append(errs[2])
             pipe_err_consensus.append(errs[3])
             rerank_top1.append(int(cand[order[0]]) == int(positives[i, 0]))
+            cand_all.append(np.asarray(cand[:k], dtype=np.int64))
+            fused_all.append(np.asarray(combined[:k], dtype=np.float64))
+            top1_any_after.append(int(cand[order[0]]) in positives[i].tolist())
             consensus_top1.append(int(cand[order_cons[0]]) == int(positives[i, 0]))
             if len(examples) < keep_examples:
                 best = int(order[0])
@@ -339,6 +375,8 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
                     "mode": mode})
     scores = np.stack([best_alignment_scores(q, bank.globals) for q in qglobal])
     result = {
+        "paper": paper_block(scores, positives, np.stack(cand_all), np.stack(fused_all),
+                             np.array(top1_any_after), paper_err, cfg.rerank_score),
         "retrieval": retrieval_metrics(scores, positives[:, 0], positives[:, 1:]),
         "retrieval_after_rerank_R@1": float(np.mean(rerank_top1)),
         "retrieval_after_consensus_R@1": float(np.mean(consensus_top1)),
@@ -355,10 +393,37 @@ def evaluate_mode(model, queries, refs, bank: ReferenceBank, mode: str, cfg: Eva
     return result, examples
 
 
+def paper_block(scores, positives, candidates, fused, top1_any_after, errors_m, rerank_score: str) -> dict:
+    """The paper's metrics as the authors' evaluator computes them (see :mod:`.metrics`).
+
+    ``scores`` (Q, N) retrieval scores; ``positives`` (Q, 4) tile indices, primary first;
+    ``candidates`` / ``fused`` (Q, k) the top-k and their re-ranking scores ``s_t + m_t``;
+    ``top1_any_after`` (Q,) whether the re-ranking's first tile is one of the four;
+    ``errors_m`` (Q,) localization errors on the primary positive (paper pixel convention)."""
+    scores = np.asarray(scores)
+    positives = np.asarray(positives)
+    primary = positives[:, 0]
+    n_refs = scores.shape[1]
+    ranks = positive_ranks(scores, primary) + 1
+    hits = vigor_hits(scores, primary, positives[:, 1:])
+    top1_any = (positives == scores.argmax(axis=1)[:, None]).any(axis=1)
+    post_ranks = reranked_ranks(ranks, candidates, fused, primary)
+    post_hits = official_hits(candidates, fused, positives, hits)
+    return {
+        "retrieval_before_rerank": paper_retrieval_metrics(ranks, hits, top1_any, n_refs),
+        "retrieval_after_rerank": paper_retrieval_metrics(post_ranks, post_hits, top1_any_after, n_refs),
+        "localization_on_primary": paper_localization_metrics(errors_m),
+        "lf_cvgl_before_rerank": gated_recall(errors_m, ranks == 1),
+        "lf_cvgl_after_rerank": gated_recall(errors_m, post_ranks == 1),
+        "rerank_score": rerank_score, "top_k": int(np.asarray(candidates).shape[1]),
+    }
+
+
 def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     from ..data.vigor import VigorQueryDataset, VigorReferenceDataset
     from ..model.ops import pick_device
 
+    cfg = cfg.resolved()
     if cfg.heading not in ("known", "unknown", "both"):
         raise ValueError(f"heading mode: expected known, unknown or both, got {cfg.heading!r}")
     device = pick_device(cfg.device)

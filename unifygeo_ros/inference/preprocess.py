@@ -5,8 +5,9 @@
   exposure) is refused: the network would still rank tiles and place the camera somewhere.
 * A panorama is resized to the model's ``H x W`` (area averaging when shrinking, as the
   training data was). A pinhole image is first shrunk to about twice the panorama's angular
-  resolution (to avoid aliasing) and then placed in the panorama frame by
-  :func:`unifygeo_ros.inference.fov.pinhole_to_panorama` with its column mask.
+  resolution (to avoid aliasing; a calibrated camera's intrinsics are scaled with it) and then
+  placed in the panorama frame by :func:`unifygeo_ros.inference.fov.camera_to_panorama` with
+  its column mask. A calibrated camera's image must have the size of its intrinsics.
 * With a known heading the panorama is turned to face tile-up (grid north, ENU yaw 90 deg in
   the map frame): a pinhole image is placed directly at its bearing, a panorama is rotated
   with :func:`unifygeo_ros.conventions.rotate_panorama`.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..conventions import enu_yaw_to_compass, rotate_panorama
-from ..types import Camera, LocalizationError
+from ..types import Camera, Intrinsics, LocalizationError
 
 IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), np.float32)   # as model.unifygeo (kept torch-free here)
 IMAGENET_STD = np.array((0.229, 0.224, 0.225), np.float32)
@@ -75,6 +76,10 @@ def check_image(image, camera: Camera) -> np.ndarray:
         raise LocalizationError(f"panorama: {w} x {h} pixels is not 2:1; expected an equirectangular 360 x 180 "
                                 f"degree image with width = 2 x height (use Camera('pinhole', hfov_deg=...) for a "
                                 f"pinhole image)")
+    intr = camera.intrinsics
+    if intr is not None and (w, h) != (intr.width, intr.height):
+        raise LocalizationError(f"image: {w} x {h} pixels, but the camera's intrinsics (CameraInfo) are for "
+                                f"{intr.width} x {intr.height}; expected images of the calibrated size")
     step = max(1, min(h, w) // 64)      # about 64 x 128 samples are plenty for a contrast check
     contrast = float(image[::step, ::step].mean(axis=2, dtype=np.float32).std())
     if contrast < MIN_CONTRAST:
@@ -99,21 +104,25 @@ def ground_input(image: np.ndarray, camera: Camera, ground_size: tuple[int, int]
 
     With ``heading_deg`` (ENU yaw of the camera's forward direction in the map frame) the
     result faces grid north (tile-up); without, it faces the camera's forward direction."""
-    from .fov import pinhole_to_panorama
+    from .fov import camera_to_panorama
 
     ph, pw = ground_size
     if camera.model == "pinhole":
         h, w = image.shape[:2]
-        target_w = int(np.ceil(2.0 * pw * float(camera.hfov_deg) / 360.0))
+        intr = camera.intrinsics
+        hfov = intr.hfov_deg() if intr is not None else float(camera.hfov_deg)
+        target_w = int(np.ceil(2.0 * pw * hfov / 360.0))
         if w > target_w:
             scale = target_w / w
             image = _resize(image, target_w, max(2, int(round(h * scale))))
+        h2, w2 = image.shape[:2]
+        intr = Intrinsics.ideal(w2, h2, hfov) if intr is None else intr.scaled(w2, h2)
         # The optical axis sits at the camera's forward bearing relative to the panorama's.
         offset = 0.0 if heading_deg is None else float(enu_yaw_to_compass(heading_deg))
         if offset > 180.0:
             offset -= 360.0
-        pano, mask = pinhole_to_panorama(image, float(camera.hfov_deg), (ph, pw), axis_offset_deg=offset,
-                                         pitch_deg=float(camera.pitch_deg))
+        pano, mask = camera_to_panorama(image, intr, (ph, pw), axis_offset_deg=offset,
+                                        pitch_deg=float(camera.pitch_deg), roll_deg=float(camera.roll_deg))
         return pano, mask
     pano = _resize(image, pw, ph)
     mask = np.ones(pw, np.float32)

@@ -20,10 +20,21 @@ def register(sub, bench_sub) -> None:
     p = sub.add_parser("localize", help="localize one image (PNG/JPEG) against a database; exit status 0 a fix, "
                                         f"{EXIT_NO_FIX} no fix (the frame is no evidence of where the camera is: "
                                         "noise, blur, upside down...), 2 bad input")
-    p.add_argument("image", help="a panorama (equirectangular, 2:1) or, with --fov, a pinhole image")
+    p.add_argument("image", help="a panorama (equirectangular, 2:1) or, with --fov or --camera-info, a pinhole "
+                                 "or fisheye image")
     p.add_argument("--db", required=True, help="database folder (unifygeo build-db)")
-    p.add_argument("--fov", type=float, help="pinhole camera: horizontal field of view in degrees")
+    camera = p.add_mutually_exclusive_group()
+    camera.add_argument("--fov", type=float, help="idealised pinhole camera (square pixels, principal point at the "
+                                                  "centre, no distortion): horizontal field of view in degrees")
+    camera.add_argument("--camera-info", metavar="YAML",
+                        help="calibrated pinhole or fisheye camera: its CameraInfo as a YAML file (as written by "
+                             "ROS camera_calibration: image_width, image_height, camera_matrix.data, "
+                             "distortion_model, distortion_coefficients.data; or the CameraInfo fields width, "
+                             "height, k, distortion_model, d); distortion models plumb_bob, rational_polynomial, "
+                             "equidistant; the image must have the calibrated size")
     p.add_argument("--pitch", type=float, default=0.0, help="pinhole camera pitch, degrees up (default 0)")
+    p.add_argument("--roll", type=float, default=0.0, help="pinhole camera roll about its optical axis, degrees, "
+                                                           "positive lowers the camera's right side (default 0)")
     p.add_argument("--heading", type=float, help="known ENU yaw (map frame, degrees, 0 = east, CCW) of the "
                                                  "camera's forward direction")
     p.add_argument("--heading-prior", metavar="YAW,HALF", help="yaw window: ENU yaw +/- half-width, degrees")
@@ -87,9 +98,24 @@ def localize_command(args: argparse.Namespace) -> int:
     setup_logging()
     if args.distribution:
         check_png_path(args.distribution, "--distribution")
+    if args.camera_info is None and args.fov is None and (args.pitch or args.roll):
+        raise CommandError("--pitch / --roll: expected a pinhole camera (--fov or --camera-info) as well")
     image = read_image(args.image)
     try:
-        camera = Camera("pinhole", hfov_deg=args.fov, pitch_deg=args.pitch) if args.fov else Camera()
+        if args.camera_info is not None:
+            from ..inference.camera import read_camera_info
+
+            camera = Camera("pinhole", pitch_deg=args.pitch, roll_deg=args.roll,
+                            intrinsics=read_camera_info(args.camera_info))
+            h, w = image.shape[:2]
+            if (w, h) != (camera.intrinsics.width, camera.intrinsics.height):
+                raise CommandError(f"{args.image}: {w} x {h} pixels, but --camera-info {args.camera_info} is for "
+                                   f"{camera.intrinsics.width} x {camera.intrinsics.height}; expected an image of "
+                                   f"the calibrated size")
+        elif args.fov is not None:
+            camera = Camera("pinhole", hfov_deg=args.fov, pitch_deg=args.pitch, roll_deg=args.roll)
+        else:
+            camera = Camera()
         priors = []
         if args.prior:
             priors.append(PositionPrior(*_floats(args.prior, 3, "--prior")))

@@ -161,6 +161,8 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                                            "nav_msgs/msg/Odometry"), "--truth-topic")
         _check_topic(topics, opts.gnss_topic, ("sensor_msgs/msg/NavSatFix",), "--gnss-topic")
         _check_topic(topics, opts.odom_topic, ("nav_msgs/msg/Odometry",), "--odom-topic")
+        _check_topic(topics, cfg.camera_info_topic or None, ("sensor_msgs/msg/CameraInfo",),
+                     "camera_info_topic")
         track_odom = None
         if opts.track:
             track_odom = cfg.tracking_odom_topic or None
@@ -231,6 +233,12 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
         else:
             processor = FrameProcessor(processor.localizer, cfg, extrinsic=extrinsic, map_frame=map_frame)
         startup_s = time.perf_counter() - t_open
+        # camera_info_topic: the images use the latest CameraInfo of their frame, the first one from the start
+        info_cons = [c for c in reader.connections if c.topic == cfg.camera_info_topic] if cfg.camera_info_topic \
+            else []
+        for con, t, raw in (reader.messages(connections=info_cons) if info_cons else ()):
+            processor.update_camera_info(reader.deserialize(raw, con.msgtype))
+            break
         tracker = PriorTracker(cfg, processor.adapter, processor.extrinsic)
         tracking = None
         if opts.track:
@@ -317,8 +325,11 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                 handle_image(*pending.pop(0))
 
         try:
-            for con, t, raw in reader.messages(connections=image_cons + prior_cons):
+            for con, t, raw in reader.messages(connections=image_cons + prior_cons + info_cons):
                 msg = reader.deserialize(raw, con.msgtype)
+                if con.topic == cfg.camera_info_topic:
+                    processor.update_camera_info(msg)
+                    continue
                 if con.topic == opts.gnss_topic:
                     tracker.update_fix(msg)
                     continue

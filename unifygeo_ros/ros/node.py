@@ -16,7 +16,11 @@ a lifecycle manager (or the launch file's ``lifecycle:=true``) drives the transi
 Subscribes (depth 1, keep last, reliability ``image_qos_reliability``, reliable by default):
 ``image_topic`` (sensor_msgs/Image) and/or ``compressed_image_topic``
 (sensor_msgs/CompressedImage); optionally ``gnss_prior_topic`` (sensor_msgs/NavSatFix) and
-``odom_prior_topic`` (nav_msgs/Odometry) for priors (:mod:`unifygeo_ros.ros_core.priors`).
+``odom_prior_topic`` (nav_msgs/Odometry) for priors (:mod:`unifygeo_ros.ros_core.priors`);
+``camera_info_topic`` (sensor_msgs/CameraInfo, sensor-data QoS) for a calibrated pinhole or
+fisheye camera: each image uses the latest CameraInfo of its frame_id, and is refused until
+one arrived (the reason in the diagnostics' ``last_error``, the state under ``camera_info``) or
+when its size is not the calibrated one.
 
 Publishes while active, all stamped with the IMAGE's stamp:
 
@@ -60,7 +64,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image, NavSatFix
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, NavSatFix
 
 from ..options import BY_NAME, OPTIONS
 from ..ros_core import messages as build
@@ -267,6 +271,10 @@ class LocalizeNode(LifecycleNode):
             subs.append(self.create_subscription(CompressedImage, cfg.compressed_image_topic, self._on_image,
                                                  image_qos))
             inputs.append(f"{cfg.compressed_image_topic} (CompressedImage)")
+        if cfg.camera_info_topic:
+            subs.append(self.create_subscription(CameraInfo, cfg.camera_info_topic, self._on_camera_info,
+                                                 qos_profile_sensor_data))
+            inputs.append(f"{cfg.camera_info_topic} (CameraInfo)")
         if cfg.gnss_prior_topic:
             subs.append(self.create_subscription(NavSatFix, cfg.gnss_prior_topic, self._on_fix,
                                                  qos_profile_sensor_data))
@@ -351,6 +359,20 @@ class LocalizeNode(LifecycleNode):
             self._pending = (msg, time.monotonic())
             self._cv.notify()
         self.stats.received(dropped_previous=dropped)
+
+    def _on_camera_info(self, msg) -> None:
+        processor = self.processor
+        if processor is None:
+            return
+        frame = msg.header.frame_id.lstrip("/")
+        before = processor.cameras.get(frame)
+        problem = processor.update_camera_info(msg)
+        if problem:
+            self._warn(f"camera_info:{frame}", problem)
+            return
+        camera = processor.cameras[frame]
+        if before is None or before.intrinsics != camera.intrinsics:
+            self.get_logger().info(f"camera_info: frame_id {frame!r} uses {camera.intrinsics.describe()}")
 
     def _on_fix(self, msg) -> None:
         tracker = self.tracker
@@ -497,6 +519,8 @@ class LocalizeNode(LifecycleNode):
             *((f"frames_{k}", v) for k, v in s["totals"].items()),
             *((f"failed_{k}", v) for k, v in s["failures_by_kind"].items()),
             ("last_error", s["last_error"] or "none"),
+            ("camera_info", self.processor.camera_info_status() if self.processor is not None else
+             ("off" if not self.cfg.camera_info_topic else "not configured")),
             *self._prior_values(),
             ("result_message", "enabled" if self.pub_result is not None
              else f"disabled: {self.result_disabled_reason or 'not configured'}"),

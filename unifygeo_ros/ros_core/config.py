@@ -44,6 +44,7 @@ class NodeConfig:
     camera_model: str = default("camera_model")
     camera_hfov_deg: float = default("camera_hfov_deg")
     camera_pitch_deg: float = default("camera_pitch_deg")
+    camera_roll_deg: float = default("camera_roll_deg")
     camera_xyz: tuple = default("camera_xyz")
     camera_yaw_deg: float = default("camera_yaw_deg")
     map_frame: str = default("map_frame")
@@ -56,6 +57,7 @@ class NodeConfig:
     ground_altitude_m: float = default("ground_altitude_m")
     image_topic: str = default("image_topic")
     compressed_image_topic: str = default("compressed_image_topic")
+    camera_info_topic: str = default("camera_info_topic")
     image_qos_reliability: str = default("image_qos_reliability")
     gnss_prior_topic: str = default("gnss_prior_topic")
     odom_prior_topic: str = default("odom_prior_topic")
@@ -136,6 +138,9 @@ class NodeConfig:
                             f"`unifygeo build-db`")
         if not (self.image_topic or self.compressed_image_topic):
             problems.append("image_topic and compressed_image_topic are both empty: expected at least one input")
+        if self.camera_info_topic and self.camera_model != "pinhole":
+            problems.append(f"camera_info_topic {self.camera_info_topic!r}: expected camera.model pinhole with a "
+                            f"CameraInfo, got {self.camera_model!r}")
         if len(self.camera_xyz) != 3 or not all(math.isfinite(float(v)) for v in self.camera_xyz):
             problems.append(f"camera_extrinsic.xyz: expected 3 finite numbers, got {list(self.camera_xyz)}")
         for name in ("map_frame", "base_frame"):

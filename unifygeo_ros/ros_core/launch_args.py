@@ -23,6 +23,7 @@ PARAMETER_OF: dict[str, str] = {
     "engines": "engines",
     "camera_topic": "image_topic",
     "compressed_camera_topic": "compressed_image_topic",
+    "camera_info_topic": "camera_info_topic",
     "backend": "backend",
     "image_qos_reliability": "image_qos_reliability",
     "autostart": "autostart",

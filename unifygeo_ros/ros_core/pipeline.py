@@ -4,7 +4,10 @@
 
 1. decode the ``Image`` / ``CompressedImage`` (:mod:`.images`) -> RGB;
 2. ``Localizer.localize`` with the camera model and the priors (:mod:`.priors`), in the
-   database's frame;
+   database's frame. With ``camera_info_topic`` the camera is the calibrated one of the latest
+   ``CameraInfo`` of the image's frame_id (:meth:`FrameProcessor.update_camera_info`): a frame
+   is refused (failure ``camera_info``) until one arrived, and (failure ``image``) when its size
+   is not the calibrated one;
 3. database frame -> output map frame (:class:`~.geometry.FrameAdapter`), camera ->
    base_link (:class:`~.geometry.Extrinsic`), covariance scaled by ``covariance.scale``
    and laid out 6 x 6 (:func:`~.geometry.covariance6`);
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..inference.camera import CameraInfoError, intrinsics_from_camera_info
 from ..types import Camera, LocalizationError
 from .config import NodeConfig
 from .geometry import (
@@ -39,7 +43,7 @@ from .geometry import (
 from .images import ImageError, decode_image
 from .priors import PriorInfo, stamp_ns
 
-FAILURE_KINDS = ("image", "localization", "no_fix", "low_confidence")
+FAILURE_KINDS = ("image", "camera_info", "localization", "no_fix", "low_confidence")
 
 
 @dataclass
@@ -101,8 +105,12 @@ class FrameProcessor:
     def __init__(self, localizer, cfg: NodeConfig, extrinsic: Extrinsic | None = None, map_frame=None):
         self.localizer = localizer
         self.cfg = cfg
-        self.camera = Camera(cfg.camera_model, cfg.camera_hfov_deg if cfg.camera_model == "pinhole" else None,
-                             cfg.camera_pitch_deg if cfg.camera_model == "pinhole" else 0.0)
+        pinhole = cfg.camera_model == "pinhole"
+        self.camera = Camera(cfg.camera_model, cfg.camera_hfov_deg if pinhole else None,
+                             cfg.camera_pitch_deg if pinhole else 0.0, cfg.camera_roll_deg if pinhole else 0.0)
+        # camera_info_topic: frame_id -> the calibrated camera of its latest usable CameraInfo
+        self.cameras: dict[str, Camera] = {}
+        self.camera_info_problems: dict[str, str] = {}    # frame_id -> why its latest CameraInfo is not used
         self.extrinsic = extrinsic or Extrinsic(*(float(v) for v in cfg.camera_xyz), math.radians(cfg.camera_yaw_deg))
         self.map_frame = map_frame or map_frame_from_config(cfg, localizer.frame)
         self.adapter = FrameAdapter(localizer.frame, self.map_frame)
@@ -144,6 +152,49 @@ class FrameProcessor:
                                    alignment_candidates=cfg.alignment_candidates, decoder_turns=cfg.decoder_turns)
         self.cfg = cfg
 
+    # ---- calibrated cameras (camera_info_topic) ----------------------------------------------
+    def update_camera_info(self, msg) -> str | None:
+        """Take a ``sensor_msgs/CameraInfo``: the frames of its frame_id use it from now on.
+        Returns None, or why it is not used (then that frame_id's frames are refused until a
+        usable one arrives)."""
+        frame = msg.header.frame_id.lstrip("/")
+        cfg = self.cfg
+        try:
+            intr = intrinsics_from_camera_info(msg)
+            camera = Camera("pinhole", pitch_deg=cfg.camera_pitch_deg, roll_deg=cfg.camera_roll_deg, intrinsics=intr)
+        except (CameraInfoError, ValueError) as exc:
+            problem = f"CameraInfo of frame_id {frame!r} not used: {exc}"
+            self.cameras.pop(frame, None)
+            self.camera_info_problems[frame] = problem
+            return problem
+        self.camera_info_problems.pop(frame, None)
+        self.cameras[frame] = camera
+        return None
+
+    def camera_for(self, frame_id: str) -> tuple[Camera | None, str]:
+        """The camera of an image of ``frame_id``: ``(camera, "")``, or ``(None, why not)``."""
+        if not self.cfg.camera_info_topic:
+            return self.camera, ""
+        frame = frame_id.lstrip("/")
+        camera = self.cameras.get(frame)
+        if camera is not None:
+            return camera, ""
+        if frame in self.camera_info_problems:
+            return None, self.camera_info_problems[frame]
+        if not self.cameras:
+            return None, (f"no CameraInfo received yet on {self.cfg.camera_info_topic}; frames wait for the "
+                          f"camera's calibration")
+        return None, (f"no CameraInfo for the image's frame_id {frame!r} on {self.cfg.camera_info_topic} (received "
+                      f"for {', '.join(repr(f) for f in sorted(self.cameras))})")
+
+    def camera_info_status(self) -> str:
+        """One line for the diagnostics: off, waiting, or the calibrated cameras in use."""
+        if not self.cfg.camera_info_topic:
+            return "off"
+        parts = [f"{f}: {c.intrinsics.describe()}" for f, c in sorted(self.cameras.items())]
+        parts += [p for f, p in sorted(self.camera_info_problems.items())]
+        return "; ".join(parts) if parts else f"waiting for the first CameraInfo on {self.cfg.camera_info_topic}"
+
     # ---- one frame --------------------------------------------------------------------------
     def process(self, image_msg, stamp: int | None = None, priors: PriorInfo | None = None,
                 want_distribution: bool = False, heading_deg: float | None = None) -> FrameOutcome:
@@ -153,17 +204,29 @@ class FrameProcessor:
         t0 = time.perf_counter()
         st = stamp_ns(image_msg.header) if stamp is None else int(stamp)
         out = FrameOutcome(stamp_ns=st, priors=priors)
+        camera, why_not = self.camera_for(image_msg.header.frame_id)
+        if camera is None:
+            out.failure, out.message = "camera_info", why_not
+            return out
         try:
             rgb = decode_image(image_msg)
         except ImageError as exc:
             out.failure, out.message = "image", str(exc)
+            return out
+        intr = camera.intrinsics
+        if intr is not None and (rgb.shape[1], rgb.shape[0]) != (intr.width, intr.height):
+            out.failure = "image"
+            out.message = (f"image of {rgb.shape[1]} x {rgb.shape[0]} pixels, but the CameraInfo of frame_id "
+                           f"{image_msg.header.frame_id.lstrip('/')!r} is for {intr.width} x {intr.height}; "
+                           f"expected images of the calibrated size (a resized or cropped stream needs its own "
+                           f"CameraInfo)")
             return out
         t1 = time.perf_counter()
         out.timings_ms["decode"] = (t1 - t0) * 1e3
         items = tuple(p for p in ((priors.position, priors.heading) if priors else ()) if p is not None)
         try:
             known = {} if heading_deg is None else {"heading": heading_deg}
-            res = self.localizer.localize(rgb, self.camera, prior=items or None,
+            res = self.localizer.localize(rgb, camera, prior=items or None,
                                           return_distribution=want_distribution, **known)
         except LocalizationError as exc:
             out.failure, out.message = "localization", str(exc)

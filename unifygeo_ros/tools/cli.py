@@ -68,7 +68,7 @@ def register(sub, bench_sub) -> None:
     b.set_defaults(handler=bench_localize_command)
 
     b = bench_sub.add_parser("model", help="per-branch latency and peak memory: PyTorch eager vs ONNX Runtime")
-    b.add_argument("--config", default="small", help="paper | small (default: small)")
+    b.add_argument("--config", default="small", help="small | paper | vigor (default: small)")
     b.add_argument("--repeats", type=int, default=20, help="timed runs per branch and backend (default 20)")
     b.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")

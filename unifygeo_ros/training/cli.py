@@ -9,7 +9,9 @@ def register(sub, bench_sub) -> None:
     p = sub.add_parser("train", help="train UnifyGeo on a VIGOR-layout root (real VIGOR or `sim vigor` exports)")
     p.add_argument("--data", required=True, help="VIGOR root (splits/ or splits__corrected/)")
     p.add_argument("--out", required=True, help="run folder: last.pt (resume), model.pt, log.csv")
-    p.add_argument("--config", default="small", help="small | paper (default small)")
+    p.add_argument("--config", default="small",
+                   help="small | paper | vigor (default small); paper and vigor default to the paper's recipe "
+                        "(40 epochs, batch 64, losses 1,100,10,1 without the yaw term)")
     p.add_argument("--protocol", default="same_area", choices=["same_area", "cross_area"],
                    help="same_area: *_balanced_train lists; cross_area: pano_label_balanced of the train cities")
     p.add_argument("--cities", help="comma-separated cities (default: the protocol's train cities or all)")
@@ -17,8 +19,10 @@ def register(sub, bench_sub) -> None:
                    help="full: the published recipe; retrieval: retrain the global descriptors (S-heads, "
                         "aggregators with a layout term) on the frozen encoders of --init (see "
                         "training/retrieval_stage.py)")
-    p.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 32 (full), 256 (retrieval)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default 40 (paper, vigor), 20 (small, and the retrieval stage)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default 64 (paper, vigor), 32 (small), 256 (retrieval stage)")
     p.add_argument("--lr", type=float, default=None, help="default 4.5e-4 (full), 1e-3 (retrieval)")
     p.add_argument("--layout-channels", type=int, default=None,
                    help="retrieval stage: channels of the descriptors' layout term (default: the model's, else 32)")
@@ -33,13 +37,16 @@ def register(sub, bench_sub) -> None:
                    help="probability of a random panorama heading (yaw target rolled with it)")
     p.add_argument("--fov", type=float, default=0.0, metavar="P",
                    help="probability of a limited field of view (random 70-180 deg crop)")
-    p.add_argument("--loss-weights", default="1,100,10,1,1", metavar="D,G,M,R,YAW",
-                   help="weights of L_D, L_G, L_M, L_R, L_yaw (paper: 1,100,10,1; yaw: ours)")
+    p.add_argument("--loss-weights", default=None, metavar="D,G,M,R,YAW",
+                   help="weights of L_D, L_G, L_M, L_R, L_yaw (yaw: ours); default 1,100,10,1,0 (paper, vigor: "
+                        "the paper's, and the model has no yaw head) or 1,100,10,1,1 (small); a YAW weight of 0 "
+                        "builds the model without its yaw head")
     p.add_argument("--heading-term", type=float, default=1.0,
                    help="weight of the alignment cross-entropy inside L_yaw")
     p.add_argument("--hard-fraction", type=float, default=0.5,
                    help="share of geographic hard-negative batches after the first epoch")
-    p.add_argument("--imagenet", help="local ConvNeXt ImageNet weights for both encoders")
+    p.add_argument("--imagenet", help="local ConvNeXt ImageNet weights for both encoders (the paper's "
+                                      "initialisation; without it the weights start from --seed)")
     p.add_argument("--init", help="start from this unifygeo_ros checkpoint")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
@@ -58,7 +65,7 @@ def register(sub, bench_sub) -> None:
     p.set_defaults(handler=train_command)
 
     b = bench_sub.add_parser("train", help="training step time per precision (fp32, bf16, fp16) on random batches")
-    b.add_argument("--config", default="small", help="small | paper (default small)")
+    b.add_argument("--config", default="small", help="small | paper | vigor (default small)")
     b.add_argument("--batch-size", type=int, default=32, help="pairs per step (default 32)")
     b.add_argument("--steps", type=int, default=8, help="timed steps per precision (default 8)")
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")

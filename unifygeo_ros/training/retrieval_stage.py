@@ -334,8 +334,8 @@ def stage_config_from_args(args) -> RetrievalStageConfig:
         raise ValueError("--memory-format applies to the full stage only (the retrieval stage trains on cached maps)")
     return RetrievalStageConfig(
         data=args.data, out=args.out, init=args.init, config=args.config, protocol=args.protocol,
-        cities=tuple(args.cities.split(",")) if args.cities else None, epochs=args.epochs,
-        **given_options(args, "batch_size", "lr"), weight_decay=args.weight_decay,
+        cities=tuple(args.cities.split(",")) if args.cities else None,
+        **given_options(args, "epochs", "batch_size", "lr"), weight_decay=args.weight_decay,
         hard_fraction=args.hard_fraction, fov=args.fov, feature_dropout=args.feature_dropout,
         layout_channels=args.layout_channels, reinit=args.reinit_descriptors, seed=args.seed, device=args.device,
         precision=args.precision, max_steps=args.max_steps, resume=args.resume)

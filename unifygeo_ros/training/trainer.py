@@ -298,7 +298,10 @@ def build_model(cfg: TrainConfig) -> UnifyGeo:
         if model.cfg.name != get_config(cfg.config).name:
             raise ValueError(f"--init {cfg.init} holds a {model.cfg.name!r} model, expected {cfg.config!r}")
         return model
-    model = UnifyGeo(get_config(cfg.config))
+    model_cfg = get_config(cfg.config)
+    if cfg.loss.weight_yaw == 0 and model_cfg.yaw_head:     # no yaw term: no yaw head to leave untrained
+        model_cfg = model_cfg.with_(yaw_head=False)
+    model = UnifyGeo(model_cfg)
     if cfg.imagenet:
         from ..model.convnext import load_convnext_weights
 
@@ -329,6 +332,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     memory_format = torch_memory_format(cfg.memory_format)
     # Before caching: a bad --init or --imagenet fails at once.
     model = build_model(cfg).to(device, memory_format=memory_format)
+    model_cfg = model.cfg                   # without the yaw head when the yaw term is off
     pair_bytes = 3 * (model_cfg.ground_size[0] * model_cfg.ground_size[1] + model_cfg.aerial_size ** 2)
     cache = cfg.cache == "yes" or (cfg.cache == "auto" and len(base) * pair_bytes < 4 * 2 ** 30)
     store = PairStore(base, PairAugment(cfg.augment), cfg.seed, cache, progress)
@@ -440,20 +444,40 @@ def given_options(args, *names: str) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
+#: The full stage's defaults per model configuration: ``paper`` and ``vigor`` follow the
+#: paper (Sec. IV-A: 40 epochs, batch 64, L = L_D + 100 L_G + 10 L_M + L_R, no yaw term);
+#: ``small`` keeps the shipped model's recipe (scripts/train_shipped_model.sh).
+RECIPES = {
+    "paper": {"epochs": 40, "batch_size": 64, "loss_weights": "1,100,10,1,0"},
+    "vigor": {"epochs": 40, "batch_size": 64, "loss_weights": "1,100,10,1,0"},
+    "small": {"epochs": 20, "batch_size": 32, "loss_weights": "1,100,10,1,1"},
+}
+
+
+def recipe(config: str) -> dict:
+    """The full stage's default epochs, batch size and loss weights of model ``config``."""
+    return RECIPES[get_config(config).name]
+
+
 def config_from_args(args) -> TrainConfig:
-    """Build a :class:`TrainConfig` from ``unifygeo train`` arguments."""
+    """Build a :class:`TrainConfig` from ``unifygeo train`` arguments; the options not given
+    take the model configuration's :data:`RECIPES` defaults."""
     for flag, given in (("--reinit-descriptors", getattr(args, "reinit_descriptors", False)),
                         ("--layout-channels", getattr(args, "layout_channels", None) is not None)):
         if given:
             raise ValueError(f"{flag} applies to --stage retrieval only")
     aug = AugmentConfig(unknown_heading=args.unknown_heading, fov=args.fov)
+    defaults = recipe(args.config)
+    weights = args.loss_weights if args.loss_weights is not None else defaults["loss_weights"]
     try:
-        wd, wg, wm, wr, wy = (float(v) for v in args.loss_weights.split(","))
+        wd, wg, wm, wr, wy = (float(v) for v in weights.split(","))
     except ValueError:
-        raise ValueError(f"--loss-weights: expected five numbers D,G,M,R,YAW, got {args.loss_weights!r}") from None
+        raise ValueError(f"--loss-weights: expected five numbers D,G,M,R,YAW, got {weights!r}") from None
     loss = LossConfig(weight_d=wd, weight_g=wg, weight_m=wm, weight_r=wr, weight_yaw=wy, heading_term=args.heading_term)
-    cfg = TrainConfig(data=args.data, out=args.out, config=args.config, epochs=args.epochs,
-                      **given_options(args, "batch_size", "lr"), weight_decay=args.weight_decay,
+    cfg = TrainConfig(data=args.data, out=args.out, config=args.config,
+                      epochs=args.epochs if args.epochs is not None else defaults["epochs"],
+                      batch_size=args.batch_size if args.batch_size is not None else defaults["batch_size"],
+                      **given_options(args, "lr"), weight_decay=args.weight_decay,
                       protocol=args.protocol, cities=tuple(args.cities.split(",")) if args.cities else None,
                       seed=args.seed, workers=args.workers, cache=args.cache, hard_fraction=args.hard_fraction,
                       augment=aug, loss=loss, imagenet=args.imagenet, init=args.init, device=args.device,
