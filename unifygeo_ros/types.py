@@ -147,6 +147,48 @@ class Camera:
 
 
 @dataclass(frozen=True)
+class Rig:
+    """Several limited-field-of-view cameras on one vehicle, localized together as one frame.
+
+    ``cameras[i]`` (a ``pinhole`` :class:`Camera`: idealised or calibrated, with its pitch and
+    roll) looks along ``yaws_deg[i]``, its optical axis' yaw relative to the rig's forward
+    direction (base_link's x axis; REP-103: counter-clockwise positive, a left camera at
+    +90, a rear one at 180). The images are composed into one panorama in the base frame
+    whose forward direction is the rig's (:mod:`unifygeo_ros.inference.rig`); a heading is
+    the ENU yaw of that forward direction.
+    """
+
+    cameras: tuple
+    yaws_deg: tuple
+
+    def __post_init__(self):
+        cams, yaws = tuple(self.cameras), tuple(self.yaws_deg)
+        if not cams:
+            raise ValueError("camera rig: expected at least one camera, got none")
+        if len(cams) != len(yaws):
+            raise ValueError(f"camera rig: expected one yaw per camera, got {len(cams)} cameras and "
+                             f"{len(yaws)} yaws")
+        for i, cam in enumerate(cams):
+            if not isinstance(cam, Camera) or cam.model != "pinhole":
+                raise ValueError(f"camera rig: camera {i}: expected a pinhole Camera (hfov_deg or intrinsics), "
+                                 f"got {cam!r}")
+        try:
+            yaws = tuple(float(y) for y in yaws)
+        except (TypeError, ValueError):
+            raise ValueError(f"camera rig: expected yaws in degrees, got {self.yaws_deg!r}") from None
+        if not all(np.isfinite(yaws)):
+            raise ValueError(f"camera rig: expected finite yaws in degrees, got {list(yaws)}")
+        object.__setattr__(self, "cameras", cams)
+        object.__setattr__(self, "yaws_deg", yaws)
+
+    @property
+    def model(self) -> str:
+        """The camera kind whose calibration (covariance scales, confidence map, abstention
+        thresholds) the rig's frames use: ``pinhole``."""
+        return "pinhole"
+
+
+@dataclass(frozen=True)
 class PositionPrior:
     """The camera lies within ``radius_m`` of ``(x, y)`` (map frame, metres)."""
 

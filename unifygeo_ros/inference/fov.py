@@ -30,6 +30,15 @@ def camera_to_panorama(image: np.ndarray, intrinsics: Intrinsics, pano_size: tup
     """Return ``(panorama, column_mask)`` for an image of the camera ``intrinsics`` (its size
     must be the image's): an ``H x W x C`` array of ``image``'s dtype with zeros where the
     camera sees nothing, and a float32 ``(W,)`` mask in {0, 1}."""
+    pano, inside = place_camera(image, intrinsics, pano_size, axis_offset_deg, pitch_deg, roll_deg)
+    return pano, inside.any(axis=0).astype(np.float32)
+
+
+def place_camera(image: np.ndarray, intrinsics: Intrinsics, pano_size: tuple[int, int],
+                 axis_offset_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0):
+    """:func:`camera_to_panorama` with the pixel-wise coverage instead of the column mask:
+    ``(panorama, inside)``, ``inside`` an ``H x W`` bool array of the panorama pixels the
+    camera sees."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"camera image: expected an H x W x 3 array, got shape {image.shape}")
     h, w = image.shape[:2]
@@ -45,8 +54,7 @@ def camera_to_panorama(image: np.ndarray, intrinsics: Intrinsics, pano_size: tup
     v = np.where(inside, v, -10.0).astype(np.float32)
     pano = cv2.remap(image, u, v, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     pano[~inside] = 0
-    column_mask = inside.any(axis=0).astype(np.float32)
-    return pano, column_mask
+    return pano, inside
 
 
 def pinhole_to_panorama(image: np.ndarray, hfov_deg: float, pano_size: tuple[int, int],

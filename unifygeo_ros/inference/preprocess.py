@@ -8,6 +8,9 @@
   resolution (to avoid aliasing; a calibrated camera's intrinsics are scaled with it) and then
   placed in the panorama frame by :func:`unifygeo_ros.inference.fov.camera_to_panorama` with
   its column mask. A calibrated camera's image must have the size of its intrinsics.
+* A camera rig's images (:class:`~unifygeo_ros.types.Rig`) are each shrunk as a pinhole
+  image is and composed into one panorama in the rig's base frame with the union of their
+  column masks (:func:`unifygeo_ros.inference.rig.compose_rig`).
 * With a known heading the panorama is turned to face tile-up (grid north, ENU yaw 90 deg in
   the map frame): a pinhole image is placed directly at its bearing, a panorama is rotated
   with :func:`unifygeo_ros.conventions.rotate_panorama`.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..conventions import enu_yaw_to_compass, rotate_panorama
-from ..types import Camera, Intrinsics, LocalizationError
+from ..types import Camera, Intrinsics, LocalizationError, Rig
 
 IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), np.float32)   # as model.unifygeo (kept torch-free here)
 IMAGENET_STD = np.array((0.229, 0.224, 0.225), np.float32)
@@ -89,6 +92,24 @@ def check_image(image, camera: Camera) -> np.ndarray:
     return image
 
 
+def check_rig_images(images, rig: Rig) -> list[np.ndarray]:
+    """Validate a camera rig's frame: one image per camera, each as :func:`check_image` wants
+    it for its camera. Raises :class:`LocalizationError` naming the camera."""
+    if isinstance(images, np.ndarray) or not isinstance(images, (list, tuple)):
+        raise LocalizationError(f"camera rig: expected a list of {len(rig.cameras)} images (one per camera), "
+                                f"got {type(images).__name__}")
+    if len(images) != len(rig.cameras):
+        raise LocalizationError(f"camera rig: expected {len(rig.cameras)} images (one per camera), got "
+                                f"{len(images)}")
+    out = []
+    for i, (img, cam) in enumerate(zip(images, rig.cameras)):
+        try:
+            out.append(check_image(img, cam))
+        except LocalizationError as exc:
+            raise LocalizationError(f"camera rig, camera {i} (yaw {rig.yaws_deg[i]:g} deg): {exc}") from None
+    return out
+
+
 def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     import cv2
 
@@ -98,29 +119,42 @@ def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def ground_input(image: np.ndarray, camera: Camera, ground_size: tuple[int, int],
+def _fit_pinhole(image: np.ndarray, camera: Camera, pano_width: int) -> tuple[np.ndarray, Intrinsics]:
+    """A pinhole image shrunk to about twice the panorama's angular resolution (when larger),
+    and its intrinsics at that size."""
+    h, w = image.shape[:2]
+    intr = camera.intrinsics
+    hfov = intr.hfov_deg() if intr is not None else float(camera.hfov_deg)
+    target_w = int(np.ceil(2.0 * pano_width * hfov / 360.0))
+    if w > target_w:
+        scale = target_w / w
+        image = _resize(image, target_w, max(2, int(round(h * scale))))
+    h2, w2 = image.shape[:2]
+    return image, (Intrinsics.ideal(w2, h2, hfov) if intr is None else intr.scaled(w2, h2))
+
+
+def ground_input(image: np.ndarray | list, camera: Camera | Rig, ground_size: tuple[int, int],
                  heading_deg: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """The model's panorama (H, W, 3) uint8 and column mask (W,) float32 for one frame.
+    """The model's panorama (H, W, 3) uint8 and column mask (W,) float32 for one frame (for a
+    :class:`Rig`: ``image`` is the list of its images).
 
     With ``heading_deg`` (ENU yaw of the camera's forward direction in the map frame) the
     result faces grid north (tile-up); without, it faces the camera's forward direction."""
     from .fov import camera_to_panorama
 
     ph, pw = ground_size
+    # The forward direction sits at its compass bearing relative to the tile-up panorama's.
+    offset = 0.0 if heading_deg is None else float(enu_yaw_to_compass(heading_deg))
+    if offset > 180.0:
+        offset -= 360.0
+    if isinstance(camera, Rig):
+        from .rig import compose_rig
+
+        fitted = [_fit_pinhole(img, cam, pw) for img, cam in zip(image, camera.cameras)]
+        return compose_rig([f[0] for f in fitted], camera.cameras, camera.yaws_deg, (ph, pw),
+                           forward_offset_deg=offset, intrinsics=[f[1] for f in fitted])
     if camera.model == "pinhole":
-        h, w = image.shape[:2]
-        intr = camera.intrinsics
-        hfov = intr.hfov_deg() if intr is not None else float(camera.hfov_deg)
-        target_w = int(np.ceil(2.0 * pw * hfov / 360.0))
-        if w > target_w:
-            scale = target_w / w
-            image = _resize(image, target_w, max(2, int(round(h * scale))))
-        h2, w2 = image.shape[:2]
-        intr = Intrinsics.ideal(w2, h2, hfov) if intr is None else intr.scaled(w2, h2)
-        # The optical axis sits at the camera's forward bearing relative to the panorama's.
-        offset = 0.0 if heading_deg is None else float(enu_yaw_to_compass(heading_deg))
-        if offset > 180.0:
-            offset -= 360.0
+        image, intr = _fit_pinhole(image, camera, pw)
         pano, mask = camera_to_panorama(image, intr, (ph, pw), axis_offset_deg=offset,
                                         pitch_deg=float(camera.pitch_deg), roll_deg=float(camera.roll_deg))
         return pano, mask

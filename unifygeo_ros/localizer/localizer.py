@@ -3,8 +3,8 @@
 Per frame (``Localizer.localize``):
 
 1. **preprocess**: check the image, resize it to the model's panorama (a pinhole image is
-   placed in the panorama frame with a column mask), turn it to face tile-up when the
-   heading is known;
+   placed in the panorama frame with a column mask, a camera rig's images are composed into
+   one masked panorama), turn it to face tile-up when the heading is known;
 2. **ground**: the ground branch, on the ``R`` sub-stride copies when the heading is not
    known (the decoder's heading search needs them), else on one;
 3. **search**: FAISS top-k over the tiles' global descriptors (only tiles near a
@@ -63,7 +63,13 @@ from ..inference.decoder_ensemble import (
     member_tiles,
     mirror_panorama,
 )
-from ..inference.preprocess import check_image, ground_input, image_detail, normalize_images
+from ..inference.preprocess import (
+    check_image,
+    check_rig_images,
+    ground_input,
+    image_detail,
+    normalize_images,
+)
 from ..inference.rerank import check_tile_choice, consensus, rerank, rerank_output
 from ..inference.retrieval import query_descriptors, search_tiles
 from ..options import default
@@ -75,6 +81,7 @@ from ..types import (
     LocalizationError,
     LocalizationResult,
     PositionPrior,
+    Rig,
 )
 
 log = logging.getLogger("unifygeo_ros.localizer")
@@ -260,12 +267,15 @@ class Localizer:
         self.backend.close()
 
     # ---- one frame ----------------------------------------------------------------------------
-    def localize(self, image: np.ndarray, camera: Camera = Camera(), heading: float | None = None,
+    def localize(self, image: np.ndarray | list, camera: Camera | Rig = Camera(), heading: float | None = None,
                  prior: PositionPrior | HeadingPrior | tuple | None = None,
                  return_distribution: bool = False) -> LocalizationResult:
         """Localize one frame. ``heading``: known ENU yaw (map frame) of the camera's forward
         direction; ``prior``: a :class:`PositionPrior`, a :class:`HeadingPrior` or a tuple of
-        both. Raises :class:`LocalizationError` when the frame cannot be localized."""
+        both. With a :class:`Rig`, ``image`` is the list of its cameras' images (one frame: they
+        are composed into one panorama facing the rig's forward direction, whose yaw
+        ``heading`` and the result's yaw are). Raises :class:`LocalizationError` when the frame
+        cannot be localized."""
         try:
             return self._localize(image, camera, heading, prior, return_distribution)
         except LocalizationError:
@@ -302,11 +312,15 @@ class Localizer:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         cfg = self.cfg
-        if not isinstance(camera, Camera):
-            raise LocalizationError(f"camera: expected a Camera, got {type(camera).__name__}")
+        if not isinstance(camera, (Camera, Rig)):
+            raise LocalizationError(f"camera: expected a Camera or a Rig, got {type(camera).__name__}")
         pos_prior, head_prior = self._priors(prior, heading)
-        image = check_image(image, camera)
-        detail = image_detail(image)
+        if isinstance(camera, Rig):
+            image = check_rig_images(image, camera)
+            detail = float(np.mean([image_detail(img) for img in image]))
+        else:
+            image = check_image(image, camera)
+            detail = image_detail(image)
         pano, mask = ground_input(image, camera, cfg.ground_size, None if heading is None else float(heading))
         if heading is not None:
             mode = "known"
@@ -489,7 +503,7 @@ class Localizer:
                                  self.alignment_candidates, first=first)
 
     def _posterior(self, out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
-                   offsets, camera: Camera, support: float, detail: float) -> LocalizationResult:
+                   offsets, camera: Camera | Rig, support: float, detail: float) -> LocalizationResult:
         """``order`` and ``combined``: the re-ranking of the candidates (``rerank``); ``support``:
         the chosen candidate's consensus support; ``detail``: the frame's fine detail
         (:func:`~unifygeo_ros.inference.preprocess.image_detail`)."""

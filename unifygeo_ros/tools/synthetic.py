@@ -7,7 +7,9 @@ street-level views are rendered at known positions and headings:
 
 * ``panorama``: 512 x 256 equirectangular panoramas (the training data's size before
   resizing), the heading known or unknown;
-* ``pinhole``: 90-degree pinhole views (320 x 240), the heading known or unknown.
+* ``pinhole``: 90-degree pinhole views (320 x 240), the heading known or unknown;
+* camera rigs (:data:`RIG_MODES`, not part of the demo): 90-degree pinhole views (320 x 240)
+  at the yaws of :data:`RIGS` relative to the forward direction, localized as one frame.
 
 The truth's *positive tile* is the database tile whose centre is nearest (the camera lies
 in its central cell), as VIGOR defines it.
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import angle_diff_deg
-from ..types import Camera, LocalizationError, PositionPrior
+from ..types import Camera, LocalizationError, PositionPrior, Rig
 
 #: the seeds the shipped model was trained (11-16) or validated (21) on: never used here
 TRAINING_SEEDS = (11, 12, 13, 14, 15, 16, 21)
@@ -47,6 +49,17 @@ MODES = {
     "pinhole 90 deg, unknown heading": ("pinhole", False, False),
     "panorama, unknown heading, GNSS prior": ("panorama", False, True),
 }
+
+#: camera rigs of 90-degree pinhole cameras: name -> the cameras' yaws (degrees, counter-clockwise
+#: from the forward direction)
+RIGS = {
+    "rig of four": (0.0, 90.0, -90.0, 180.0),
+    "front + back": (0.0, 180.0),
+    "front only": (0.0,),
+}
+#: the rig modes of run_mode (as MODES): the camera is ``rig:<name of RIGS>``
+RIG_MODES = {f"{name}, {heading} heading": (f"rig:{name}", heading == "known", False)
+             for name in RIGS for heading in ("known", "unknown")}
 
 
 @dataclass
@@ -90,9 +103,16 @@ def sample_truths(city, n: int, seed: int, margin_m: float = 24.0) -> tuple[np.n
     return xy, yaw
 
 
-def render_view(city, xy, yaw: float, camera_model: str) -> tuple[np.ndarray, Camera]:
+def render_view(city, xy, yaw: float, camera_model: str) -> tuple[np.ndarray | list, Camera | Rig]:
+    """The view at ``xy`` facing ENU ``yaw`` and its camera: ``panorama``, ``pinhole`` or
+    ``rig:<name of RIGS>`` (a list of images and their :class:`Rig`)."""
     from ..sim.render import render_panorama, render_pinhole
 
+    if camera_model.startswith("rig:"):
+        yaws = RIGS[camera_model[4:]]
+        cam = Camera("pinhole", hfov_deg=PINHOLE_FOV)
+        images = [render_pinhole(city, xy, yaw + y, PINHOLE_FOV, *PINHOLE_SIZE) for y in yaws]
+        return images, Rig((cam,) * len(yaws), yaws)
     if camera_model == "panorama":
         return render_panorama(city, xy, yaw, *PANO_SIZE), Camera()
     return render_pinhole(city, xy, yaw, PINHOLE_FOV, *PINHOLE_SIZE), Camera("pinhole", hfov_deg=PINHOLE_FOV)
@@ -104,19 +124,20 @@ def positive_tile(db, xy) -> int:
 
 def run_mode(loc, city, xy: np.ndarray, yaw: np.ndarray, mode: str, progress: bool = True,
              transform=None) -> list[dict]:
-    """Localize one rendered view per truth in ``mode`` (a key of :data:`MODES`); one record each.
+    """Localize one rendered view per truth in ``mode`` (a key of :data:`MODES` or
+    :data:`RIG_MODES`); one record each.
     ``transform``: applied to each rendered image first (e.g. a mild blur)."""
     from unifygeo_ros.progress import tqdm
 
     from ..inference.calibration import MODE_RADIUS_M, mahalanobis2
 
-    camera_model, known, with_prior = MODES[mode]
+    camera_model, known, with_prior = {**MODES, **RIG_MODES}[mode]
     noise = np.random.default_rng(len(xy)).normal(0.0, PRIOR_NOISE_M, size=(len(xy), 2))
     records = []
     for i in tqdm(range(len(xy)), desc=mode, unit="view", disable=not progress, file=sys.stderr):
         img, cam = render_view(city, xy[i], float(yaw[i]), camera_model)
         if transform is not None:
-            img = transform(img)
+            img = [transform(im) for im in img] if isinstance(img, list) else transform(img)
         rec = {"mode": mode, "truth_xy": [float(xy[i, 0]), float(xy[i, 1])], "truth_yaw": float(yaw[i])}
         prior = (PositionPrior(float(xy[i, 0] + noise[i, 0]), float(xy[i, 1] + noise[i, 1]), PRIOR_RADIUS_M)
                  if with_prior else None)
