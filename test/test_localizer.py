@@ -552,7 +552,7 @@ def test_decoder_ensemble_on_the_chosen_tile(db_path, pano, tmp_path, caplog):
     # The turned tiles' features: the tile read back, turned 1-3 quarters counter-clockwise.
     pixels, why = four.db.tile_image(a.tile_id)
     assert why == ""
-    turned = four._turned_features(a.tile_id)
+    turned = four._turned_features(a.tile_id, 4)
     for j in (1, 2, 3):
         ref = four.backend.encode_aerial(normalize_images(np.rot90(pixels, j, axes=(0, 1))[None].copy()))
         np.testing.assert_allclose(turned[0][j - 1], ref["aerial_feat0"][0], atol=1e-4)
@@ -564,8 +564,20 @@ def test_decoder_ensemble_on_the_chosen_tile(db_path, pano, tmp_path, caplog):
     assert e.distribution.sum() == pytest.approx(1.0, abs=1e-4)
     assert not np.allclose(e.distribution, a.distribution)
     assert eight.localize(pano, heading=30.0).diagnostics["decoder_turns_decodes"] == 8
-    members = eight._turned_features(a.tile_id)
+    members = eight._turned_features(a.tile_id, 8)
     assert len(members[0]) == 7
+    # The ensemble per frame, the localizer's option untouched; a localizer switched from four
+    # to eight members (at run time) does not reuse the four-member features it holds.
+    per_frame = one.localize(pano, return_distribution=True, decoder_turns=4)
+    assert one.decoder_turns == 1 and per_frame.diagnostics["decoder_turns"] == 4
+    np.testing.assert_allclose(per_frame.distribution, a.distribution, atol=1e-6)
+    with pytest.raises(LocalizationError, match="expected one of"):
+        one.localize(pano, decoder_turns=3)
+    four.set_options(top_k=four.top_k, rerank_score=four.rerank_score, alignment_candidates=four.alignment_candidates,
+                     decoder_turns=8, tile_choice=four.tile_choice)
+    switched = four.localize(pano, return_distribution=True)
+    assert switched.diagnostics["decoder_turns"] == 8
+    np.testing.assert_allclose(switched.distribution, e.distribution, atol=1e-6)
     for j in (4, 5):                # the tile mirrored left-right, then turned j - 4 quarters
         ref = eight.backend.encode_aerial(normalize_images(np.rot90(pixels[:, ::-1], j - 4, axes=(0, 1))[None].copy()))
         np.testing.assert_allclose(members[0][j - 1], ref["aerial_feat0"][0], atol=1e-4)

@@ -164,7 +164,8 @@ class Localizer:
         self.frame = db.frame
         self.set_options(top_k=top_k, rerank_score=rerank_score, alignment_candidates=alignment_candidates,
                          decoder_turns=decoder_turns, tile_choice=tile_choice)
-        self._turned: OrderedDict[int, list[np.ndarray] | str] = OrderedDict()   # tile -> turned features, or why not
+        # (tile, decoder turns) -> the turned members' features, or why not
+        self._turned: OrderedDict[tuple[int, int], list[np.ndarray] | str] = OrderedDict()
         self._turned_warned = False
         self.cfg = get_config(db.manifest["model"]["config"])
         self.calibration = calibration
@@ -269,15 +270,20 @@ class Localizer:
     # ---- one frame ----------------------------------------------------------------------------
     def localize(self, image: np.ndarray | list, camera: Camera | Rig = Camera(), heading: float | None = None,
                  prior: PositionPrior | HeadingPrior | tuple | None = None,
-                 return_distribution: bool = False) -> LocalizationResult:
+                 return_distribution: bool = False, decoder_turns: int | None = None) -> LocalizationResult:
         """Localize one frame. ``heading``: known ENU yaw (map frame) of the camera's forward
         direction; ``prior``: a :class:`PositionPrior`, a :class:`HeadingPrior` or a tuple of
         both. With a :class:`Rig`, ``image`` is the list of its cameras' images (one frame: they
         are composed into one panorama facing the rig's forward direction, whose yaw
-        ``heading`` and the result's yaw are). Raises :class:`LocalizationError` when the frame
+        ``heading`` and the result's yaw are). ``decoder_turns``: the decoder ensemble of this
+        frame (default: the localizer's option). Raises :class:`LocalizationError` when the frame
         cannot be localized."""
         try:
-            return self._localize(image, camera, heading, prior, return_distribution)
+            turns = self.decoder_turns if decoder_turns is None else check_decoder_turns(decoder_turns)
+        except ValueError as exc:
+            raise LocalizationError(str(exc)) from None
+        try:
+            return self._localize(image, camera, heading, prior, return_distribution, turns)
         except LocalizationError:
             raise
         except Exception as exc:      # a backend or library failure must not take the caller down
@@ -302,7 +308,7 @@ class Localizer:
                 raise LocalizationError("heading: give either a known heading or a HeadingPrior, not both")
         return pos, head
 
-    def _localize(self, image, camera, heading, prior, return_distribution) -> LocalizationResult:
+    def _localize(self, image, camera, heading, prior, return_distribution, turns: int) -> LocalizationResult:
         from ..inference.heading import (
             heading_window_prior,
             known_heading_prior,
@@ -380,9 +386,9 @@ class Localizer:
         if self.tile_choice == "consensus":
             order = by_support
         ensemble = {"decoder_turns": 1}
-        if self.decoder_turns > 1:
+        if turns > 1:
             out, offsets, ensemble = self._decoder_ensemble(out, offsets, int(order[0]), ids, feats, (descs, valid),
-                                                            logprior, (pano, mask, mode == "known"))
+                                                            logprior, (pano, mask, mode == "known"), turns)
         t6 = time.perf_counter()
         timings["ensemble"] = (t6 - t5) * 1e3
         result = self._posterior(out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
@@ -421,14 +427,15 @@ class Localizer:
             valid = np.repeat(valid, r, axis=1)
         return g, descs, valid
 
-    def _turned_features(self, tile: int) -> list[np.ndarray] | str:
+    def _turned_features(self, tile: int, turns: int) -> list[np.ndarray] | str:
         """The aerial features of ``tile``'s ensemble members 1 .. turns-1
         (:func:`~unifygeo_ros.inference.decoder_ensemble.member_tiles`: the tile turned, and with 8
         members mirrored and turned; each (turns-1, C, h, h)), or why they cannot be had (the
         tile's pixels are gone)."""
-        if tile in self._turned:
-            self._turned.move_to_end(tile)
-            return self._turned[tile]
+        key = (tile, turns)
+        if key in self._turned:
+            self._turned.move_to_end(key)
+            return self._turned[key]
         if self.db.feature_mode == "recompute":
             pixels, why = self.db.tile_pixels([tile])[0], ""
         else:
@@ -436,10 +443,10 @@ class Localizer:
         if pixels is None:
             got: list[np.ndarray] | str = why
         else:
-            turned = member_tiles(normalize_images(np.asarray(pixels)[None]), self.decoder_turns)[0, 1:]
+            turned = member_tiles(normalize_images(np.asarray(pixels)[None]), turns)[0, 1:]
             a = self.backend.encode_aerial(np.ascontiguousarray(turned))
             got = [np.asarray(a[f"aerial_feat{lv}"]) for lv in range(4)]
-        self._turned[tile] = got
+        self._turned[key] = got
         while len(self._turned) > TURNED_CACHE_TILES:
             self._turned.popitem(last=False)
         return got
@@ -455,14 +462,14 @@ class Localizer:
         return self.backend.decode(rows)
 
     def _decoder_ensemble(self, out: dict, offsets: np.ndarray, best: int, ids, feats, ground: tuple,
-                          logprior: np.ndarray, panorama: tuple):
+                          logprior: np.ndarray, panorama: tuple, turns: int):
         """The decoder's rotation (and mirror) ensemble on candidate ``best``, the chosen
         tile: its D, yaw field, alignment and sub-bin offset are replaced in
         ``out``; the matching scores are kept, so that the re-ranking's order does not change.
         ``ground``: the frame's (descriptors, validity); ``panorama``: (pano, mask, known), from
         which the mirrored members' ground descriptors are computed."""
         tile = int(ids[best])
-        turned = self._turned_features(tile)
+        turned = self._turned_features(tile, turns)
         if isinstance(turned, str):
             if not self._turned_warned:
                 log.warning("decoder ensemble off for tiles whose pixels cannot be read (%s); frames go on "
@@ -473,7 +480,7 @@ class Localizer:
                       for lv in range(4)]
         k_bins = self.cfg.heading_bins
         grounds = [ground]
-        if self.decoder_turns == 8:
+        if turns == 8:
             pano, mask, known = panorama
             mirrored = self._ground_images(np.ascontiguousarray(pano[:, ::-1]), mirror_panorama(mask), known)
             grounds.append(self._encode_ground(*mirrored)[1:])      # the training's flip: columns reversed
@@ -483,14 +490,14 @@ class Localizer:
             return self._decode(descs, valid, [np.repeat(f[j:j + 1], len(aligns), axis=0) for f in tile_feats],
                                 one_hot_logprior(aligns, k_bins))
 
-        ens = decode_turn_ensemble(decode_turn, logprior, k_bins, self.decoder_turns)
+        ens = decode_turn_ensemble(decode_turn, logprior, k_bins, turns)
         out = {name: np.array(v, copy=True) for name, v in out.items()}
         for name in ("D", "yaw_field", "alignment"):
             if name in out and name in ens.out:
                 out[name][best] = ens.out[name][0]
         offsets = np.array(offsets, dtype=np.float64, copy=True)
         offsets[best] = ens.offset
-        return out, offsets, {"decoder_turns": self.decoder_turns, "decoder_turns_decodes": ens.decodes}
+        return out, offsets, {"decoder_turns": turns, "decoder_turns_decodes": ens.decodes}
 
     def _search_alignments(self, descs, valid, feats, first: dict, logprior: np.ndarray):
         """The alignment search on every candidate tile, decoding through the backend."""

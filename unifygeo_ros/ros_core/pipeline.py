@@ -197,9 +197,11 @@ class FrameProcessor:
 
     # ---- one frame --------------------------------------------------------------------------
     def process(self, image_msg, stamp: int | None = None, priors: PriorInfo | None = None,
-                want_distribution: bool = False, heading_deg: float | None = None) -> FrameOutcome:
+                want_distribution: bool = False, heading_deg: float | None = None,
+                decoder_turns: int | None = None) -> FrameOutcome:
         """One frame; ``heading_deg``: the camera's yaw (ENU, database frame) when it is known
-        (the tracking filter's prediction), else the localizer searches the heading."""
+        (the tracking filter's prediction), else the localizer searches the heading;
+        ``decoder_turns``: this frame's decoder ensemble, else the localizer's option."""
         cfg = self.cfg
         t0 = time.perf_counter()
         st = stamp_ns(image_msg.header) if stamp is None else int(stamp)
@@ -225,7 +227,10 @@ class FrameProcessor:
         out.timings_ms["decode"] = (t1 - t0) * 1e3
         items = tuple(p for p in ((priors.position, priors.heading) if priors else ()) if p is not None)
         try:
+            # only what is given: a localizer without these keywords (a test's stand-in) still works
             known = {} if heading_deg is None else {"heading": heading_deg}
+            if decoder_turns is not None:
+                known["decoder_turns"] = decoder_turns
             res = self.localizer.localize(rgb, camera, prior=items or None,
                                           return_distribution=want_distribution, **known)
         except LocalizationError as exc:

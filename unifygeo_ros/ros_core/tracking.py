@@ -158,14 +158,9 @@ class TrackingProcessor:
                                          heading_note="tracking")
             search = "tracking"
         t1 = time.perf_counter()
-        loc = self.frames.localizer
-        turns = loc.decoder_turns
-        if search == "tracking":
-            loc.decoder_turns = int(self.cfg.tracking_decoder_turns)
-        try:
-            outcome = self.frames.process(image_msg, st, frame_priors, want_distribution=True, heading_deg=heading)
-        finally:
-            loc.decoder_turns = turns
+        turns = int(self.cfg.tracking_decoder_turns) if search == "tracking" else None
+        outcome = self.frames.process(image_msg, st, frame_priors, want_distribution=True, heading_deg=heading,
+                                      decoder_turns=turns)
         t2 = time.perf_counter()
         res = outcome.result
         # a clear view (its detail passes) that the localizer, looking near the prediction only,
