@@ -144,19 +144,26 @@ def alignment_hill(q: np.ndarray, k: int, fraction: float = SUPPORT_FRACTION) ->
     return np.array(sorted(members))
 
 
-def alignment_yaw_variance_deg2(alignment_scores: np.ndarray, logprior: np.ndarray, heading_scale: float, k: int,
-                                bin_deg: float) -> tuple[float, dict]:
-    """Variance of a yaw read from the chosen alignment alone (a model without a yaw head):
-    the alignment posterior over the chosen alignment's hill, the bin's own width (uniform
-    within it) and the floor."""
+def _alignment_variance_deg2(alignment_scores: np.ndarray, logprior: np.ndarray, heading_scale: float, k: int,
+                             bin_deg: float) -> tuple[float, dict]:
+    """The alignment posterior's variance (deg^2) over the chosen alignment ``k``'s hill, and
+    what it was taken from."""
     q = softmax(heading_scale * np.asarray(alignment_scores, dtype=np.float64) + np.asarray(logprior, np.float64))
     hill = alignment_hill(q, int(k))
     offsets = angle_diff_deg(hill * bin_deg, k * bin_deg)
     qh = q[hill]
     var_align = float((qh * offsets ** 2).sum() / max(qh.sum(), 1e-300))
-    var = var_align + bin_deg ** 2 / 12.0 + YAW_FLOOR_DEG ** 2
-    return var, {"var_alignment_deg2": var_align, "alignment_posterior_max": float(q.max()),
-                 "alignment_hill_mass": float(qh.sum())}
+    return var_align, {"var_alignment_deg2": var_align, "alignment_posterior_max": float(q.max()),
+                       "alignment_hill_mass": float(qh.sum())}
+
+
+def alignment_yaw_variance_deg2(alignment_scores: np.ndarray, logprior: np.ndarray, heading_scale: float, k: int,
+                                bin_deg: float) -> tuple[float, dict]:
+    """Variance of a yaw read from the chosen alignment alone (a model without a yaw head):
+    the alignment posterior over the chosen alignment's hill, the bin's own width (uniform
+    within it) and the floor."""
+    var_align, info = _alignment_variance_deg2(alignment_scores, logprior, heading_scale, k, bin_deg)
+    return var_align + bin_deg ** 2 / 12.0 + YAW_FLOOR_DEG ** 2, info
 
 
 def yaw_variance_deg2(alignment_scores: np.ndarray, logprior: np.ndarray, heading_scale: float, k: int,
@@ -164,15 +171,10 @@ def yaw_variance_deg2(alignment_scores: np.ndarray, logprior: np.ndarray, headin
                       row: int, col: int) -> tuple[float, dict]:
     """Variance of the yaw estimate (deg^2) from the alignment posterior over the chosen
     alignment's hill and the yaw field over the position mode (see the module docstring)."""
-    q = softmax(heading_scale * np.asarray(alignment_scores, dtype=np.float64) + np.asarray(logprior, np.float64))
-    hill = alignment_hill(q, int(k))
-    offsets = angle_diff_deg(hill * bin_deg, k * bin_deg)
-    qh = q[hill]
-    var_align = float((qh * offsets ** 2).sum() / max(qh.sum(), 1e-300))
+    var_align, info = _alignment_variance_deg2(alignment_scores, logprior, heading_scale, k, bin_deg)
     theta = np.degrees(np.arctan2(field[1], field[0]))
     w = np.asarray(d, dtype=np.float64)[mode]
     spread = angle_diff_deg(theta[mode], theta[row, col])
     var_field = float((w * spread ** 2).sum() / max(w.sum(), 1e-300))
     var = var_align + var_field + YAW_FLOOR_DEG ** 2
-    return var, {"var_alignment_deg2": var_align, "var_field_deg2": var_field, "alignment_posterior_max": float(q.max()),
-                 "alignment_hill_mass": float(qh.sum())}
+    return var, {**info, "var_field_deg2": var_field}
