@@ -159,16 +159,48 @@ def genuine_summary(records: list[dict], min_confidence: float) -> dict:
     return out
 
 
+def abstention_cities(weights: str, seeds, styles, size_m: float, views: int, garbage_per_city, out: str,
+                      progress: bool = True, backend: str = default("backend"), calibration=None):
+    """Per city of ``seeds`` (built in ``out``/city<seed>, styles and origins in turn): its
+    genuine panoramas in :data:`PANORAMA_MODES`, the unknown-heading ones again with a mild
+    blur, and ``garbage_per_city[i]`` garbage frames (the other-city ones from the next
+    city), localized with ``calibration`` (default: the model's table entry). Yields
+    ``(seed, style, genuine, mildly_blurred, garbage)``, each record tagged with its seed."""
+    from ..localizer.localizer import Localizer
+    from ..sim.world import generate_city
+    from .synthetic import ORIGINS, make_area, run_mode, sample_truths
+
+    for i, seed in enumerate(seeds):
+        style = styles[i % len(styles)]
+        area = make_area(seed, size_m, ORIGINS[i % len(ORIGINS)], style, Path(out) / f"city{seed}", weights,
+                         backend=backend, progress=progress, reuse=True)
+        j = (i + 1) % len(seeds)
+        other = generate_city(seeds[j], size_m, *ORIGINS[j % len(ORIGINS)], style=styles[j % len(styles)])
+        loc = Localizer.open(area.db, backend=backend, calibration=calibration)
+        xy, yaw = sample_truths(area.city, views, seed + 1000)
+        gen, blurred = [], []
+        for mode in PANORAMA_MODES:
+            for r in run_mode(loc, area.city, xy, yaw, mode, progress):
+                r.update(seed=seed)
+                gen.append(r)
+        for r in run_mode(loc, area.city, xy, yaw, "panorama, unknown heading", progress, transform=mild_blur):
+            r.update(seed=seed, variant="mild blur")
+            blurred.append(r)
+        gar = run_garbage(loc, area.city, other, garbage_per_city[i], seed + 2000, progress)
+        for r in gar:
+            r["seed"] = seed
+        loc.close()
+        yield seed, style, gen, blurred, gar
+
+
 def bench_abstention(weights: str, seeds, size_m: float, views: int, garbage: int, out: str,
                      min_confidence: float = default("min_confidence"), backend: str = "auto",
                      progress: bool = True) -> dict:
     """The report of ``unifygeo bench abstention`` (see the module docstring)."""
     from ..inference.calibration import lookup_calibration
-    from ..localizer.localizer import Localizer
     from ..model.unifygeo import load_checkpoint
-    from ..sim.world import generate_city
     from .demo import DEMO_SEED
-    from .synthetic import ORIGINS, STYLES, TRAINING_SEEDS, make_area, run_mode, sample_truths
+    from .synthetic import STYLES, TRAINING_SEEDS
 
     model_hash = load_checkpoint(weights)[0].state_hash()
     cal = lookup_calibration(model_hash)
@@ -184,26 +216,9 @@ def bench_abstention(weights: str, seeds, size_m: float, views: int, garbage: in
     t0 = time.perf_counter()
     per_city, all_gen, all_gar, blurred = {}, [], [], []
     n_gar = [garbage // len(seeds) + (1 if i < garbage % len(seeds) else 0) for i in range(len(seeds))]
-    for i, seed in enumerate(seeds):
-        style = STYLES[i % len(STYLES)]
-        area = make_area(seed, size_m, ORIGINS[i % len(ORIGINS)], style, Path(out) / f"city{seed}", weights,
-                         backend=backend, progress=progress, reuse=True)
-        j = (i + 1) % len(seeds)
-        other = generate_city(seeds[j], size_m, *ORIGINS[j % len(ORIGINS)], style=STYLES[j % len(STYLES)])
-        loc = Localizer.open(area.db, backend=backend)
-        xy, yaw = sample_truths(area.city, views, seed + 1000)
-        gen = []
-        for mode in PANORAMA_MODES:
-            for r in run_mode(loc, area.city, xy, yaw, mode, progress):
-                r.update(seed=seed)
-                gen.append(r)
-        for r in run_mode(loc, area.city, xy, yaw, "panorama, unknown heading", progress, transform=mild_blur):
-            r.update(seed=seed, variant="mild blur")
-            blurred.append(r)
-        gar = run_garbage(loc, area.city, other, n_gar[i], seed + 2000, progress)
-        for r in gar:
-            r["seed"] = seed
-        loc.close()
+    for seed, style, gen, blur, gar in abstention_cities(weights, seeds, STYLES, size_m, views, n_gar, out,
+                                                         progress, backend):
+        blurred += blur
         per_city[str(seed)] = {"style": style, "genuine": genuine_summary(gen, min_confidence),
                                "garbage": garbage_summary(gar, min_confidence)}
         all_gen += gen

@@ -195,33 +195,16 @@ def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tu
 def _abstention_part(weights, seeds, styles, size_m, views, garbage, max_refused, out, progress) -> dict:
     """Abstention thresholds for panoramas from genuine views and garbage frames."""
     from ..inference.abstention import fit_thresholds
-    from ..localizer.localizer import Localizer
-    from ..sim.world import generate_city
-    from .abstention import PANORAMA_MODES, mild_blur, run_garbage
-    from .synthetic import make_area, run_mode, sample_truths
+    from .abstention import PANORAMA_MODES, abstention_cities
 
     if len(seeds) < 2:
         raise ValueError("--abstention-seeds: expected at least two cities (the other-city frames come from the next)")
     genuine, junk = [], []
-    for i, seed in enumerate(seeds):
-        style = styles[i % len(styles)]
-        area = make_area(seed, size_m, ORIGINS[i % len(ORIGINS)], style, Path(out) / f"city{seed}", weights,
-                         progress=progress, reuse=True)
-        j = (i + 1) % len(seeds)
-        other = generate_city(seeds[j], size_m, *ORIGINS[j % len(ORIGINS)], style=styles[j % len(styles)])
-        loc = Localizer.open(area.db, calibration=Calibration(1.0, 1.0, "explicit"))
-        xy, yaw = sample_truths(area.city, views, seed + 1000)
-        for mode in PANORAMA_MODES:
-            for r in run_mode(loc, area.city, xy, yaw, mode, progress):
-                r.update(seed=seed)
-                genuine.append(r)
-        for r in run_mode(loc, area.city, xy, yaw, "panorama, unknown heading", progress, transform=mild_blur):
-            r.update(seed=seed, variant="mild blur")
-            genuine.append(r)
-        for r in run_garbage(loc, area.city, other, garbage, seed + 2000, progress):
-            r["seed"] = seed
-            junk.append(r)
-        loc.close()
+    for _seed, _style, gen, blurred, gar in abstention_cities(weights, seeds, styles, size_m, views,
+                                                              [garbage] * len(seeds), out, progress,
+                                                              calibration=Calibration(1.0, 1.0, "explicit")):
+        genuine += gen + blurred
+        junk += gar
     (Path(out) / "abstention_records.json").write_text(json.dumps({"genuine": genuine, "garbage": junk},
                                                                   default=float))
     gen = [r["features"] for r in genuine if r.get("features")]
