@@ -27,7 +27,7 @@ from unifygeo_ros.inference.fov import camera_to_panorama, pinhole_to_panorama
 from unifygeo_ros.types import Camera, Intrinsics
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_node import ORIGIN, build_world  # noqa: E402  (the node test's small world)
+from test_node import ORIGIN  # noqa: E402
 
 PANO = (128, 256)
 
@@ -409,19 +409,7 @@ def test_the_frame_pipeline_uses_the_latest_camera_info_of_the_images_frame():
 
 # ---- unifygeo localize --camera-info -------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def small_world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("camera_world"))
-
-
-def _cli(args, capsys):
-    from unifygeo_ros.cli import main as cli_main
-
-    code = cli_main(args)
-    return code, capsys.readouterr()
-
-
-def test_localize_cli_takes_a_camera_info_file(small_world, tmp_path, capsys):
+def test_localize_cli_takes_a_camera_info_file(small_world, tmp_path, run_cli):
     from unifygeo_ros.sim.render import render_pinhole
 
     city = small_world["city"]
@@ -435,15 +423,15 @@ def test_localize_cli_takes_a_camera_info_file(small_world, tmp_path, capsys):
     info.write_text(CALIBRATION_YAML.replace("640", "320").replace("480", "240").replace(
         "[500.5, 0.0, 321.2, 0.0, 502.1, 243.9, 0.0, 0.0, 1.0]", "[160, 0, 159.5, 0, 160, 119.5, 0, 0, 1]").replace(
         "[-0.28, 0.07, 0.001, -0.0005, 0.0]", "[0, 0, 0, 0, 0]"))
-    code, out = _cli(["localize", str(png), "--db", str(small_world["db"]), "--camera-info", str(info),
-                      "--heading", "30", "--json"], capsys)
+    code, out = run_cli(["localize", str(png), "--db", str(small_world["db"]), "--camera-info", str(info),
+                      "--heading", "30", "--json"])
     assert code in (0, 3), out
     res = json.loads(out.out)
     assert res["heading_mode"] == "known" and math.isfinite(res["x"]) and len(res["candidates"]) >= 1
     error = math.hypot(res["x"] - x, res["y"] - y)
     # the idealised camera of the same field of view is the same camera
-    code, out = _cli(["localize", str(png), "--db", str(small_world["db"]), "--fov", "90", "--heading", "30",
-                      "--json"], capsys)
+    code, out = run_cli(["localize", str(png), "--db", str(small_world["db"]), "--fov", "90", "--heading", "30",
+                      "--json"])
     same = json.loads(out.out)
     assert (same["tile_id"], same["x"], same["y"]) == (res["tile_id"], pytest.approx(res["x"], abs=1e-3),
                                                        pytest.approx(res["y"], abs=1e-3))
@@ -451,20 +439,16 @@ def test_localize_cli_takes_a_camera_info_file(small_world, tmp_path, capsys):
     # bad input: one line, exit 2, one JSON object with --json
     bad = tmp_path / "bad.yaml"
     bad.write_text("image_width: 320\nimage_height: 240\n")
-    code, out = _cli(["localize", str(png), "--db", str(small_world["db"]), "--camera-info", str(bad), "--json"],
-                     capsys)
+    code, out = run_cli(["localize", str(png), "--db", str(small_world["db"]), "--camera-info", str(bad), "--json"])
     assert code == 2 and out.out.count("\n") == 1
     err = json.loads(out.out)["error"]
     assert "missing camera_matrix (k), distortion_model" in err and str(bad) in err
-    code, out = _cli(["localize", str(png), "--db", str(small_world["db"]), "--camera-info", str(tmp_path / "no.yaml")],
-                     capsys)
+    code, out = run_cli(["localize", str(png), "--db", str(small_world["db"]), "--camera-info", str(tmp_path / "no.yaml")])
     assert code == 2 and "file not found" in out.err and out.err.strip().count("\n") == 0
     info.write_text(info.read_text().replace("320", "640"))
-    code, out = _cli(["localize", str(png), "--db", str(small_world["db"]), "--camera-info", str(info), "--json"],
-                     capsys)
+    code, out = run_cli(["localize", str(png), "--db", str(small_world["db"]), "--camera-info", str(info), "--json"])
     assert code == 2 and "320 x 240 pixels, but --camera-info" in json.loads(out.out)["error"]
-    code, out = _cli(["localize", str(png), "--db", str(small_world["db"]), "--camera-info", str(info), "--fov", "90"],
-                     capsys)
+    code, out = run_cli(["localize", str(png), "--db", str(small_world["db"]), "--camera-info", str(info), "--fov", "90"])
     assert code == 2 and "not allowed with argument" in out.err
     print(f"pinhole view with its CameraInfo (shipped model): error {error:.1f} m, fix {res['fix']}")
 

@@ -481,8 +481,8 @@ def test_parameter_descriptors_name_the_allowed_values(rclpy_mod):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, rclpy_mod):
-    return build_world(tmp_path_factory.mktemp("node_world"))
+def world(small_world, rclpy_mod):
+    return small_world
 
 
 class NodeProcess:

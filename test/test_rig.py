@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,8 +19,6 @@ from unifygeo_ros.inference.preprocess import ground_input
 from unifygeo_ros.inference.rig import axis_bearing_deg, compose_rig
 from unifygeo_ros.types import Camera, LocalizationError, Rig
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_node import build_world  # noqa: E402  (the node test's small world)
 
 PANO = (64, 256)
 CAM90 = Camera("pinhole", hfov_deg=90.0)
@@ -119,19 +115,7 @@ def test_a_rig_is_checked_and_its_images_too():
 
 # ---- the localizer and unifygeo localize --rig-camera ---------------------------------------------
 
-@pytest.fixture(scope="module")
-def small_world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("rig_world"))
-
-
-def _cli(args, capsys):
-    from unifygeo_ros.cli import main as cli_main
-
-    code = cli_main(args)
-    return code, capsys.readouterr()
-
-
-def test_localize_cli_takes_a_camera_rig(small_world, tmp_path, capsys):
+def test_localize_cli_takes_a_camera_rig(small_world, tmp_path, run_cli):
     from unifygeo_ros.sim.render import render_pinhole
 
     city = small_world["city"]
@@ -151,7 +135,7 @@ def test_localize_cli_takes_a_camera_rig(small_world, tmp_path, capsys):
     db = str(small_world["db"])
     rig = ["--rig-camera", f"{pngs[0]},0,90", "--rig-camera", f"{pngs[1]},90,{info}",
            "--rig-camera", f"{pngs[2]},-90", "--rig-camera", f"{pngs[3]},180"]
-    code, out = _cli(["localize", "--db", db, *rig, "--fov", "90", "--heading", str(heading), "--json"], capsys)
+    code, out = run_cli(["localize", "--db", db, *rig, "--fov", "90", "--heading", str(heading), "--json"])
     assert code in (0, 3), out
     res = json.loads(out.out)
     assert res["heading_mode"] == "known" and math.isfinite(res["x"]) and len(res["candidates"]) >= 1
@@ -184,9 +168,9 @@ def test_localize_cli_takes_a_camera_rig(small_world, tmp_path, capsys):
     info.write_text(info.read_text().replace("160", "320"))
     cases.append((["--rig-camera", f"{pngs[0]},0,{info}"], "is 160 x 120 pixels, but the CameraInfo"))
     for extra, expected in cases:
-        code, out = _cli(["localize", "--db", db, *extra, "--json"], capsys)
+        code, out = run_cli(["localize", "--db", db, *extra, "--json"])
         assert code == 2 and out.out.count("\n") == 1, (extra, out)
         assert expected in json.loads(out.out)["error"], (extra, out.out)
-        code, out = _cli(["localize", "--db", db, *extra], capsys)
+        code, out = run_cli(["localize", "--db", db, *extra])
         assert code == 2 and out.err.strip().count("\n") == 0 and expected in out.err, (extra, out.err)
     print(f"four-camera rig (shipped model): error {error:.1f} m, fix {res['fix']}")
