@@ -418,7 +418,11 @@ def test_pinhole_drive_bag(city_dir, tmp_path, capsys):
     assert mc["camera_info_topic"] == tp.camera_info
     np.testing.assert_allclose(mc["K"], k)
     assert mc["node_parameters"] == {"camera.model": "pinhole", "camera.hfov_deg": 60.0, "camera.pitch_deg": 0.0,
-                                     "image_topic": tp.pinhole_raw, "camera_frame": "camera_front"}
+                                     "image_topic": tp.pinhole_raw, "camera_info_topic": tp.camera_info,
+                                     "camera_frame": "camera_front"}
+    from unifygeo_ros.ros_core.config import NodeConfig
+
+    NodeConfig.from_params(mc["node_parameters"], require_database=False)       # parameters the node takes
     assert meta["topics"][tp.camera_info]["count"] == 4
 
     # the image is the forward pinhole view from the true camera position
@@ -439,6 +443,92 @@ def test_pinhole_drive_bag(city_dir, tmp_path, capsys):
     code = cli_main(["sim", "drive", "--city", str(city_dir), "--duration-s", "2", "--out", str(tmp_path / "x"),
                      "--fov", "60", "--json"])
     assert code == 2 and "--fov" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_rig_drive_bag(city_dir, tmp_path, capsys):
+    """--camera rig: one Image and one CameraInfo topic per camera, named by its yaw; each camera's
+    frames stamped with its own jitter and carrying its optical frame, which /tf_static places
+    (base_link -> camera_<name> -> camera_<name>_optical); the images are the renderer's views
+    along the vehicle's yaw plus the camera's at the jittered stamp; drive.json suggests the
+    node's rig parameters."""
+    from rosbags.image import message_to_cvimage
+
+    from unifygeo_ros.cli import main as cli_main
+    from unifygeo_ros.ros_core.config import NodeConfig
+    from unifygeo_ros.ros_core.rig_cameras import StaticTransforms, camera_angles
+    from unifygeo_ros.sim.drive import plan_drive
+    from unifygeo_ros.sim.render import render_pinhole
+    from unifygeo_ros.sim.world import City
+
+    bag = tmp_path / "rig"
+    code = cli_main(["sim", "drive", "--city", str(city_dir), "--duration-s", "2", "--rate-hz", "2", "--out",
+                     str(bag), "--camera", "rig", "--rig", "0,90,-90,180", "--fov", "100", "--image-size", "64x48",
+                     "--rig-jitter-s", "0.01", "--seed", "2", "--no-progress", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    names = ("front", "left", "right", "back")
+    topics = [f"/camera/{n}/image_raw" for n in names]
+    infos = [f"/camera/{n}/camera_info" for n in names]
+    assert result["image_topics"] == topics and result["camera"] == "rig"
+    types, msgs = read_bag(bag)
+    assert {t: types[t] for t in topics + infos} == {**{t: "sensor_msgs/msg/Image" for t in topics},
+                                                       **{t: "sensor_msgs/msg/CameraInfo" for t in infos}}
+    assert not any(t.startswith("/camera/panorama") for t in types)
+    start = 1_700_000_000 * 10**9
+    jitters = []
+    for name, topic, info in zip(names, topics, infos):
+        assert len(msgs[topic]) == len(msgs[info]) == 5
+        for k, ((t, img), (t_info, cinfo)) in enumerate(zip(msgs[topic], msgs[info])):
+            assert t == stamp_ns(img) == t_info == stamp_ns(cinfo)
+            assert img.header.frame_id == cinfo.header.frame_id == f"camera_{name}_optical"
+            assert (img.width, img.height, cinfo.width, cinfo.height) == (64, 48, 64, 48)
+            jitters.append(t - (start + k * 500_000_000))
+    assert max(abs(j) for j in jitters) <= 10_000_000 and len(set(jitters)) > 10      # each camera its own
+
+    # /tf_static: each camera's optical frame, composed along the tree, looks along its yaw
+    tf = StaticTransforms()
+    tf.update(msgs[DriveTopics().tf_static][0][1])
+    for name, yaw in zip(names, (0.0, 90.0, -90.0, 180.0)):
+        rot, t = tf.lookup("base_link", f"camera_{name}_optical")
+        assert camera_angles(rot, optical=True) == pytest.approx((yaw, 0.0, 0.0), abs=1e-9)
+        np.testing.assert_allclose(t, [0.4, 0.0, 2.2], atol=1e-12)
+
+    # the left camera's third image: the view 90 degrees left of the vehicle at its own stamp
+    cfg = DriveConfig(duration_s=2.0, rate_hz=2.0, camera="rig", hfov_deg=100.0, pinhole_size=(64, 48), seed=2,
+                      rig_jitter_s=0.01)
+    city = City.load(city_dir)
+    traj, _ = plan_drive(city, cfg)
+    t2, img2 = msgs[topics[1]][2]
+    p = {k: float(v) for k, v in traj.at((t2 - start) / 1e9).items()}
+    cxy = (p["x"] + 0.4 * math.cos(p["yaw"]), p["y"] + 0.4 * math.sin(p["yaw"]))
+    expected = render_pinhole(city, cxy, math.degrees(p["yaw"]) + 90.0, 100.0, 64, 48, camera_height_m=2.2)
+    assert np.abs(message_to_cvimage(img2, "rgb8").astype(int) - expected.astype(int)).mean() < 2.0
+
+    # drive.json: the node's rig parameters, which it accepts
+    meta = json.loads((drive_metadata_dir(bag) / "drive.json").read_text())
+    mc = meta["camera"]
+    assert mc["model"] == "rig" and [c["name"] for c in mc["cameras"]] == list(names)
+    params = mc["node_parameters"]
+    assert params["rig.image_topics"] == topics and params["rig.camera_info_topics"] == infos
+    assert params["rig.yaws_deg"] == [0.0, 90.0, -90.0, 180.0] and params["rig.frame_source"] == "tf"
+    cfg_node = NodeConfig.from_params(params, require_database=False)
+    assert cfg_node.rig and cfg_node.camera_xyz == (0.4, 0.0, 2.2)
+    assert meta["frames"]["rig_optical"] == [f"camera_{n}_optical" for n in names]
+    assert meta["topics"][topics[0]]["count"] == 5
+
+    # other yaws: cameras cam0, cam1, ...; options refused where they do not apply
+    cfg2 = DriveConfig(camera="rig", rig_yaws_deg=(0.0, 45.0))
+    assert [(c.name, c.image_topic, c.optical_frame) for c in cfg2.rig_cameras()] == [
+        ("cam0", "/camera/cam0/image_raw", "camera_cam0_optical"), ("cam1", "/camera/cam1/image_raw",
+                                                                     "camera_cam1_optical")]
+    for extra, expected_error in ((["--rig", "0,90"], "--rig: only with --camera rig"),
+                                  (["--camera", "rig", "--rig", "0,left"], "expected the cameras' yaws"),
+                                  (["--camera", "rig", "--rig", "0,360"], "rig_yaws_deg must be"),
+                                  (["--camera", "rig", "--rig", "0,180,-180"], "distinct directions"),
+                                  (["--camera", "rig", "--image", "jpeg"], "a rig's images are raw")):
+        code = cli_main(["sim", "drive", "--city", str(city_dir), "--duration-s", "2", "--out", str(tmp_path / "x"),
+                         *extra, "--json"])
+        assert code == 2 and expected_error in json.loads(capsys.readouterr().out)["error"], extra
 
 
 def test_kidnap_moves_the_truth_not_the_odometry(city_dir, tmp_path):

@@ -766,6 +766,9 @@ def _node_cli(args: list[str], env: dict, timeout: float = 60) -> subprocess.Com
     (["-p", "tile_choice:=best"], "tile_choice: expected one of consensus, rerank, got 'best'"),
     (["-p", "databse:=/data/db"], "unknown parameter 'databse' (did you mean 'database'?)"),
     (["-p", "camera_extrinsic.xyz:=[0.4, 0.0]"], "camera_extrinsic.xyz: expected a list of 3 numbers"),
+    (["-p", "camera.model:=pinhole", "-p", "rig.image_topics:=[/cam/a, /cam/b]", "-p", "rig.yaws_deg:=[0.0]"],
+     "rig.yaws_deg: expected one yaw per rig.image_topics entry (2), or none"),
+    (["-p", "rig.yaws_deg:=0,200"], "rig.yaws_deg: expected numbers in [-180, 180], got [0.0, 200.0]"),
 ])
 def test_bad_parameters_end_in_one_fatal_line(rclpy_mod, tmp_path, args, expected):
     proc = _node_cli(["-p", f"database:={tmp_path}", *args], ros_env())

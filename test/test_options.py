@@ -36,7 +36,10 @@ def test_every_option_is_declared_completely():
         assert o.help and o.help[0].islower() or o.help[0].isupper(), o.name
         if o.choices:
             assert o.default in o.choices, o.name
-        if o.low is not None or o.high is not None:
+        if o.item is not None:          # a list of any length: each item in the range
+            assert isinstance(o.default, list) and o.item in (str, float), o.name
+            assert all(o.low <= v <= o.high for v in o.default) if o.low is not None else True, o.name
+        elif o.low is not None or o.high is not None:
             assert o.low <= o.default <= o.high, o.name
     assert option("top_k") is option("top_k") and option("camera_model") is option("camera.model")
     with pytest.raises(KeyError, match="no option 'topk'"):

@@ -28,6 +28,7 @@ from .types import CAMERA_MODELS
 MAP_ORIGIN_MODES = ("database", "latlon")
 ODOM_HEADING_MODES = ("off", "map_frame", "offset")
 RELIABILITIES = ("best_effort", "reliable")
+RIG_FRAME_SOURCES = ("tf", "parameters")   # tf: /tf_static, else rig.yaws_deg; parameters: rig.yaws_deg only
 RERANK_SCORES = ("matching", "m0")          # matching: every matching level; m0: max M^0 (the paper's Eq. 4)
 TILE_CHOICES = ("consensus", "rerank")      # consensus: the candidates' D agree; rerank: the paper's best score
 DECODER_TURNS = (1, 4, 8)                   # decoder ensemble: none, the quarter turns, turns and mirrors
@@ -44,6 +45,13 @@ class Option:
     high: float | None = None
     read_only: bool = True      # the node reads it at start-up only; False: settable at run time
     cli: bool = False           # also a command-line option of localize / replay / eval / bench localize
+    item: type | None = None    # a list of any length of these (str or float; low / high bound each);
+                                # given as a list or as one comma-separated string
+
+    @property
+    def type_name(self) -> str:
+        """The type in words: ``float``, ``list``, ``list of str``."""
+        return f"list of {self.item.__name__}" if self.item is not None else self.type.__name__
 
     @property
     def type(self) -> type:
@@ -109,6 +117,29 @@ OPTIONS: tuple[Option, ...] = (
               "y left, z up; metres)"),
     Option("camera_extrinsic.yaw_deg", "camera_yaw_deg", 0.0, "yaw of the camera's forward direction relative "
               "to base_frame's x axis (degrees, counter-clockwise)", low=-180.0, high=180.0),
+    # camera rig
+    Option("rig.image_topics", "rig_image_topics", [], "sensor_msgs/Image topics of a camera rig, one per "
+           "camera (a list, or one comma-separated string); non-empty: the node subscribes to these instead of "
+           "image_topic / compressed_image_topic, pairs their frames by stamp (rig.slop_s) and localizes each "
+           "set as one frame, the cameras composed into one panorama facing base_frame's x axis (camera.model "
+           "pinhole; camera_extrinsic.xyz: the rig's centre); empty: one camera", item=str),
+    Option("rig.camera_info_topics", "rig_camera_info_topics", [], "sensor_msgs/CameraInfo of each rig camera, "
+           "in the order of rig.image_topics: a set waits (skipped, the reason in the diagnostics) until every "
+           "camera's has arrived, and is refused when an image's size differs; empty: every camera is the "
+           "idealised one of camera.hfov_deg", item=str),
+    Option("rig.yaws_deg", "rig_yaws_deg", [], "each rig camera's yaw relative to base_frame's x axis, in the "
+           "order of rig.image_topics (degrees, counter-clockwise, REP-103: left +90, right -90, rear 180); "
+           "with rig.frame_source tf used for a camera whose orientation /tf_static does not give; empty: "
+           "/tf_static only", item=float, low=-180.0, high=180.0),
+    Option("rig.frame_source", "rig_frame_source", "tf", "where the rig cameras' orientations come from: tf "
+           "(/tf_static: base_frame -> the image's frame_id, an optical frame (name ending in _optical: z "
+           "forward, x right) or a body frame (x forward, y left); yaw, pitch and roll), else rig.yaws_deg; "
+           "parameters: rig.yaws_deg with camera.pitch_deg and camera.roll_deg", choices=RIG_FRAME_SOURCES),
+    Option("rig.slop_s", "rig_slop_s", 0.05, "largest stamp difference within a set of rig frames (s), as "
+           "message_filters' ApproximateTimeSynchronizer's slop; the set is stamped with its frames' mean stamp",
+           low=0.001, high=10.0),
+    Option("rig.queue_size", "rig_queue_size", 5, "frames kept per rig camera while waiting for a set; the "
+           "oldest one is dropped beyond", low=1, high=1000),
     # frames
     Option("map_frame", "map_frame", "map", "frame_id of the published pose (REP-105 map)"),
     Option("base_frame", "base_frame", "base_link", "the frame whose pose is published"),
@@ -297,7 +328,7 @@ def markdown_table() -> str:
         d = o.default
         shown = "true" if d is True else "false" if d is False else '""' if d == "" else str(d)
         helptext = o.help.replace("|", "\\|")
-        lines.append(f"| `{o.name}` | {o.type.__name__} | `{shown}` | {o.allowed()} | "
+        lines.append(f"| `{o.name}` | {o.type_name} | `{shown}` | {o.allowed()} | "
                      f"{'settable' if not o.read_only else 'read-only'} | {o.flag if o.cli else ''} | {helptext} |")
     return "\n".join(lines) + "\n"
 

@@ -21,7 +21,8 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--params", help="ROS 2 parameter file for the node (e.g. config/localize.yaml); options "
                                     "below override it")
     p.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic (default: "
-                                         "/camera/panorama/image_raw, else .../compressed)")
+                                         "/camera/panorama/image_raw, else .../compressed; a camera rig's topics "
+                                         "are rig.image_topics of --params)")
     p.add_argument("--truth-topic", default="/ground_truth/pose",
                    help="base_link truth in the map frame: PoseStamped, PoseWithCovarianceStamped or Odometry "
                         "(default: %(default)s; frames are not scored without it)")
@@ -117,6 +118,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         "priors": {"gnss_topic": args.gnss_topic, "odom_topic": args.odom_topic,
                    "odom_heading_mode": cfg.odom_heading_mode},
         **summary,
+        **({"rig": run.rig} if run.rig is not None else {}),
         "out_bag": run.out_bag,
         "seconds": {**run.seconds, "startup": run.startup, "command": round(time.perf_counter() - t0, 3)},
     }
@@ -147,6 +149,10 @@ def _human(r: dict) -> str:
         f"inside the 95 % ellipse: {f(r['covariance']['inside_95_ellipse'], '{:.1%}')}",
         f"latency (ms): median {f(lat.get('median'), '{:.1f}')}, p95 {f(lat.get('p95'), '{:.1f}')}",
     ]
+    if r.get("rig"):
+        g = r["rig"]
+        lines.append(f"camera rig: {g['sets']} sets of {len(g['topics'])} cameras, frames dropped "
+                     f"{'/'.join(map(str, g['dropped']))}, widest set {g['max_spread_ms']:.1f} ms")
     if r.get("tracking"):
         t = r["tracking"]
         lines.append(f"tracking: first fix after {t['first_fix_frames']} frames, median error "

@@ -13,6 +13,14 @@ Frames:
 * the camera extrinsic comes from ``/tf_static`` (``base_frame -> <image frame_id>``),
   else from ``drive.json``, else from the parameters.
 
+A camera rig (``rig.image_topics`` in ``--params``): the rig's topics are read instead of
+one image topic and paired by stamp through the node's synchronizer
+(:class:`~unifygeo_ros.ros_core.rig_sync.RigSynchronizer`); each set goes through the same
+per-frame path as a single camera's frame, stamped with its frames' mean stamp. The rig's
+centre is the mean of its cameras' origins in ``/tf_static`` (else
+``camera_extrinsic.xyz``); ``/tf_static`` and each camera's first CameraInfo are given to
+the processor before the first frame (the latest ones as they come).
+
 Outputs: an optional bag (``--out-bag``) with ``/unifygeo_localizer/{pose,fix,result}``
 (our result message registered from msg/*.msg), a copy of the truth and ``/tf_static``, each
 written at ``image stamp + processing latency``; an optional report folder
@@ -34,6 +42,8 @@ from ..ros_core.config import NodeConfig
 from ..ros_core.geometry import Extrinsic, quaternion_to_yaw
 from ..ros_core.pipeline import FrameOutcome, FrameProcessor
 from ..ros_core.priors import PriorTracker, stamp_ns
+from ..ros_core.rig_cameras import RigCameras
+from ..ros_core.rig_sync import RigSynchronizer
 from .bagio import drive_metadata, rosbags_types, typestore
 
 DEFAULT_IMAGE_TOPICS = ("/camera/panorama/image_raw", "/camera/panorama/image_raw/compressed")
@@ -89,6 +99,7 @@ class ReplayRun:
     out_bag: str | None = None
     tracking: bool = False
     odom_topic: str | None = None
+    rig: dict | None = None               # a camera rig: its pairing counts and cameras
 
 
 def _interp_truth(track: np.ndarray, t_ns: int):
@@ -153,7 +164,18 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
     reader = open_bag(opts.bag, ts)
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
-        image_topic = _pick_image_topic(topics, opts.image_topic)
+        rig_topics = tuple(cfg.rig_image_topics)
+        if rig_topics:
+            if opts.image_topic:
+                raise ReplayError(f"--image-topic {opts.image_topic}: not used with a camera rig (rig.image_topics "
+                                  f"{', '.join(rig_topics)}); expected one or the other")
+            for t in rig_topics:
+                _check_topic(topics, t, IMAGE_TYPES, "rig.image_topics")
+            for t in cfg.rig_camera_info_topics:
+                _check_topic(topics, t, ("sensor_msgs/msg/CameraInfo",), "rig.camera_info_topics")
+            image_topic = ", ".join(rig_topics)
+        else:
+            image_topic = _pick_image_topic(topics, opts.image_topic)
         truth_topic = opts.truth_topic if opts.truth_topic in topics else None
         if opts.truth_topic and truth_topic is None and opts.truth_topic != DEFAULT_TRUTH_TOPIC:
             raise ReplayError(f"--truth-topic {opts.truth_topic}: not in the bag; its topics: {_topic_list(topics)}")
@@ -177,6 +199,7 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
         track = []
         statics = {}
         static_raw = []
+        static_msgs = []
         truth_raw = []
         first_frame = None
         wanted = [c for c in reader.connections if c.topic in (truth_topic, "/tf_static")]
@@ -185,6 +208,7 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
             msg = reader.deserialize(raw, con.msgtype)
             if con.topic == "/tf_static":
                 static_raw.append((t, raw, con))
+                static_msgs.append(msg)
                 for tr in msg.transforms:
                     statics[(tr.header.frame_id.lstrip("/"), tr.child_frame_id.lstrip("/"))] = tr.transform
             else:
@@ -193,18 +217,33 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                 q = pose.orientation
                 track.append((stamp_ns(msg.header), pose.position.x, pose.position.y,
                               quaternion_to_yaw(q.x, q.y, q.z, q.w)))
-        image_cons = [c for c in reader.connections if c.topic == image_topic]
-        for con, t, raw in reader.messages(connections=image_cons):
-            first_frame = reader.deserialize(raw, con.msgtype).header.frame_id.lstrip("/")
-            break
-        if first_frame is None:
-            raise ReplayError(f"{image_topic}: no messages in the bag")
+        image_topics = rig_topics or (image_topic,)
+        image_cons = [c for c in reader.connections if c.topic in image_topics]
+        first_frames = {}
+        for t in image_topics:
+            for con, _, raw in reader.messages(connections=[c for c in image_cons if c.topic == t]):
+                first_frames[t] = reader.deserialize(raw, con.msgtype).header.frame_id.lstrip("/")
+                break
+            if t not in first_frames:
+                raise ReplayError(f"{t}: no messages in the bag")
+        first_frame = first_frames[image_topics[0]]
         track = np.array(sorted(track), dtype=np.float64).reshape(-1, 4)
 
         # ---- frames and extrinsic
         extrinsic, ex_source = None, "parameters (camera_extrinsic.*)"
         key = (cfg.base_frame.lstrip("/"), first_frame)
-        if key in statics:
+        if rig_topics:
+            # the rig's panorama faces base_frame's x axis, from the cameras' mean origin
+            probe = RigCameras(cfg)
+            for msg in static_msgs:
+                probe.update_tf(msg)
+            extrinsic = probe.centre([first_frames[t] for t in rig_topics])
+            if extrinsic is not None:
+                ex_source = f"/tf_static {cfg.base_frame} -> the rig's cameras (mean origin)"
+            else:
+                extrinsic = Extrinsic(*(float(v) for v in cfg.camera_xyz), 0.0)
+                ex_source = "parameters (camera_extrinsic.xyz: the rig's centre)"
+        elif key in statics:
             tr = statics[key]
             extrinsic = Extrinsic.from_transform((tr.translation.x, tr.translation.y, tr.translation.z),
                                                  (tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w))
@@ -239,6 +278,18 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
         for con, t, raw in (reader.messages(connections=info_cons) if info_cons else ()):
             processor.update_camera_info(reader.deserialize(raw, con.msgtype))
             break
+        # a camera rig: /tf_static and each camera's first CameraInfo from the start, as a running node has them
+        rig_infos = {t: i for i, t in enumerate(cfg.rig_camera_info_topics)}
+        rig_index = {t: i for i, t in enumerate(rig_topics)}
+        sync = RigSynchronizer.from_config(cfg) if rig_topics else None
+        if rig_topics:
+            for msg in static_msgs:
+                processor.rig.update_tf(msg)
+            info_cons = [c for c in reader.connections if c.topic in rig_infos]
+            for t, i in rig_infos.items():
+                for con, _, raw in reader.messages(connections=[c for c in info_cons if c.topic == t]):
+                    processor.rig.update_camera_info(i, reader.deserialize(raw, con.msgtype))
+                    break
         tracker = PriorTracker(cfg, processor.adapter, processor.extrinsic)
         tracking = None
         if opts.track:
@@ -275,7 +326,8 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                     writer.write(c2, t, raw)
 
         # ---- pass 2: images (and prior topics) in bag order
-        n_images = sum(c.msgcount for c in image_cons)
+        n_images = (min(sum(c.msgcount for c in image_cons if c.topic == t) for t in rig_topics) if rig_topics
+                    else sum(c.msgcount for c in image_cons))
         if opts.max_frames:
             n_images = min(n_images, opts.max_frames)
         prior_cons = [c for c in reader.connections if c.topic in (opts.gnss_topic, opts.odom_topic, track_odom)]
@@ -327,6 +379,9 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
         try:
             for con, t, raw in reader.messages(connections=image_cons + prior_cons + info_cons):
                 msg = reader.deserialize(raw, con.msgtype)
+                if con.topic in rig_infos:
+                    processor.rig.update_camera_info(rig_infos[con.topic], msg)
+                    continue
                 if con.topic == cfg.camera_info_topic:
                     processor.update_camera_info(msg)
                     continue
@@ -341,11 +396,14 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                 if con.topic == opts.odom_topic:
                     tracker.update_odom(msg)
                     continue
-                st = stamp_ns(msg.header)
-                if tracking is not None and track_odom is not None:
-                    pending.append((msg, st))
-                else:
-                    handle_image(msg, st)
+                # one camera's frame, or a rig camera's frame completing sets of the rig
+                items = ([(rs, rs.stamp_ns) for rs in sync.add(rig_index[con.topic], msg, stamp_ns(msg.header))]
+                         if sync is not None else [(msg, stamp_ns(msg.header))])
+                for item, st in items:
+                    if tracking is not None and track_odom is not None:
+                        pending.append((item, st))
+                    elif not (opts.max_frames and len(frames) >= opts.max_frames):
+                        handle_image(item, st)
                 if opts.max_frames and len(frames) >= opts.max_frames:
                     break
             flush()
@@ -364,7 +422,9 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                      seconds={"open": round(startup_s, 3), "frames": round(loop_s, 3),
                               "total": round(time.perf_counter() - t_start, 3)},
                      out_bag=str(opts.out_bag) if opts.out_bag else None, tracking=tracking is not None,
-                     odom_topic=track_odom)
+                     odom_topic=track_odom,
+                     rig=({**sync.stats.as_dict(), "topics": list(rig_topics), "waiting": sync.pending(),
+                           "cameras": processor.rig.status()} if sync is not None else None))
 
 
 def _cloud(tracking, processor, n: int = 400) -> np.ndarray:

@@ -22,6 +22,17 @@ fisheye camera: each image uses the latest CameraInfo of its frame_id, and is re
 one arrived (the reason in the diagnostics' ``last_error``, the state under ``camera_info``) or
 when its size is not the calibrated one.
 
+A camera rig (``rig.image_topics`` non-empty) replaces ``image_topic`` /
+``compressed_image_topic``: one Image subscription per camera (same QoS), one CameraInfo
+subscription per ``rig.camera_info_topics`` entry, and ``/tf_static`` (tf2_msgs/TFMessage,
+transient local) with ``rig.frame_source: tf`` where tf2_msgs imports. The frames are paired
+by stamp (:class:`unifygeo_ros.ros_core.rig_sync.RigSynchronizer`, ``rig.slop_s``) and each
+complete set is localized as one frame, stamped with its frames' mean stamp; until every
+camera's CameraInfo arrived a set is skipped (failure ``camera_info``, the reason in the
+diagnostics, nothing published). The diagnostics add the pairing counts (``rig_sets``,
+``rig_frames_received``, ``rig_frames_dropped``) and each camera's calibration and orientation
+(``rig_cameras``).
+
 Publishes while active, all stamped with the IMAGE's stamp:
 
 * ``~/pose`` geometry_msgs/PoseWithCovarianceStamped: base_frame in map_frame (ENU);
@@ -63,7 +74,7 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, NavSatFix
 
 from ..options import BY_NAME, OPTIONS
@@ -73,6 +84,8 @@ from ..ros_core.health import ERROR, OK, WARN, assess
 from ..ros_core.heatmap import heatmap_rgb
 from ..ros_core.pipeline import FrameProcessor
 from ..ros_core.priors import PriorTracker, stamp_ns
+from ..ros_core.rig_cameras import rig_status_values
+from ..ros_core.rig_sync import RigSynchronizer
 from ..ros_core.stats import RollingStats
 from ..types import DatabaseError
 from .messages import rclpy_types
@@ -108,7 +121,8 @@ class _RosLogHandler(logging.Handler):
 
 def _descriptor(spec) -> ParameterDescriptor:
     description = spec.help + (f" ({spec.read_only_reason})" if spec.read_only else "")
-    d = ParameterDescriptor(description=description, read_only=spec.read_only)
+    # a list of any length (rig.*) is given as a list or as one comma-separated string: either type
+    d = ParameterDescriptor(description=description, read_only=spec.read_only, dynamic_typing=spec.item is not None)
     if spec.choices:
         d.additional_constraints = "one of: " + ", ".join(map(str, spec.choices))
     if spec.low is not None and isinstance(spec.default, float):
@@ -146,6 +160,7 @@ class LocalizeNode(LifecycleNode):
         self._worker = None
         self._subscriptions_in = []
         self._publishers_out = []
+        self.rig_sync = RigSynchronizer.from_config(self.cfg) if self.cfg.rig else None
         self._last_warn: dict[str, tuple[float, int]] = {}
         self._warn_lock = threading.Lock()
         self._warned_once: set[str] = set()
@@ -264,10 +279,12 @@ class LocalizeNode(LifecycleNode):
                                             else ReliabilityPolicy.BEST_EFFORT))
         inputs = []
         subs = []
-        if cfg.image_topic:
+        if cfg.rig:
+            subs += self._rig_subscriptions(image_qos, inputs)
+        if cfg.image_topic and not cfg.rig:
             subs.append(self.create_subscription(Image, cfg.image_topic, self._on_image, image_qos))
             inputs.append(f"{cfg.image_topic} (Image)")
-        if cfg.compressed_image_topic:
+        if cfg.compressed_image_topic and not cfg.rig:
             subs.append(self.create_subscription(CompressedImage, cfg.compressed_image_topic, self._on_image,
                                                  image_qos))
             inputs.append(f"{cfg.compressed_image_topic} (CompressedImage)")
@@ -304,6 +321,33 @@ class LocalizeNode(LifecycleNode):
                  f"({cfg.image_qos_reliability}), publishing {cfg.base_frame} in {cfg.map_frame} on "
                  f"{self.pub_pose.topic_name}")
         return super().on_activate(state)
+
+    def _rig_subscriptions(self, image_qos, inputs: list) -> list:
+        """The camera rig's inputs: each camera's images and CameraInfo, and /tf_static."""
+        cfg = self.cfg
+        self.rig_sync.reset()
+        subs = []
+        for i, topic in enumerate(cfg.rig_image_topics):
+            subs.append(self.create_subscription(Image, topic, lambda msg, i=i: self._on_rig_image(i, msg),
+                                                 image_qos))
+        for i, topic in enumerate(cfg.rig_camera_info_topics):
+            subs.append(self.create_subscription(CameraInfo, topic, lambda msg, i=i: self._on_rig_camera_info(i, msg),
+                                                 qos_profile_sensor_data))
+        inputs.append(f"rig of {len(cfg.rig_image_topics)} cameras {', '.join(cfg.rig_image_topics)} (Image"
+                      f"{', with CameraInfo' if cfg.rig_camera_info_topics else ''}, slop {cfg.rig_slop_s:g} s)")
+        if cfg.rig_frame_source == "tf":
+            try:
+                from tf2_msgs.msg import TFMessage
+            except ImportError as exc:
+                self.get_logger().warning(f"rig.frame_source tf: tf2_msgs does not import ({exc}); the cameras' "
+                                          f"orientations come from rig.yaws_deg")
+            else:
+                static_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                                        reliability=ReliabilityPolicy.RELIABLE,
+                                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+                subs.append(self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, static_qos))
+                inputs.append("/tf_static (rig orientations)")
+        return subs
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._stop_inputs()
@@ -359,6 +403,28 @@ class LocalizeNode(LifecycleNode):
             self._pending = (msg, time.monotonic())
             self._cv.notify()
         self.stats.received(dropped_previous=dropped)
+
+    def _on_rig_image(self, index: int, msg) -> None:
+        """A rig camera's frame: into the synchronizer; a completed set becomes the newest frame."""
+        for rig_set in self.rig_sync.add(index, msg, stamp_ns(msg.header)):
+            self._on_image(rig_set)
+
+    def _on_rig_camera_info(self, index: int, msg) -> None:
+        processor = self.processor
+        if processor is None or processor.rig is None:
+            return
+        before = processor.rig.intrinsics(index)
+        problem = processor.rig.update_camera_info(index, msg)
+        if problem:
+            self._warn(f"camera_info:rig{index}", problem)
+        elif before != processor.rig.intrinsics(index):
+            self.get_logger().info(f"camera_info: rig camera {index} ({self.cfg.rig_image_topics[index]}) uses "
+                                   f"{processor.rig.intrinsics(index).describe()}")
+
+    def _on_tf_static(self, msg) -> None:
+        processor = self.processor
+        if processor is not None and processor.rig is not None:
+            processor.rig.update_tf(msg)
 
     def _on_camera_info(self, msg) -> None:
         processor = self.processor
@@ -422,7 +488,7 @@ class LocalizeNode(LifecycleNode):
     def _handle(self, msg, received_monotonic: float) -> None:
         started = time.monotonic()
         cfg = self.cfg
-        if cfg.camera_frame and msg.header.frame_id != cfg.camera_frame:
+        if cfg.camera_frame and not cfg.rig and msg.header.frame_id != cfg.camera_frame:
             self._once("frame", f"images arrive in frame {msg.header.frame_id!r}, expected camera_frame "
                                 f"{cfg.camera_frame!r}; using camera_extrinsic as configured")
         st = stamp_ns(msg.header)
@@ -521,6 +587,7 @@ class LocalizeNode(LifecycleNode):
             ("last_error", s["last_error"] or "none"),
             ("camera_info", self.processor.camera_info_status() if self.processor is not None else
              ("off" if not self.cfg.camera_info_topic else "not configured")),
+            *rig_status_values(self.rig_sync, self.processor.rig if self.processor is not None else None),
             *self._prior_values(),
             ("result_message", "enabled" if self.pub_result is not None
              else f"disabled: {self.result_disabled_reason or 'not configured'}"),

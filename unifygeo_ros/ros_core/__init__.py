@@ -15,6 +15,11 @@ rosbag2 by rosbags; both read the same fields, so both run exactly this code.
   rules of the node's documentation).
 * :mod:`.pipeline`: :class:`FrameProcessor`, the localization path: decode, priors,
   ``Localizer.localize``, frame conversions, the no-fix and confidence gates -> :class:`PoseEstimate`.
+* :mod:`.rig_sync`: :class:`~.rig_sync.RigSynchronizer`, the approximate-time pairing of a
+  camera rig's frames into sets (one frame per camera within ``rig.slop_s``).
+* :mod:`.rig_cameras`: :class:`~.rig_cameras.RigCameras`, the rig's cameras: CameraInfo per
+  camera, orientations from ``/tf_static`` (:class:`~.rig_cameras.StaticTransforms`) or
+  ``rig.yaws_deg`` -> the :class:`~unifygeo_ros.types.Rig` of a set.
 * :mod:`.messages`: builds the output messages from a :class:`PoseEstimate` with either
   rclpy's or rosbags' message classes (both accept the same keyword constructors).
 * :mod:`.heatmap`: D over the chosen tile as an RGB image.

@@ -47,6 +47,12 @@ class NodeConfig:
     camera_roll_deg: float = default("camera_roll_deg")
     camera_xyz: tuple = default("camera_xyz")
     camera_yaw_deg: float = default("camera_yaw_deg")
+    rig_image_topics: tuple = default("rig_image_topics")
+    rig_camera_info_topics: tuple = default("rig_camera_info_topics")
+    rig_yaws_deg: tuple = default("rig_yaws_deg")
+    rig_frame_source: str = default("rig_frame_source")
+    rig_slop_s: float = default("rig_slop_s")
+    rig_queue_size: int = default("rig_queue_size")
     map_frame: str = default("map_frame")
     base_frame: str = default("base_frame")
     camera_frame: str = default("camera_frame")
@@ -136,8 +142,16 @@ class NodeConfig:
         elif require_database and not Path(self.database).is_dir():
             problems.append(f"database: {self.database!r} is not a folder; expected a database built by "
                             f"`unifygeo build-db`")
-        if not (self.image_topic or self.compressed_image_topic):
-            problems.append("image_topic and compressed_image_topic are both empty: expected at least one input")
+        if self.rig_image_topics:
+            problems += self._rig_problems()
+        else:
+            if not (self.image_topic or self.compressed_image_topic):
+                problems.append("image_topic and compressed_image_topic are both empty: expected at least one input "
+                                "(or a camera rig, rig.image_topics)")
+            for name in ("rig_camera_info_topics", "rig_yaws_deg"):
+                if getattr(self, name):
+                    problems.append(f"{BY_ATTR_NAME[name]} {list(getattr(self, name))}: expected rig.image_topics "
+                                    f"(one image topic per camera) with it, got none")
         if self.camera_info_topic and self.camera_model != "pinhole":
             problems.append(f"camera_info_topic {self.camera_info_topic!r}: expected camera.model pinhole with a "
                             f"CameraInfo, got {self.camera_model!r}")
@@ -151,12 +165,91 @@ class NodeConfig:
         if problems:
             raise ConfigError("; ".join(problems))
 
+    @property
+    def rig(self) -> bool:
+        """A camera rig (``rig.image_topics`` non-empty) instead of one camera."""
+        return bool(self.rig_image_topics)
+
+    def _rig_problems(self) -> list[str]:
+        """What is wrong with the camera rig's options, each naming what was expected."""
+        n = len(self.rig_image_topics)
+        out = []
+        if len(set(self.rig_image_topics)) != n:
+            out.append(f"rig.image_topics {list(self.rig_image_topics)}: expected distinct topics, one per camera")
+        infos = self.rig_camera_info_topics
+        if infos and len(infos) != n:
+            out.append(f"rig.camera_info_topics: expected one CameraInfo topic per rig.image_topics entry ({n}), or "
+                       f"none, got {len(infos)}: {list(infos)}")
+        elif len(set(infos)) != len(infos):
+            out.append(f"rig.camera_info_topics {list(infos)}: expected distinct topics, one per camera")
+        yaws = self.rig_yaws_deg
+        if self.rig_frame_source == "parameters" and len(yaws) != n:
+            out.append(f"rig.yaws_deg: expected one yaw per rig.image_topics entry ({n}) with rig.frame_source "
+                       f"parameters, got {len(yaws)}: {list(yaws)}")
+        elif yaws and len(yaws) != n:
+            out.append(f"rig.yaws_deg: expected one yaw per rig.image_topics entry ({n}), or none (rig.frame_source "
+                       f"tf: /tf_static only), got {len(yaws)}: {list(yaws)}")
+        if self.camera_model != "pinhole":
+            out.append(f"rig.image_topics: expected camera.model pinhole (a rig's cameras are pinhole or fisheye "
+                       f"cameras), got {self.camera_model!r}")
+        if self.camera_info_topic:
+            out.append(f"camera_info_topic {self.camera_info_topic!r}: expected '' with a camera rig (each camera's "
+                       f"CameraInfo topic is in rig.camera_info_topics)")
+        if self.camera_yaw_deg != 0.0:
+            out.append(f"camera_extrinsic.yaw_deg: expected 0 with a camera rig (its panorama faces base_frame's x "
+                       f"axis; the cameras' yaws are rig.yaws_deg or /tf_static), got {self.camera_yaw_deg:g}")
+        return out
+
+
+BY_ATTR_NAME = {o.attr: o.name for o in OPTIONS}
+
+
+def _split_list(value: Any) -> list | None:
+    """A list option's value as a list: a list or tuple as it is, a string split at its commas
+    (``""``: none), None (an empty list in a ROS parameter file) as none; None for anything else."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")] if value.strip() else []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    try:                                        # array.array of an rclpy parameter
+        return list(value)
+    except TypeError:
+        return None
+
+
+def _coerce_items(spec: Option, value: Any) -> tuple[Any, str | None]:
+    """A list of any length of ``spec.item`` (str or float), each in ``spec``'s range."""
+    name = spec.name
+    items = _split_list(value)
+    if spec.item is str:
+        if items is None or not all(isinstance(v, str) and v.strip() for v in items):
+            return None, (f"{name}: expected a list of non-empty strings (or one comma-separated string), got "
+                          f"{value!r}")
+        return tuple(v.strip() for v in items), None
+    out = []
+    for v in items if items is not None else [None]:
+        if isinstance(v, str):
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return None, f"{name}: expected a list of numbers (or one comma-separated string), got {value!r}"
+        out.append(float(v))
+    if any(spec.low is not None and v < spec.low or spec.high is not None and v > spec.high for v in out):
+        return None, f"{name}: expected numbers in [{spec.low:g}, {spec.high:g}], got {out}"
+    return tuple(out), None
+
 
 def coerce_value(spec: Option, value: Any) -> tuple[Any, str | None]:
     """Check one value against its declaration; returns (value, None) or (None, problem).
     Integers are accepted for a number and for a list of numbers."""
     default = spec.default
     name = spec.name
+    if spec.item is not None:
+        return _coerce_items(spec, value)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value, None

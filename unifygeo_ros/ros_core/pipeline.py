@@ -7,7 +7,11 @@
    database's frame. With ``camera_info_topic`` the camera is the calibrated one of the latest
    ``CameraInfo`` of the image's frame_id (:meth:`FrameProcessor.update_camera_info`): a frame
    is refused (failure ``camera_info``) until one arrived, and (failure ``image``) when its size
-   is not the calibrated one;
+   is not the calibrated one. With a camera rig (``rig.image_topics``) the frame is a
+   :class:`~.rig_sync.RigSet`, one image per camera, localized as one frame with the
+   :class:`~unifygeo_ros.types.Rig` of :class:`~.rig_cameras.RigCameras` (failure
+   ``camera_info`` until every camera's CameraInfo arrived, ``rig`` while a camera has no
+   orientation);
 3. database frame -> output map frame (:class:`~.geometry.FrameAdapter`), camera ->
    base_link (:class:`~.geometry.Extrinsic`), covariance scaled by ``covariance.scale``
    and laid out 6 x 6 (:func:`~.geometry.covariance6`);
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..inference.camera import CameraInfoError, intrinsics_from_camera_info
-from ..types import Camera, LocalizationError
+from ..types import Camera, LocalizationError, Rig
 from .config import NodeConfig
 from .geometry import (
     Extrinsic,
@@ -42,8 +46,10 @@ from .geometry import (
 )
 from .images import ImageError, decode_image
 from .priors import PriorInfo, stamp_ns
+from .rig_cameras import RigCameras
+from .rig_sync import RigSet
 
-FAILURE_KINDS = ("image", "camera_info", "localization", "no_fix", "low_confidence")
+FAILURE_KINDS = ("image", "camera_info", "rig", "localization", "no_fix", "low_confidence")
 
 
 @dataclass
@@ -111,6 +117,8 @@ class FrameProcessor:
         # camera_info_topic: frame_id -> the calibrated camera of its latest usable CameraInfo
         self.cameras: dict[str, Camera] = {}
         self.camera_info_problems: dict[str, str] = {}    # frame_id -> why its latest CameraInfo is not used
+        # rig.image_topics: the rig's cameras (CameraInfo per camera, orientations from /tf_static or parameters)
+        self.rig = RigCameras(cfg) if cfg.rig_image_topics else None
         self.extrinsic = extrinsic or Extrinsic(*(float(v) for v in cfg.camera_xyz), math.radians(cfg.camera_yaw_deg))
         self.map_frame = map_frame or map_frame_from_config(cfg, localizer.frame)
         self.adapter = FrameAdapter(localizer.frame, self.map_frame)
@@ -187,6 +195,12 @@ class FrameProcessor:
         return None, (f"no CameraInfo for the image's frame_id {frame!r} on {self.cfg.camera_info_topic} (received "
                       f"for {', '.join(repr(f) for f in sorted(self.cameras))})")
 
+    def rig_camera(self, rig_set: RigSet) -> tuple[Rig | None, str, str]:
+        """The :class:`Rig` of a set of frames: ``(rig, "", "")`` or ``(None, failure kind, why not)``."""
+        if self.rig is None:
+            return None, "rig", "a set of rig frames, but rig.image_topics is empty: expected one image per frame"
+        return self.rig.rig_for(rig_set)
+
     def camera_info_status(self) -> str:
         """One line for the diagnostics: off, waiting, or the calibrated cameras in use."""
         if not self.cfg.camera_info_topic:
@@ -206,23 +220,34 @@ class FrameProcessor:
         t0 = time.perf_counter()
         st = stamp_ns(image_msg.header) if stamp is None else int(stamp)
         out = FrameOutcome(stamp_ns=st, priors=priors)
-        camera, why_not = self.camera_for(image_msg.header.frame_id)
+        if isinstance(image_msg, RigSet):
+            camera, kind, why_not = self.rig_camera(image_msg)
+            messages = image_msg.messages
+        else:
+            camera, why_not = self.camera_for(image_msg.header.frame_id)
+            kind, messages = "camera_info", (image_msg,)
         if camera is None:
-            out.failure, out.message = "camera_info", why_not
+            out.failure, out.message = kind, why_not
             return out
-        try:
-            rgb = decode_image(image_msg)
-        except ImageError as exc:
-            out.failure, out.message = "image", str(exc)
-            return out
-        intr = camera.intrinsics
-        if intr is not None and (rgb.shape[1], rgb.shape[0]) != (intr.width, intr.height):
-            out.failure = "image"
-            out.message = (f"image of {rgb.shape[1]} x {rgb.shape[0]} pixels, but the CameraInfo of frame_id "
-                           f"{image_msg.header.frame_id.lstrip('/')!r} is for {intr.width} x {intr.height}; "
-                           f"expected images of the calibrated size (a resized or cropped stream needs its own "
-                           f"CameraInfo)")
-            return out
+        cams = camera.cameras if isinstance(camera, Rig) else (camera,)
+        images = []
+        for i, (msg, cam) in enumerate(zip(messages, cams)):
+            which = f"rig camera {i} ({self.cfg.rig_image_topics[i]}): " if isinstance(camera, Rig) else ""
+            try:
+                rgb = decode_image(msg)
+            except ImageError as exc:
+                out.failure, out.message = "image", which + str(exc)
+                return out
+            intr = cam.intrinsics
+            if intr is not None and (rgb.shape[1], rgb.shape[0]) != (intr.width, intr.height):
+                out.failure = "image"
+                out.message = (f"{which}image of {rgb.shape[1]} x {rgb.shape[0]} pixels, but the CameraInfo of "
+                               f"{'the camera' if which else 'frame_id ' + repr(msg.header.frame_id.lstrip('/'))} is "
+                               f"for {intr.width} x {intr.height}; expected images of the calibrated size (a resized "
+                               f"or cropped stream needs its own CameraInfo)")
+                return out
+            images.append(rgb)
+        rgb = images if isinstance(camera, Rig) else images[0]
         t1 = time.perf_counter()
         out.timings_ms["decode"] = (t1 - t0) * 1e3
         items = tuple(p for p in ((priors.position, priors.heading) if priors else ()) if p is not None)

@@ -4,8 +4,10 @@ Every message is stamped from one simulated clock starting at ``start_time_s`` a
 written with bag time == ``header.stamp``. ``/tf_static`` is recorded with the static-TF
 QoS (reliable, transient-local, keep-last 1) so that ``ros2 bag play`` latches it; a
 reader of the bag itself does not need that. A pinhole camera's ``CameraInfo`` has the
-stamp and frame_id of its image and is written right after it. The frames and topics are
-listed in :mod:`unifygeo_ros.sim.drive_config`.
+stamp and frame_id of its image and is written right after it. A rig camera's frames are
+stamped with the image stamp plus the camera's jitter (:func:`rig_stamps`) and rendered
+from the true pose at that stamp. The frames and topics are listed in
+:mod:`unifygeo_ros.sim.drive_config`.
 
 Images are rendered and written one at a time, so a drive of any length needs the memory
 of one image (and of its per-step signals: about 0.3 KB per second of driving).
@@ -30,6 +32,8 @@ from unifygeo_ros.sim.trajectory import KidnappedTrajectory, Trajectory
 # x right, y down): the rotation whose columns are the optical axes in the parent, (x, y, z, w)
 OPTICAL_ROTATION_XYZW = (-0.5, 0.5, -0.5, 0.5)
 
+_RIG_JITTER_SEED = 0x72696a74    # the stream of the rig cameras' stamp jitter (the others do not depend on it)
+
 # ---------------------------------------------------------------------------------------
 # Clock
 # ---------------------------------------------------------------------------------------
@@ -39,6 +43,17 @@ def stamps(start_ns: int, rate_hz: float, duration_s: float) -> np.ndarray:
     """Integer-nanosecond stamps k / rate for k = 0 .. while k / rate <= duration."""
     n = int(math.floor(duration_s * rate_hz + 1e-9)) + 1
     return start_ns + np.round(np.arange(n) * (1e9 / rate_hz)).astype(np.int64)
+
+
+def rig_stamps(cfg: DriveConfig, t_img: np.ndarray) -> np.ndarray:
+    """``(n_images, n_cameras)`` stamps (ns) of a rig's frames: each image stamp plus every
+    camera's own jitter, uniform in ``[-rig_jitter_s, rig_jitter_s]``, kept inside the drive."""
+    n_cams = len(cfg.rig_yaws_deg)
+    rng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), _RIG_JITTER_SEED]))
+    jitter = np.round(rng.uniform(-cfg.rig_jitter_s, cfg.rig_jitter_s, (len(t_img), n_cams)) * 1e9).astype(np.int64)
+    start = int(t_img[0]) if len(t_img) else 0
+    end = start + int(round(cfg.duration_s * 1e9))
+    return np.clip(np.asarray(t_img, dtype=np.int64)[:, None] + jitter, start, end)
 
 
 class DriveSignals:
@@ -153,7 +168,7 @@ class BagContents:
     """What :func:`write_messages` recorded."""
 
     topic_types: dict[str, str]   # topic -> message type, in the order of the connections
-    image_topic: str
+    image_topic: str              # a rig: its first camera's
     counts: dict[str, int]        # messages written per topic
     fix_err: list[float]          # horizontal error (m) of every degraded message with a fix
 
@@ -166,7 +181,8 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
     ``t_img``, ``t_gnss`` and ``t_odom`` are the stamps (ns) of the images, the GNSS
     fixes and the odometry / true pose / tf; ``gerr`` the degraded receiver's errors at
     ``t_gnss``; ``render(city, xy, yaw_deg, width, height, camera_height_m)`` draws the
-    camera's image (a panorama or a pinhole view, ``cfg.camera``) looking along ``yaw_deg``.
+    camera's image (a panorama or a pinhole view, ``cfg.camera``) looking along ``yaw_deg``
+    (a rig camera: the vehicle's yaw plus the camera's).
     """
     import cv2
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -180,6 +196,11 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
     W, H = cfg.image_size
     pinhole = cfg.camera == "pinhole"
     cam_frame = cfg.camera_frame
+    rig = cfg.rig_cameras()                       # [] unless camera == "rig"
+    rig_of = {}                                   # rig topic -> (camera index, is its CameraInfo)
+    for k, rc in enumerate(rig):
+        rig_of[rc.image_topic] = (k, False)
+        rig_of[rc.camera_info_topic] = (k, True)
 
     ts = get_typestore(Stores.ROS2_JAZZY)
     M = _Msgs(ts)
@@ -187,10 +208,13 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
                      QosTime(0, 0), QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
     image_topic = cfg.image_topic
     image_type = "sensor_msgs/msg/Image" if cfg.image == "raw" else "sensor_msgs/msg/CompressedImage"
-    topic_types = {
-        tp.tf_static: "tf2_msgs/msg/TFMessage",
-        image_topic: image_type,
-    }
+    topic_types = {tp.tf_static: "tf2_msgs/msg/TFMessage"}
+    if rig:
+        for rc in rig:
+            topic_types[rc.image_topic] = "sensor_msgs/msg/Image"
+            topic_types[rc.camera_info_topic] = "sensor_msgs/msg/CameraInfo"
+    else:
+        topic_types[image_topic] = image_type
     if pinhole:
         topic_types[tp.camera_info] = "sensor_msgs/msg/CameraInfo"
     topic_types.update({
@@ -200,9 +224,10 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
         tp.tf: "tf2_msgs/msg/TFMessage",
         tp.pose_true: "geometry_msgs/msg/PoseStamped",
     })
-    if len(topic_types) != 7 + int(pinhole):
+    if len(topic_types) != 6 + (2 * len(rig) if rig else 1 + int(pinhole)):
         raise ValueError("topic names must be distinct")
-    k_matrix = cfg.pinhole_k() if pinhole else None
+    k_matrix = cfg.pinhole_k() if pinhole or rig else None
+    t_rig = rig_stamps(cfg, t_img) if rig else None
     counts = {k: 0 for k in topic_types}
 
     gx, gy, gz = cfg.gnss_xyz
@@ -216,6 +241,8 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
     order = {tp.tf_static: 0, tp.pose_true: 1, tp.odom: 2, tp.tf: 3, tp.fix_true: 4, tp.fix: 5, image_topic: 6}
     if pinhole:
         order[tp.camera_info] = 7
+    for k, rc in enumerate(rig):
+        order[rc.image_topic], order[rc.camera_info_topic] = 6 + 2 * k, 7 + 2 * k
     events: list[tuple[int, int, str, int]] = [(start_ns, order[tp.tf_static], tp.tf_static, 0)]
     for i, t in enumerate(t_odom):
         for topic in (tp.pose_true, tp.odom, tp.tf):
@@ -225,13 +252,19 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
         if gerr.published[i]:
             events.append((int(t), order[tp.fix], tp.fix, i))
     for i, t in enumerate(t_img):
+        if rig:
+            for k, rc in enumerate(rig):
+                for topic in (rc.image_topic, rc.camera_info_topic):
+                    events.append((int(t_rig[i, k]), order[topic], topic, i))
+            continue
         events.append((int(t), order[image_topic], image_topic, i))
         if pinhole:
             events.append((int(t), order[tp.camera_info], tp.camera_info, i))
     events.sort()
 
     plugin = StoragePlugin.MCAP if cfg.storage == "mcap" else StoragePlugin.SQLITE3
-    img_bar = tqdm(total=len(t_img), desc="drive: pinhole images" if pinhole else "drive: panoramas", unit="img",
+    img_bar = tqdm(total=len(t_img) * max(len(rig), 1), unit="img",
+                   desc="drive: rig images" if rig else "drive: pinhole images" if pinhole else "drive: panoramas",
                    file=sys.stderr,
                    disable=not progress, dynamic_ncols=True)
     fix_err = []
@@ -242,14 +275,21 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
             conns[topic] = writer.add_connection(topic, mtype, typestore=ts, **kwargs)
         for t_ns, _, topic, i in events:
             if topic == tp.tf_static:
-                transforms = [M.transform(t_ns, fr.base_link, cam_frame, cfg.camera_xyz)]
+                transforms = [] if rig else [M.transform(t_ns, fr.base_link, cam_frame, cfg.camera_xyz)]
                 if pinhole:
                     transforms.append(M.transform(t_ns, cam_frame, fr.pinhole_optical, (0.0, 0.0, 0.0),
+                                                  rotation_xyzw=OPTICAL_ROTATION_XYZW))
+                for rc in rig:
+                    transforms.append(M.transform(t_ns, fr.base_link, rc.frame, cfg.camera_xyz,
+                                                  math.radians(rc.yaw_deg)))
+                    transforms.append(M.transform(t_ns, rc.frame, rc.optical_frame, (0.0, 0.0, 0.0),
                                                   rotation_xyzw=OPTICAL_ROTATION_XYZW))
                 transforms.append(M.transform(t_ns, fr.base_link, fr.gnss, cfg.gnss_xyz))
                 msg = M.TFMessage(transforms=transforms)
             elif topic == tp.camera_info and pinhole:
                 msg = M.camera_info(t_ns, cam_frame, W, H, k_matrix)
+            elif topic in rig_of and rig_of[topic][1]:
+                msg = M.camera_info(t_ns, rig[rig_of[topic][0]].optical_frame, W, H, k_matrix)
             elif topic == tp.pose_true:
                 p = signals.truth(t_ns)
                 msg = M.PoseStamped(header=M.header(t_ns, fr.map), pose=M.pose(p["x"], p["y"], 0.0, p["yaw"]))
@@ -300,11 +340,13 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
                 p = signals.truth(t_ns)
                 c, s = math.cos(p["yaw"]), math.sin(p["yaw"])
                 cam_xy = np.array([p["x"] + c * cx - s * cy, p["y"] + s * cx + c * cy])
-                rgb = np.ascontiguousarray(render(city, cam_xy, math.degrees(p["yaw"]), W, H, camera_height_m=cz))
+                look = math.degrees(p["yaw"]) + (rig[rig_of[topic][0]].yaw_deg if rig else 0.0)
+                rgb = np.ascontiguousarray(render(city, cam_xy, look, W, H, camera_height_m=cz))
                 if rgb.shape != (H, W, 3) or rgb.dtype != np.uint8:
                     raise RuntimeError(f"the renderer returned {rgb.shape} {rgb.dtype}; expected ({H}, {W}, 3) uint8")
+                frame_id = rig[rig_of[topic][0]].optical_frame if rig else cam_frame
                 if cfg.image == "raw":
-                    msg = M.Image(header=M.header(t_ns, cam_frame), height=H, width=W, encoding="rgb8",
+                    msg = M.Image(header=M.header(t_ns, frame_id), height=H, width=W, encoding="rgb8",
                                   is_bigendian=0, step=W * 3, data=rgb.reshape(-1))
                 else:
                     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),

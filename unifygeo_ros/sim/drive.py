@@ -1,7 +1,8 @@
 """A simulated drive through a synthetic city, written as a rosbag2 (``unifygeo sim drive``).
 
 :func:`write_drive_bag` drives a car along the city's roads, simulates its sensors and
-writes the rosbag2 (panoramas or a forward pinhole camera with its ``CameraInfo``, true and
+writes the rosbag2 (panoramas, a forward pinhole camera with its ``CameraInfo``, or a rig of
+pinhole cameras, each with its ``CameraInfo`` and jittered stamps; true and
 degraded NavSatFix, drifting wheel odometry, the true pose in ``map`` and the static
 extrinsics) and, beside it in ``<bag>.meta/`` (:func:`drive_metadata_dir`), the
 orthophoto and ``drive.json``. With kidnap times the true vehicle is moved, at each, to a
@@ -30,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from unifygeo_ros.conventions import yaw_to_quaternion
 from unifygeo_ros.sim.bag_writer import OPTICAL_ROTATION_XYZW, DriveSignals, stamps, write_messages
 from unifygeo_ros.sim.drive_config import DriveConfig, DriveFrames, DriveTopics  # noqa: F401
 from unifygeo_ros.sim.sensors import (  # noqa: F401
@@ -91,8 +93,9 @@ def write_drive_bag(city, out: str | Path, cfg: DriveConfig, city_dir: str | Pat
     intrinsics, extrinsics, topics, rates, noise models, GNSS event log, kidnaps, odometry
     drift). Returns a summary dict. ``render(city, xy, yaw_deg, width, height,
     camera_height_m)`` defaults to :func:`unifygeo_ros.sim.render.render_panorama` or, for
-    ``cfg.camera == "pinhole"``, :func:`unifygeo_ros.sim.render.render_pinhole` with
-    ``cfg.hfov_deg``. The images are rendered and written one at a time (streamed).
+    ``cfg.camera == "pinhole"`` and each camera of ``"rig"``,
+    :func:`unifygeo_ros.sim.render.render_pinhole` with ``cfg.hfov_deg``. The images are
+    rendered and written one at a time (streamed).
     """
     t_wall = time.perf_counter()
     if render is None:
@@ -162,6 +165,8 @@ def write_drive_bag(city, out: str | Path, cfg: DriveConfig, city_dir: str | Pat
     rates = {image_topic: cfg.rate_hz, tp.fix_true: cfg.gnss_rate_hz, tp.fix: cfg.gnss_rate_hz,
              tp.odom: cfg.odom_rate_hz, tp.tf: cfg.odom_rate_hz, tp.pose_true: cfg.odom_rate_hz, tp.tf_static: None,
              tp.camera_info: cfg.rate_hz}
+    for rc in cfg.rig_cameras():
+        rates[rc.image_topic] = rates[rc.camera_info_topic] = cfg.rate_hz
     try:
         epsg = frame.crs.to_epsg()
     except Exception:  # pragma: no cover
@@ -238,6 +243,7 @@ def write_drive_bag(city, out: str | Path, cfg: DriveConfig, city_dir: str | Pat
         "storage": cfg.storage,
         "camera": cfg.camera,
         "image_topic": image_topic,
+        **({"image_topics": [rc.image_topic for rc in cfg.rig_cameras()]} if cfg.camera == "rig" else {}),
         "duration_s": cfg.duration_s,
         "distance_m": round(distance, 2),
         "messages": counts,
@@ -258,9 +264,15 @@ def _map_to_odom(pose, odom: dict) -> tuple[float, float, float]:
 
 
 def _frames_meta(cfg: DriveConfig) -> dict:
-    """The frame names of the bag (those of the other camera left out)."""
-    unused = ("pinhole", "pinhole_optical") if cfg.camera == "panorama" else ("camera",)
-    return {k: v for k, v in asdict(cfg.frames).items() if k not in unused}
+    """The frame names of the bag (those of the other cameras left out; a rig's, one per camera)."""
+    unused = {"panorama": ("pinhole", "pinhole_optical", "rig", "rig_optical"),
+              "pinhole": ("camera", "rig", "rig_optical"),
+              "rig": ("camera", "pinhole", "pinhole_optical", "rig", "rig_optical")}[cfg.camera]
+    out = {k: v for k, v in asdict(cfg.frames).items() if k not in unused}
+    if cfg.camera == "rig":
+        out["rig"] = [rc.frame for rc in cfg.rig_cameras()]
+        out["rig_optical"] = [rc.optical_frame for rc in cfg.rig_cameras()]
+    return out
 
 
 def _camera_meta(cfg: DriveConfig, image_topic: str) -> dict:
@@ -269,6 +281,8 @@ def _camera_meta(cfg: DriveConfig, image_topic: str) -> dict:
     fr, tp = cfg.frames, cfg.topics
     W, H = cfg.image_size
     topic_param = "image_topic" if cfg.image == "raw" else "compressed_image_topic"
+    if cfg.camera == "rig":
+        return _rig_meta(cfg)
     cam = {
         "frame_id": cfg.camera_frame, "parent": fr.base_link, "translation_xyz_m": list(cfg.camera_xyz),
         "rotation_xyzw": [0.0, 0.0, 0.0, 1.0],
@@ -297,9 +311,43 @@ def _camera_meta(cfg: DriveConfig, image_topic: str) -> dict:
                       f"points of {fr.pinhole_optical} (z forward, x right, y down; its child in /tf_static); "
                       "the centre of pixel (row r, column c) is at u = c, v = r",
         "node_parameters": {"camera.model": "pinhole", "camera.hfov_deg": cfg.hfov_deg, "camera.pitch_deg": 0.0,
-                            topic_param: image_topic, "camera_frame": cfg.camera_frame},
+                            topic_param: image_topic, "camera_info_topic": tp.camera_info,
+                            "camera_frame": cfg.camera_frame},
     })
     return cam
+
+
+def _rig_meta(cfg: DriveConfig) -> dict:
+    """The camera entry of a rig drive: the shared model and intrinsics, each camera's yaw,
+    frames and topics, and the node's rig parameters (``node_parameters``)."""
+    fr = cfg.frames
+    W, H = cfg.image_size
+    k = cfg.pinhole_k()
+    cams = cfg.rig_cameras()
+    return {
+        "model": "rig",
+        "description": "ideal pinhole cameras at one place, each turned by its yaw about base_link's z axis: "
+                       "square pixels, principal point at the image centre, no distortion, no roll, no pitch",
+        "parent": fr.base_link, "translation_xyz_m": list(cfg.camera_xyz),
+        "width": W, "height": H, "hfov_deg": cfg.hfov_deg, "vfov_deg": math.degrees(2.0 * math.atan(0.5 * H / k[0])),
+        "pitch_deg": 0.0, "K": k, "distortion_model": "plumb_bob", "D": [0.0] * 5,
+        "optical_rotation_xyzw": list(OPTICAL_ROTATION_XYZW),
+        "stamp_jitter_s": cfg.rig_jitter_s,
+        "cameras": [{"name": rc.name, "yaw_deg": rc.yaw_deg, "frame_id": rc.optical_frame, "body_frame_id": rc.frame,
+                     "rotation_xyzw": list(yaw_to_quaternion(math.radians(rc.yaw_deg))),
+                     "image_topic": rc.image_topic, "camera_info_topic": rc.camera_info_topic} for rc in cams],
+        "image_topic": cams[0].image_topic,
+        "convention": "camera_<name>: x forward (the optical axis), y left, z up, turned by yaw_deg "
+                      "(counter-clockwise, REP-103) from base_link; its images and CameraInfo carry camera_<name>_"
+                      "optical (z forward, x right, y down; its child in /tf_static), whose points K projects; each "
+                      "camera's frames are stamped with the image stamp plus its own jitter (uniform within "
+                      "stamp_jitter_s) and rendered at that stamp",
+        "node_parameters": {"camera.model": "pinhole", "camera.hfov_deg": cfg.hfov_deg,
+                            "camera_extrinsic.xyz": list(cfg.camera_xyz),
+                            "rig.image_topics": [rc.image_topic for rc in cams],
+                            "rig.camera_info_topics": [rc.camera_info_topic for rc in cams],
+                            "rig.yaws_deg": [rc.yaw_deg for rc in cams], "rig.frame_source": "tf"},
+    }
 
 
 def _style_name(city):

@@ -23,6 +23,13 @@ Frames (REP-103/105; names in :class:`DriveFrames`)
 * ``camera_front_optical``: the same camera in the REP-103 optical convention (z forward,
   x right, y down), a child of ``camera_front`` in ``/tf_static``; ``CameraInfo.K``
   projects points given in this frame.
+* ``camera_<name>`` and ``camera_<name>_optical`` (``camera = "rig"``): each rig camera,
+  ``camera_<name>`` at the panorama camera's place turned by the camera's yaw about z (x
+  forward = its optical axis, y left, z up), its optical frame a child of it; the rig's
+  images and ``CameraInfo`` carry the OPTICAL frame (REP-103), so the node's rig takes each
+  camera's orientation from ``/tf_static`` (base_link -> camera_<name> -> camera_<name>_optical).
+  The names are front, left, right and back when the yaws are 0, 90, -90 and 180 degrees
+  (any of them, each once), else cam0, cam1, ... in the order of ``rig_yaws_deg``.
 * ``gnss_link``: the GNSS antenna.
 
 Topics (defaults; all configurable through :class:`DriveTopics`)
@@ -33,6 +40,8 @@ Topics (defaults; all configurable through :class:`DriveTopics`)
 ``/camera/front/image_raw``                   sensor_msgs/msg/Image (rgb8)        ``rate_hz`` (pinhole)
 ``/camera/front/image_raw/compressed``        sensor_msgs/msg/CompressedImage     (pinhole, jpeg)
 ``/camera/front/camera_info``                 sensor_msgs/msg/CameraInfo          with each pinhole image
+``/camera/<name>/image_raw``                  sensor_msgs/msg/Image (rgb8)        ``rate_hz`` per rig camera
+``/camera/<name>/camera_info``                sensor_msgs/msg/CameraInfo          with each rig image
 ``/gnss/fix_true``                            sensor_msgs/msg/NavSatFix           ``gnss_rate_hz``
 ``/gnss/fix``                                 sensor_msgs/msg/NavSatFix (degraded) ``gnss_rate_hz``
 ``/odom``                                     nav_msgs/msg/Odometry odom->base_link ``odom_rate_hz``
@@ -42,7 +51,11 @@ Topics (defaults; all configurable through :class:`DriveTopics`)
 ============================================  ==================================  ===========
 
 A drive has one camera: the panorama (its image topic) or the pinhole (its image topic
-and ``camera_info``).
+and ``camera_info``), or a rig of pinhole cameras (``camera = "rig"``: one image topic and
+one ``camera_info`` per camera, raw images only). Each rig camera's frames are stamped
+with the image stamp plus its own jitter, uniform in ``[-rig_jitter_s, rig_jitter_s]``
+(drawn from a stream of their own, kept inside the drive), and rendered at that time, so
+that a reader must pair the cameras' frames by approximate time.
 
 How the messages are stamped and recorded: :mod:`unifygeo_ros.sim.bag_writer`; the
 sensor models behind the numbers of :class:`DriveConfig`: :mod:`unifygeo_ros.sim.sensors`.
@@ -53,7 +66,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-CAMERAS = ("panorama", "pinhole")
+CAMERAS = ("panorama", "pinhole", "rig")
+#: the names of rig cameras at these yaws (degrees) when every camera has one of them
+RIG_NAMES = {0.0: "front", 90.0: "left", -90.0: "right", 180.0: "back"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,8 @@ class DriveTopics:
     pinhole_raw: str = "/camera/front/image_raw"
     pinhole_compressed: str = "/camera/front/image_raw/compressed"
     camera_info: str = "/camera/front/camera_info"
+    rig_raw: str = "/camera/{name}/image_raw"            # per rig camera; {name}: front, left, ... or cam0, ...
+    rig_camera_info: str = "/camera/{name}/camera_info"
     fix_true: str = "/gnss/fix_true"
     fix: str = "/gnss/fix"
     odom: str = "/odom"
@@ -80,16 +97,33 @@ class DriveFrames:
     gnss: str = "gnss_link"
     pinhole: str = "camera_front"
     pinhole_optical: str = "camera_front_optical"
+    rig: str = "camera_{name}"
+    rig_optical: str = "camera_{name}_optical"
+
+
+@dataclass(frozen=True)
+class RigCamera:
+    """One camera of a rig drive: its name, yaw (degrees, counter-clockwise from base_link's x
+    axis), frames and topics."""
+
+    name: str
+    yaw_deg: float
+    frame: str
+    optical_frame: str
+    image_topic: str
+    camera_info_topic: str
 
 
 @dataclass(frozen=True)
 class DriveConfig:
     duration_s: float = 60.0
     rate_hz: float = 2.0                      # images
-    camera: str = "panorama"                  # panorama | pinhole
+    camera: str = "panorama"                  # panorama | pinhole | rig
     pano_size: tuple[int, int] = (512, 256)   # W, H of a panorama
     pinhole_size: tuple[int, int] = (640, 480)  # W, H of a pinhole image
     hfov_deg: float = 90.0                    # pinhole: horizontal field of view (square pixels, no distortion)
+    rig_yaws_deg: tuple[float, ...] = (0.0, 90.0, -90.0, 180.0)   # rig: each camera's yaw (CCW from forward)
+    rig_jitter_s: float = 0.005               # rig: each camera's stamp = image stamp + U(-jitter, jitter)
     image: str = "raw"                        # raw | jpeg
     storage: str = "mcap"                     # mcap | sqlite3
     jpeg_quality: int = 90
@@ -143,7 +177,10 @@ class DriveConfig:
         if self.sim_rate_hz < max(self.rate_hz, self.gnss_rate_hz, self.odom_rate_hz):
             problems.append("sim_rate_hz must be at least every output rate")
         if self.camera not in CAMERAS:
-            problems.append("camera must be 'panorama' or 'pinhole'")
+            problems.append("camera must be 'panorama', 'pinhole' or 'rig'")
+        object.__setattr__(self, "rig_yaws_deg", tuple(float(y) for y in self.rig_yaws_deg))
+        if self.camera == "rig":
+            problems += self._rig_problems()
         if not 1.0 <= self.hfov_deg < 179.0:
             problems.append("hfov_deg must be in [1, 179)")
         pw, ph = self.pinhole_size
@@ -176,6 +213,39 @@ class DriveConfig:
         if problems:
             raise ValueError("; ".join(problems))
 
+    def _rig_problems(self) -> list[str]:
+        out = []
+        yaws = self.rig_yaws_deg
+        if not yaws or not all(math.isfinite(y) and -180.0 <= y <= 180.0 for y in yaws):
+            out.append(f"rig_yaws_deg must be one or more yaws in [-180, 180] degrees, got {list(yaws)}")
+        elif len({round(y % 360.0, 9) for y in yaws}) != len(yaws):
+            out.append(f"rig_yaws_deg must be distinct directions, got {list(yaws)}")
+        if not (math.isfinite(self.rig_jitter_s) and 0.0 <= self.rig_jitter_s < 0.5 / max(self.rate_hz, 1e-9)):
+            out.append(f"rig_jitter_s must be >= 0 and below half the image period, got {self.rig_jitter_s}")
+        if self.image != "raw":
+            out.append("a rig's images are raw (sensor_msgs/Image): expected image 'raw'")
+        for kind, names, where in (("topic", ("rig_raw", "rig_camera_info"), self.topics),
+                                   ("frame", ("rig", "rig_optical"), self.frames)):
+            for name in names:
+                if "{name}" not in getattr(where, name):
+                    out.append(f"{kind} {name} must contain {{name}} (the camera's name), got "
+                               f"{getattr(where, name)!r}")
+        return out
+
+    def rig_cameras(self) -> list[RigCamera]:
+        """The rig's cameras in the order of ``rig_yaws_deg`` (none unless ``camera == "rig"``)."""
+        if self.camera != "rig":
+            return []
+        norm = [180.0 if y == -180.0 else y for y in self.rig_yaws_deg]
+        named = all(y in RIG_NAMES for y in norm) and len(set(norm)) == len(norm)
+        out = []
+        for i, yaw in enumerate(self.rig_yaws_deg):
+            name = RIG_NAMES[norm[i]] if named else f"cam{i}"
+            out.append(RigCamera(name, yaw, self.frames.rig.format(name=name),
+                                 self.frames.rig_optical.format(name=name), self.topics.rig_raw.format(name=name),
+                                 self.topics.rig_camera_info.format(name=name)))
+        return out
+
     @property
     def image_size(self) -> tuple[int, int]:
         """W, H of the camera's images."""
@@ -184,12 +254,16 @@ class DriveConfig:
 
     @property
     def camera_frame(self) -> str:
-        """frame_id of the images (and of ``CameraInfo``)."""
+        """frame_id of the images (and of ``CameraInfo``); a rig: its first camera's (optical) frame."""
+        if self.camera == "rig":
+            return self.rig_cameras()[0].optical_frame
         return self.frames.camera if self.camera == "panorama" else self.frames.pinhole
 
     @property
     def image_topic(self) -> str:
         tp = self.topics
+        if self.camera == "rig":
+            return self.rig_cameras()[0].image_topic
         if self.camera == "panorama":
             return tp.image_raw if self.image == "raw" else tp.image_compressed
         return tp.pinhole_raw if self.image == "raw" else tp.pinhole_compressed

@@ -58,8 +58,9 @@ def register(sub, bench_sub) -> None:
     dflt = DriveConfig()
     d = sim_sub.add_parser(
         "drive", help="write a rosbag2 of a vehicle driving the city's roads (camera, GNSS, odometry, truth)",
-        description="Simulate a drive and write a rosbag2 (MCAP or sqlite3) with the images of a panorama "
-                    "or a forward pinhole camera (with its CameraInfo), true and degraded NavSatFix, "
+        description="Simulate a drive and write a rosbag2 (MCAP or sqlite3) with the images of a panorama, "
+                    "a forward pinhole camera (with its CameraInfo) or a rig of pinhole cameras (each with its "
+                    "CameraInfo, its frames in /tf_static and jittered stamps), true and degraded NavSatFix, "
                     "drifting wheel odometry, the true pose in `map` and the static extrinsics; BAG.meta/ "
                     "beside it holds the orthophoto and a JSON (drive.json) with the map frame, camera, "
                     "extrinsics, topics, rates, noise models and kidnaps. Drives of any length: the images "
@@ -71,14 +72,24 @@ def register(sub, bench_sub) -> None:
     d.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage (default mcap)")
     d.add_argument("--image", choices=("raw", "jpeg"), default="raw",
                    help="sensor_msgs/Image rgb8 (raw) or sensor_msgs/CompressedImage (jpeg)")
-    d.add_argument("--camera", choices=("panorama", "pinhole"), default="panorama",
+    d.add_argument("--camera", choices=("panorama", "pinhole", "rig"), default="panorama",
                    help="panorama: equirectangular 360 x 180 on /camera/panorama/image_raw; pinhole: a forward-"
                         "looking camera (frame camera_front) on /camera/front/image_raw with its CameraInfo on "
-                        "/camera/front/camera_info (default panorama)")
+                        "/camera/front/camera_info; rig: pinhole cameras at the yaws of --rig, each on "
+                        "/camera/<name>/image_raw with its CameraInfo on /camera/<name>/camera_info (names front, "
+                        "left, right, back for yaws 0, 90, -90, 180, else cam0, cam1, ...; raw images only) "
+                        "(default panorama)")
+    d.add_argument("--rig", metavar="YAWS", default=None,
+                   help="rig: the cameras' yaws in degrees relative to the vehicle's forward direction, counter-"
+                        "clockwise (REP-103: left 90), comma-separated (default {}; --rig=... for a negative first "
+                        "yaw)".format(",".join(f"{y:g}" for y in dflt.rig_yaws_deg)))
+    d.add_argument("--rig-jitter-s", type=float, default=None, metavar="S",
+                   help=f"rig: each camera's stamp is the image stamp plus a jitter uniform in [-S, S] (default "
+                        f"{dflt.rig_jitter_s:g} s)")
     d.add_argument("--fov", type=float, default=None, metavar="DEG",
-                   help=f"pinhole: horizontal field of view in degrees, 1 to 179 (default {dflt.hfov_deg:g})")
+                   help=f"pinhole and rig: horizontal field of view in degrees, 1 to 179 (default {dflt.hfov_deg:g})")
     d.add_argument("--image-size", type=lambda s: parse_size(s, "--image-size"), default=None, metavar="WxH",
-                   help="pinhole: image WIDTHxHEIGHT in pixels (default {}x{})".format(*dflt.pinhole_size))
+                   help="pinhole and rig: image WIDTHxHEIGHT in pixels (default {}x{})".format(*dflt.pinhole_size))
     d.add_argument("--rate-hz", type=float, default=2.0, help="image rate (default 2 Hz)")
     d.add_argument("--pano-size", type=lambda s: parse_size(s, "--pano-size"), default=None, metavar="WxH",
                    help="panorama: WIDTHxHEIGHT in pixels (default 512x256)")
@@ -87,8 +98,8 @@ def register(sub, bench_sub) -> None:
     d.add_argument("--start-time-s", type=float, default=1_700_000_000.0, help="sim clock at the first message")
     d.add_argument("--topic", action="append", default=[], metavar="KEY=NAME",
                    help="rename a topic; KEY is one of image_raw, image_compressed (panorama), pinhole_raw, "
-                        "pinhole_compressed, camera_info (pinhole), fix_true, fix, odom, tf, pose_true, tf_static "
-                        "(repeatable)")
+                        "pinhole_compressed, camera_info (pinhole), rig_raw, rig_camera_info (rig: a pattern with "
+                        "{name}), fix_true, fix, odom, tf, pose_true, tf_static (repeatable)")
     d.add_argument("--seed", type=int, default=0,
                    help="seed of route, speed profile, sensor noise and kidnaps (same seed, same bag)")
     d.add_argument("--kidnap-at", type=float, action="append", default=[], metavar="SECONDS",
@@ -185,15 +196,28 @@ def _drive(args) -> int:
             raise CommandError(f"--topic {item!r}: expected KEY=/name with KEY one of {', '.join(sorted(keys))}")
         renames[key] = name
     camera: dict[str, Any] = {}
+    rig_flags = [flag for flag, v in (("--rig", args.rig), ("--rig-jitter-s", args.rig_jitter_s)) if v is not None]
+    if rig_flags and args.camera != "rig":
+        raise CommandError(f"{', '.join(rig_flags)}: only with --camera rig")
     if args.camera == "panorama":
         wrong = [flag for flag, v in (("--fov", args.fov), ("--image-size", args.image_size)) if v is not None]
         if wrong:
-            raise CommandError(f"{', '.join(wrong)}: only with --camera pinhole (the panorama's size is --pano-size)")
+            raise CommandError(f"{', '.join(wrong)}: only with --camera pinhole or rig (the panorama's size is "
+                               f"--pano-size)")
         if args.pano_size is not None:
             camera["pano_size"] = tuple(args.pano_size)
     else:
         if args.pano_size is not None:
-            raise CommandError("--pano-size: only with --camera panorama (the pinhole's size is --image-size)")
+            raise CommandError(f"--pano-size: only with --camera panorama (the {args.camera} camera's size is "
+                               f"--image-size)")
+        if args.rig is not None:
+            try:
+                camera["rig_yaws_deg"] = tuple(float(v) for v in args.rig.split(","))
+            except ValueError:
+                raise CommandError(f"--rig {args.rig!r}: expected the cameras' yaws in degrees, comma-separated "
+                                   f"(e.g. 0,90,-90,180)") from None
+        if args.rig_jitter_s is not None:
+            camera["rig_jitter_s"] = args.rig_jitter_s
         if args.fov is not None:
             camera["hfov_deg"] = args.fov
         if args.image_size is not None:
