@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The tracking filter on 120 s drives through three cities no model or calibration saw
 # (seeds 8, 9, 10: default, suburb and downtown styles), each with a kidnap at 60 s and no
-# GNSS, plus a 90-degree pinhole front camera on the first city. Writes WORKDIR/r<seed>.json
+# GNSS, plus a 90-degree pinhole front camera and a rig of four 90-degree cameras (front,
+# left, right, back; each topic with its CameraInfo and /tf_static) on the first city, those
+# two against a database of the shipped limited-field-of-view model (small-fov). Writes WORKDIR/r<seed>.json
 # (the replay's JSON, with "tracking") and WORKDIR/r<seed>/ (tracking.png, tracking.csv, ...).
 #
 #   scripts/tracking_eval.sh [WORKDIR]      (default: ./out/tracking_eval)
@@ -23,6 +25,18 @@ for seed in 8 9 10; do
 done
 [ -d "$W/p8" ] || $U sim drive --city "$W/c8" --duration-s 120 --rate-hz 1 --out "$W/p8" --camera pinhole --fov 90 \
     --seed 8 --no-progress --json > /dev/null
+[ -f "$W/dbf8/manifest.json" ] || $U build-db --ortho "$W/d8.meta/orthophoto.tif" --weights small-fov \
+    --out "$W/dbf8" --json > /dev/null
 printf '/**:\n  ros__parameters:\n    camera: {model: pinhole, hfov_deg: 90.0}\n' > "$W/pinhole.yaml"
-$U replay --bag "$W/p8" --db "$W/db8" --track --params "$W/pinhole.yaml" --image-topic /camera/front/image_raw \
+$U replay --bag "$W/p8" --db "$W/dbf8" --track --params "$W/pinhole.yaml" --image-topic /camera/front/image_raw \
     --report "$W/rp8" --no-progress --json > "$W/rp8.json"
+[ -d "$W/g8" ] || $U sim drive --city "$W/c8" --duration-s 120 --rate-hz 1 --out "$W/g8" --camera rig \
+    --rig 0,90,-90,180 --fov 90 --image-size 320x240 --seed 8 --no-progress --json > /dev/null
+.venv/bin/python - "$W" <<'PY'
+import json, sys, yaml
+w = sys.argv[1]
+params = json.load(open(f"{w}/g8.meta/drive.json"))["camera"]["node_parameters"]
+yaml.safe_dump({"/**": {"ros__parameters": params}}, open(f"{w}/rig.yaml", "w"))
+PY
+$U replay --bag "$W/g8" --db "$W/dbf8" --track --params "$W/rig.yaml" --report "$W/rg8" --no-progress --json \
+    > "$W/rg8.json"

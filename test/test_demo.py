@@ -65,7 +65,8 @@ def test_demo_json_table_and_picture(demo):
     result, stderr, out = demo
     assert set(result["modes"]) == {"panorama, known heading", "panorama, unknown heading",
                                     "pinhole 90 deg, known heading", "pinhole 90 deg, unknown heading",
-                                    "panorama, unknown heading, GNSS prior"}
+                                    "panorama, unknown heading, GNSS prior", "pinhole 90 deg, known heading, GNSS prior",
+                                    "rig of four, known heading", "front + back, known heading"}
     for row in result["modes"].values():
         assert row["queries"] == 3
         for key in ("R@1_tile", "mean_m", "median_m", "R@1m", "R@5m", "R@10m", "yaw_mean_deg", "in_95_ellipse"):
@@ -157,7 +158,7 @@ def test_bench_retrieval_json_shape(cli):
 def test_calibrate_fits_and_writes_a_table_entry(weights, tmp_path):
     from unifygeo_ros.inference.calibration import lookup_calibration, read_calibrations
     from unifygeo_ros.tools.calibrate import calibrate, write_calibration
-    from unifygeo_ros.tools.synthetic import MODES
+    from unifygeo_ros.tools.synthetic import DEMO_MODES as MODES
 
     report = calibrate(str(weights), [3003], ["suburb"], 200.0, 4, str(tmp_path / "cal"), progress=False)
     assert report["c_pos"] > 0 and report["c_yaw"] > 0 and report["measured_on"]["records"] == 4 * len(MODES)

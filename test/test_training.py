@@ -283,3 +283,29 @@ def test_descriptor_stage_options_are_refused_by_the_full_training(tmp_path, cap
         rc = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *flag, "--json"])
         assert rc == 2
         assert "applies to --stage retrieval only" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_the_fov_stage_continues_a_model_through_the_command(tiny_root, tmp_path, capsys):
+    """``unifygeo train --stage fov`` starts from --init's weights and trains on pinhole views and rigs."""
+    import json
+
+    from unifygeo_ros.cli import main
+    from unifygeo_ros.model.unifygeo import save_checkpoint
+    from unifygeo_ros.model_config import get_config
+
+    torch.manual_seed(0)
+    init = UnifyGeo(get_config("small")).eval()
+    save_checkpoint(init, tmp_path / "init.pt", training={"aerial_mpp": 0.5, "steps": 7})
+    out = tmp_path / "fov"
+    code = main(["train", "--stage", "fov", "--init", str(tmp_path / "init.pt"), "--data", str(tiny_root),
+                 "--out", str(out), "--protocol", "cross_area", "--cities", "Tiny", "--batch-size", "8",
+                 "--max-steps", "3", "--precision", "fp32", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 3
+    model, payload = load_checkpoint(out / "model.pt")
+    config = payload["training"]["config"]
+    assert config["init"] == str(tmp_path / "init.pt") and config["augment"]["pinhole"] == 0.35
+    assert config["augment"]["rig"] == 0.25 and config["lr"] == 1.5e-4
+    moved = [k for k, v in model.state_dict().items() if not torch.equal(v, init.state_dict()[k])]
+    assert moved and any(k.startswith("decoder") for k in moved)

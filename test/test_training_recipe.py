@@ -83,3 +83,30 @@ def test_imagenet_initialises_both_encoders_of_the_vigor_network(tmp_path):
         assert torch.equal(branch.encoder.stages[2].blocks[8].pwconv1.weight, sd["stages.2.blocks.8.mlp.fc1.weight"])
         for head in (branch.f_head, branch.s_head):
             assert torch.equal(head.blocks[0].pwconv2.weight, sd["stages.3.blocks.0.mlp.fc2.weight"])
+
+
+def test_the_fov_stage_continues_a_model_on_pinhole_views_and_rigs():
+    cfg = config_from_args(_args("--stage", "fov", "--init", "m.pt"))
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.warmup_epochs) == (2, 32, 1.5e-4, 0.25)
+    aug = cfg.augment
+    assert (aug.pinhole, aug.rig, aug.fov, aug.unknown_heading) == (0.35, 0.25, 0.1, 0.5)
+    assert aug.pinhole_fov_range_deg == (60.0, 120.0) and cfg.loss.heading_term == 3.0
+    cfg = config_from_args(_args("--stage", "fov", "--init", "m.pt", "--pinhole", "0.5", "--rig", "0",
+                                 "--pinhole-fov", "80,100", "--lr", "1e-4", "--epochs", "1"))
+    assert (cfg.augment.pinhole, cfg.augment.rig, cfg.augment.pinhole_fov_range_deg) == (0.5, 0.0, (80.0, 100.0))
+    assert (cfg.lr, cfg.epochs) == (1e-4, 1)
+    # the full stage draws no pinhole views unless asked
+    plain = config_from_args(_args())
+    assert (plain.augment.pinhole, plain.augment.rig, plain.loss.heading_term, plain.warmup_epochs) == (0, 0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (("--stage", "fov"), "expected --init"),
+    (("--pinhole", "0.7", "--rig", "0.5"), "at most 1 together"),
+    (("--rig", "-0.1"), "--rig: expected a probability"),
+    (("--pinhole-fov", "120,60"), "--pinhole-fov: expected 1 <= MIN <= MAX"),
+    (("--pinhole-fov", "90"), "--pinhole-fov: expected MIN,MAX"),
+])
+def test_the_camera_view_options_are_checked(argv, match):
+    with pytest.raises(ValueError, match=match):
+        config_from_args(_args(*argv))

@@ -15,6 +15,7 @@ import importlib
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 # Subsystems that contribute subcommands.
@@ -44,15 +45,36 @@ class CommandError(Exception):
 
 
 def weights_or_shipped(weights: str | None) -> str:
-    """``--weights`` as given, else the model shipped in the package (a CommandError if absent)."""
-    if weights:
-        return weights
-    from .model_config import shipped_model_path
+    """``--weights`` as given: a checkpoint's path, or the name of a model shipped in the
+    package (``small``, ``small-fov``: ``model_config.SHIPPED_MODELS``; a file of that name
+    wins); without it the shipped ``small`` model (a CommandError if absent)."""
+    from .model_config import SHIPPED_MODELS, shipped_model_path
 
+    if weights and (weights not in SHIPPED_MODELS or Path(weights).exists()):
+        return weights
     try:
-        return str(shipped_model_path())
+        return str(shipped_model_path(weights or "small"))
     except FileNotFoundError as exc:
         raise CommandError(f"{exc}; pass --weights CKPT") from exc
+
+
+def comma_list(text: str | None, option: str, convert: Callable[[str], Any] = str, what: str = "values",
+               allowed=None) -> list:
+    """The non-empty items of a comma-separated option value, each passed through ``convert``
+    (``[]`` for ``None``); a :class:`CommandError` naming ``option`` when an item does not
+    convert, or is not among ``allowed``."""
+    if text is None:
+        return []
+    items = [v.strip() for v in str(text).split(",") if v.strip()]
+    try:
+        values = [convert(v) for v in items]
+    except ValueError:
+        raise CommandError(f"{option}: expected comma-separated {what}, got {text!r}") from None
+    if allowed is not None:
+        bad = sorted(set(values) - set(allowed))
+        if bad:
+            raise CommandError(f"{option}: expected some of {', '.join(map(str, allowed))}, got {', '.join(map(str, bad))}")
+    return values
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

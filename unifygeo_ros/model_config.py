@@ -161,10 +161,18 @@ def get_config(name_or_config: str | ModelConfig | dict) -> ModelConfig:
 
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "weights" / "small.pt"
+#: The models shipped in the package, by name (``--weights NAME``; see weights/MODEL_CARD.md):
+#: ``small`` for panorama cameras (the default) and ``small-fov``, the same network after the
+#: limited-field-of-view stage, for pinhole cameras and camera rigs. A database is built with
+#: the model of the vehicle's camera kind.
+SHIPPED_MODELS = {"small": SHIPPED_MODEL, "small-fov": SHIPPED_MODEL.parent / "small_fov.pt"}
 
 
-def shipped_model_path() -> Path:
-    """The trained ``small`` model that ships inside the package (see weights/MODEL_CARD.md)."""
-    if not SHIPPED_MODEL.is_file():
-        raise FileNotFoundError(f"the shipped model is missing: expected {SHIPPED_MODEL} (reinstall the package)")
-    return SHIPPED_MODEL
+def shipped_model_path(name: str = "small") -> Path:
+    """A trained model that ships inside the package (see weights/MODEL_CARD.md)."""
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"shipped model: expected one of {', '.join(SHIPPED_MODELS)}, got {name!r}")
+    path = SHIPPED_MODELS[name]
+    if not path.is_file():
+        raise FileNotFoundError(f"the shipped model is missing: expected {path} (reinstall the package)")
+    return path

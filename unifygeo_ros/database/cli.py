@@ -11,7 +11,8 @@ def register(sub, bench_sub) -> None:
     p = sub.add_parser("build-db", help="tile geo-referenced orthophotos into a localization database")
     p.add_argument("--ortho", action="append", required=True, metavar="TIF",
                    help="a GeoTIFF (any CRS GDAL reads; 1 or 3 bands, 8 or 16 bit); repeat for several")
-    p.add_argument("--weights", help="model checkpoint (default: the shipped small model)")
+    p.add_argument("--weights", help="model checkpoint, or a shipped model: small (panorama cameras, the default) or small-fov "
+                        "(pinhole cameras and rigs)")
     p.add_argument("--out", required=True, help="database folder")
     p.add_argument("--overlap", type=float, default=0.5, help="share of a tile its neighbour overlaps (default 0.5)")
     p.add_argument("--features", default="auto", choices=["auto", "stored", "recompute"],

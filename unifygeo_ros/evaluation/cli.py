@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ..cli import CommandError, add_json_flag, emit, weights_or_shipped
+from ..cli import CommandError, add_json_flag, comma_list, emit, weights_or_shipped
 from ..options import add_cli_options
 
 
 def register(sub, bench_sub) -> None:
     p = sub.add_parser("eval", help="retrieval, metric localization and full-pipeline metrics of a checkpoint")
     p.add_argument("--data", required=True, help="VIGOR root (real or synthetic)")
-    p.add_argument("--weights", help="a unifygeo_ros checkpoint (default: the shipped small model)")
+    p.add_argument("--weights", help="a unifygeo_ros checkpoint, or a shipped model: small (the default) or small-fov")
     p.add_argument("--protocol", default="same_area", choices=["same_area", "cross_area"],
                    help="VIGOR protocol: same_area (*_balanced_test lists) or cross_area (the test cities)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="protocol split (default test)")
@@ -93,7 +93,7 @@ def eval_command(args) -> int:
     from .evaluate import EvalConfig, evaluate
 
     cfg = EvalConfig(data=args.data, weights=weights_or_shipped(args.weights), protocol=args.protocol, split=args.split,
-                     cities=tuple(args.cities.split(",")) if args.cities else None, heading=args.heading,
+                     cities=tuple(comma_list(args.cities, "--cities")) or None, heading=args.heading,
                      top_k=args.top_k, rerank_score=args.rerank_score,
                      alignment_candidates=args.alignment_candidates, turns=args.turns, decoder_turns=args.decoder_turns, batch_size=args.batch_size, max_queries=args.max_queries, seed=args.seed,
                      png=args.png, device=args.device, paper=args.paper)

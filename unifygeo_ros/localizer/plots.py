@@ -8,7 +8,8 @@ import numpy as np
 
 from ..inference.calibration import CHI2_2_95
 
-MODE_COLOURS = [(230, 60, 40), (40, 110, 240), (250, 170, 0), (200, 40, 200), (0, 200, 210)]   # RGB per mode
+MODE_COLOURS = [(230, 60, 40), (40, 110, 240), (250, 170, 0), (200, 40, 200), (0, 200, 210), (140, 90, 30),
+                (90, 160, 60), (70, 70, 170)]   # RGB per mode
 
 
 def heatmap(d: np.ndarray) -> np.ndarray:
@@ -61,7 +62,10 @@ def map_sheet(ortho_rgb: np.ndarray, mpp: float, records_by_mode: dict, path: st
     """Truths (green dots), estimates (crosses, a colour per mode), truth-to-estimate lines (red
     when the error exceeds 10 m) and 95 % ellipses over the orthophoto (``ortho_rgb`` north-up,
     its lower-left corner at map (0, 0), ``mpp`` metres per pixel). Ellipses wider than
-    :data:`MAX_ELLIPSE_M` are not drawn (the panel's caption counts them). One panel per mode."""
+    :data:`MAX_ELLIPSE_M` are not drawn (the panel's caption counts them). A view reported as no
+    fix (``fix`` false: nothing would be published) shows its truth and a small grey cross for
+    the estimate, without ellipse or line, and is left out of the caption's errors, which are
+    those of the fixes. One panel per mode."""
     import cv2
 
     h, w = ortho_rgb.shape[:2]
@@ -77,7 +81,13 @@ def map_sheet(ortho_rgb: np.ndarray, mpp: float, records_by_mode: dict, path: st
         img = base.copy()
         colour = MODE_COLOURS[i % len(MODE_COLOURS)]
         wide = 0
-        ok = [r for r in records if "error_m" in r]
+        localized = [r for r in records if "error_m" in r]
+        ok = [r for r in localized if r.get("fix", True)]
+        for r in localized:
+            if r.get("fix", True):
+                continue
+            cv2.circle(img, px(*r["truth_xy"]), 3, (0, 170, 0), -1, cv2.LINE_AA)
+            cv2.drawMarker(img, px(*r["estimate_xy"]), (150, 150, 150), cv2.MARKER_CROSS, 6, 1)
         for r in ok:
             tx, ty = r["truth_xy"]
             ex, ey = r["estimate_xy"]
@@ -94,9 +104,10 @@ def map_sheet(ortho_rgb: np.ndarray, mpp: float, records_by_mode: dict, path: st
         bar = np.full((34, out_w, 3), 255, np.uint8)
         med = np.median([r["error_m"] for r in ok]) if ok else float("nan")
         within = np.mean([r["error_m"] <= 10.0 for r in ok]) if ok else float("nan")
-        cv2.putText(bar, f"{mode}: median {med:.1f} m, {100 * within:.0f}% within 10 m; {wide} of {len(ok)} "
-                         f"ellipses > {MAX_ELLIPSE_M:g} m not drawn", (6, 23), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1,
-                    cv2.LINE_AA)
+        no_fix = len(localized) - len(ok)
+        cv2.putText(bar, f"{mode}: fixes median {med:.1f} m, {100 * within:.0f}% within 10 m; {no_fix} no fix (grey); "
+                         f"{wide} of {len(ok)} ellipses > {MAX_ELLIPSE_M:g} m not drawn", (6, 23),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
         panels.append(np.concatenate([bar, img], axis=0))
     cols = 2 if len(panels) > 1 else 1
     while len(panels) % cols:

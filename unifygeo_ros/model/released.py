@@ -78,6 +78,18 @@ def _block_part(part: str) -> str:
     return f"{_BLOCK_PART[head]}.{tail}" if tail else _BLOCK_PART.get(head, head)
 
 
+def _downsample_or_block(prefix: str, rest: str, blocks_as) -> str | None:
+    """A ConvNeXt stage's ``downsample.(norm|conv)`` or ``blocks.K.<part>`` tensor under the
+    released ``prefix``; ``blocks_as(K)`` names block K there (``None``: no counterpart)."""
+    down = re.fullmatch(r"downsample\.(norm|conv)\.(weight|bias)", rest)
+    if down:
+        return f"{prefix}.downsample.{0 if down.group(1) == 'norm' else 1}.{down.group(2)}"
+    block = re.fullmatch(r"blocks\.(\d+)\.(.+)", rest)
+    if block and blocks_as(block.group(1)) is not None:
+        return f"{prefix}.{blocks_as(block.group(1))}.{_block_part(block.group(2))}"
+    return None
+
+
 def released_name(name: str) -> str:
     """The released checkpoints' name of our ``vigor`` tensor ``name`` (KeyError if none)."""
     m = re.fullmatch(r"logit_scale|logit_scale_rerank", name)
@@ -92,23 +104,18 @@ def released_name(name: str) -> str:
             stem = re.fullmatch(r"stem\.(conv|norm)\.(weight|bias)", r)
             if stem:
                 return f"{side}_encoder.model.stem_{0 if stem.group(1) == 'conv' else 1}.{stem.group(2)}"
-            down = re.fullmatch(r"stages\.(\d)\.downsample\.(norm|conv)\.(weight|bias)", r)
-            if down:
-                return (f"{side}_encoder.model.stages_{down.group(1)}.downsample."
-                        f"{0 if down.group(2) == 'norm' else 1}.{down.group(3)}")
-            block = re.fullmatch(r"stages\.(\d)\.blocks\.(\d+)\.(.+)", r)
-            if block:
-                return (f"{side}_encoder.model.stages_{block.group(1)}.blocks.{block.group(2)}."
-                        f"{_block_part(block.group(3))}")
+            stage = re.fullmatch(r"stages\.(\d)\.(.+)", r)
+            if stage:
+                found = _downsample_or_block(f"{side}_encoder.model.stages_{stage.group(1)}", stage.group(2),
+                                             lambda k: f"blocks.{k}")
+                if found:
+                    return found
         head = re.fullmatch(r"(f_head|s_head)\.(.+)", rest)
         if head:
-            prefix, r = f"{side}_{_HEAD[head.group(1)]}.model", head.group(2)
-            down = re.fullmatch(r"downsample\.(norm|conv)\.(weight|bias)", r)
-            if down:
-                return f"{prefix}.downsample.{0 if down.group(1) == 'norm' else 1}.{down.group(2)}"
-            block = re.fullmatch(r"blocks\.0\.(.+)", r)
-            if block:
-                return f"{prefix}.conv.{_block_part(block.group(1))}"
+            found = _downsample_or_block(f"{side}_{_HEAD[head.group(1)]}.model", head.group(2),
+                                         lambda k: "conv" if k == "0" else None)
+            if found:
+                return found
         agg = re.fullmatch(r"aggregator\.(.+)", rest)
         if agg:
             prefix, r = f"{side}_global_feats_decoder", agg.group(1)

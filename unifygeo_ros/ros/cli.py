@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import CommandError, add_json_flag, emit, weights_or_shipped
+from ..cli import CommandError, add_json_flag, comma_list, emit, weights_or_shipped
 
 MODES = ("panorama", "panorama+gnss", "pinhole")
 
@@ -14,7 +14,7 @@ def register(sub, bench_sub) -> None:
         "node", help="latency of localize_node under a steady camera: image stamp to published pose, and the "
                      "node's own work per frame, per camera mode (needs rclpy)")
     b.add_argument("--db", help="database (default: a 300 m synthetic city built with the shipped model)")
-    b.add_argument("--weights", help="checkpoint for the default database (default: the shipped model)")
+    b.add_argument("--weights", help="checkpoint for the default database, or a shipped model: small (the default) or small-fov")
     b.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     b.add_argument("--rate-hz", type=float, default=10.0, help="camera rate (default 10)")
     b.add_argument("--seconds", type=float, default=20.0, help="camera time per mode (default 20)")
@@ -29,9 +29,8 @@ def bench_node_command(args: argparse.Namespace) -> int:
     from ..log import setup_logging
 
     setup_logging()
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    bad = sorted(set(modes) - set(MODES))
-    if bad or not modes:
+    modes = comma_list(args.modes, "--modes", allowed=MODES)
+    if not modes:
         raise CommandError(f"--modes: expected some of {', '.join(MODES)}, got {args.modes!r}")
     if not args.rate_hz > 0 or not args.seconds > 0 or args.width < 256 or args.width % 2:
         raise CommandError("--rate-hz and --seconds: expected > 0; --width: an even number >= 256")

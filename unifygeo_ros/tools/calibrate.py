@@ -5,10 +5,10 @@ the calibration table (JSON data, ``unifygeo_ros/weights/calibration.json``) wit
 ``--write``; a part not run keeps what the entry holds.
 
 * ``covariance``: for each seed (``--seeds``, default 101-104; never a training seed, never
-  the demo's) build the city's database, render ``views`` street views per mode at random
-  street positions and headings, localize them with an *unscaled* covariance and the raw
-  confidence, and fit on the panorama records, and again on the pinhole records (stored
-  under ``"pinhole"``): ``c_pos`` and ``c_yaw`` on the estimates in the right mode (within
+  the demo's) build the city's database, render ``views`` street views per mode (the demo's,
+  :data:`.synthetic.DEMO_MODES`) at random street positions and headings, localize them with
+  an *unscaled* covariance and the raw confidence, and fit on the panorama records, and again
+  on the pinhole records, single views and rigs (stored under ``"pinhole"``): ``c_pos`` and ``c_yaw`` on the estimates in the right mode (within
   ``MODE_RADIUS_M`` of the truth), and the confidence map (the chance of the right mode) on
   all of them (:mod:`unifygeo_ros.inference.calibration`).
 * ``abstention``: on other cities (``--abstention-seeds``, default 3101-3104) genuine
@@ -104,7 +104,7 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
 def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tuple[dict, dict]:
     """Covariance factors and confidence maps per camera kind (see the module docstring)."""
     from ..localizer.localizer import Localizer
-    from .synthetic import MODES, make_area, run_mode, sample_truths
+    from .synthetic import DEMO_MODES, camera_kind, make_area, run_mode, sample_truths
 
     records = []
     for i, seed in enumerate(seeds):
@@ -113,7 +113,7 @@ def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tu
                          progress=progress)
         loc = Localizer.open(area.db, calibration=Calibration(1.0, 1.0, "explicit"))
         xy, yaw = sample_truths(area.city, views, seed + 1000)
-        for mode in MODES:
+        for mode in DEMO_MODES:
             for r in run_mode(loc, area.city, xy, yaw, mode, progress):
                 r.update(seed=seed, style=style)
                 records.append(r)
@@ -124,7 +124,7 @@ def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tu
         raise ValueError("no view was localized; nothing to calibrate on")
     fits, maps = {}, {}
     for camera in ("panorama", "pinhole"):
-        rs = [r for r in ok if MODES[r["mode"]][0] == camera]
+        rs = [r for r in ok if camera_kind(r["mode"]) == camera]
         if not rs:
             continue
         right = [r for r in rs if r["in_mode"]]
@@ -152,11 +152,11 @@ def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tu
     if "panorama" not in fits:
         raise ValueError("no panorama view was localized; nothing to calibrate on")
     per_mode = {}
-    for mode in MODES:
+    for mode in DEMO_MODES:
         rs = [r for r in ok if r["mode"] == mode]
         if not rs:
             continue
-        f = fits.get(MODES[mode][0], fits["panorama"])
+        f = fits.get(camera_kind(mode), fits["panorama"])
         right = [r for r in rs if r["in_mode"]]
         d2 = np.array([r["d2"] for r in rs]) / f["c_pos"] ** 2
         row = {"views": len(rs), "right_mode_share": len(right) / len(rs),
@@ -174,7 +174,7 @@ def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tu
     fit = fits["panorama"]
     entry = {"c_pos": fit["c_pos"], "c_yaw": fit["c_yaw"],
              "measured_on": {"seeds": list(seeds), "styles": [styles[i % len(styles)] for i in range(len(seeds))],
-                             "size_m": size_m, "views_per_city_and_mode": views, "modes": list(MODES),
+                             "size_m": size_m, "views_per_city_and_mode": views, "modes": list(DEMO_MODES),
                              "records": len(ok), "failed": len(records) - len(ok),
                              "right_mode_views": fit["right_mode_views"], "fitted_on": fit["fitted_on"]},
              "coverage_unscaled": fit["coverage_unscaled"], "yaw_coverage_unscaled": fit.get("yaw_coverage_unscaled"),

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import CommandError, add_json_flag, emit, weights_or_shipped
+from ..cli import CommandError, add_json_flag, comma_list, emit, weights_or_shipped
 from ..options import add_cli_options
 
 
 def register(sub, bench_sub) -> None:
     c = sub.add_parser("calibrate", help="fit the covariance scale factors, the confidence map and the abstention "
                                          "thresholds on held-out synthetic cities")
-    c.add_argument("--weights", help="model checkpoint (default: the shipped small model)")
+    c.add_argument("--weights", help="model checkpoint, or a shipped model: small (panorama cameras, the default) or small-fov "
+                        "(pinhole cameras and rigs)")
     c.add_argument("--part", default="all", choices=("all", "covariance", "abstention", "tracking"),
                    help="what to fit: covariance (scale factors and confidence map), abstention (thresholds), all "
                         "(default: both), or tracking (the tracking filter's covariance factors, on drives through "
@@ -42,7 +43,8 @@ def register(sub, bench_sub) -> None:
 
     b = bench_sub.add_parser("abstention", help="garbage frames published and genuine panoramas refused, on fresh "
                                                 "held-out cities; coverage and sigma of the published poses")
-    b.add_argument("--weights", help="model checkpoint (default: the shipped small model)")
+    b.add_argument("--weights", help="model checkpoint, or a shipped model: small (panorama cameras, the default) or small-fov "
+                        "(pinhole cameras and rigs)")
     b.add_argument("--seeds", default="4101,4102", help="city seeds, at least two (never training, demo or "
                                                          "calibration seeds; default 4101,4102)")
     b.add_argument("--size-m", type=float, default=400.0, help="city side in metres (default 400)")
@@ -58,7 +60,7 @@ def register(sub, bench_sub) -> None:
 
     b = bench_sub.add_parser("localize", help="per-stage localization latency for every available backend")
     b.add_argument("--db", help="database (default: a 300 m synthetic city built with the shipped model)")
-    b.add_argument("--weights", help="checkpoint for the default database (default: the shipped model)")
+    b.add_argument("--weights", help="checkpoint for the default database, or a shipped model: small (the default) or small-fov")
     b.add_argument("--backends", default="available", help="comma-separated names, or 'available'")
     b.add_argument("--repeats", type=int, default=20, help="timed frames per backend (default 20)")
     b.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
@@ -91,10 +93,7 @@ def register(sub, bench_sub) -> None:
 
 
 def _seed_list(text: str, option: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise CommandError(f"{option}: expected comma-separated integers, got {text!r}") from None
+    seeds = comma_list(text, option, int, "integers")
     if not seeds:
         raise CommandError(f"{option}: expected at least one seed")
     return seeds
@@ -107,7 +106,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     setup_logging()
     seeds = _seed_list(args.seeds, "--seeds")
     abstention_seeds = _seed_list(args.abstention_seeds, "--abstention-seeds")
-    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    styles = comma_list(args.styles, "--styles")
     if not styles:
         raise CommandError("--styles: expected at least one style")
     if args.views < 1 or not args.size_m >= 100.0:
@@ -166,34 +165,26 @@ def bench_model_command(args: argparse.Namespace) -> int:
         get_config(args.config)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    unknown = set(backends) - {"torch", "onnxruntime"}
-    if unknown:
-        raise CommandError(f"unknown backend(s) {sorted(unknown)}; expected torch and/or onnxruntime")
+    backends = tuple(comma_list(args.backends, "--backends", allowed=("torch", "onnxruntime")))
     report = bench_model(args.config, args.repeats, args.warmup, args.threads, backends)
     emit(report, args.json, format_report)
     return 0
 
 
-def _ints(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(float(v)) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise CommandError(f"expected comma-separated integers, got {text!r}") from None
+def _ints(text: str | None, option: str) -> list[int] | None:
+    return None if text is None else comma_list(text, option, lambda v: int(float(v)), "integers")
 
 
 def bench_retrieval_command(args: argparse.Namespace) -> int:
     from ..tools.bench_retrieval import bench_retrieval, format_retrieval
 
-    sizes = _ints(args.tiles)
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    sizes = _ints(args.tiles, "--tiles")
+    kinds = comma_list(args.kinds, "--kinds")
     bad = set(kinds) - {"flat", "pqfs", "ivf", "hnsw"}
     if bad or not sizes or min(sizes) < 1000:
         raise CommandError(f"--kinds: expected flat, pqfs, ivf, hnsw (got {sorted(bad)}); --tiles: sizes >= 1000")
     report = bench_retrieval(sizes, kinds, dim=args.dim, queries=args.queries, threads=args.threads,
-                             hnsw_m=args.hnsw_m, ef_search=_ints(args.ef_search), nprobe=_ints(args.nprobe),
-                             k_factor=_ints(args.k_factor))
+                             hnsw_m=args.hnsw_m, ef_search=_ints(args.ef_search, "--ef-search"), nprobe=_ints(args.nprobe, "--nprobe"),
+                             k_factor=_ints(args.k_factor, "--k-factor"))
     emit(report, args.json, format_retrieval)
     return 0

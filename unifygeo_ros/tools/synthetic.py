@@ -8,8 +8,12 @@ street-level views are rendered at known positions and headings:
 * ``panorama``: 512 x 256 equirectangular panoramas (the training data's size before
   resizing), the heading known or unknown;
 * ``pinhole``: 90-degree pinhole views (320 x 240), the heading known or unknown;
-* camera rigs (:data:`RIG_MODES`, not part of the demo): 90-degree pinhole views (320 x 240)
-  at the yaws of :data:`RIGS` relative to the forward direction, localized as one frame.
+* camera rigs (:data:`RIG_MODES`): 90-degree pinhole views (320 x 240) at the yaws of
+  :data:`RIGS` relative to the forward direction, localized as one frame.
+
+The demo and the covariance calibration use :data:`DEMO_MODES`: the five of :data:`MODES`, a
+pinhole view with a degraded-GNSS prior and the rigs of four and of two cameras with a known
+heading.
 
 The truth's *positive tile* is the database tile whose centre is nearest (the camera lies
 in its central cell), as VIGOR defines it.
@@ -60,6 +64,20 @@ RIGS = {
 #: the rig modes of run_mode (as MODES): the camera is ``rig:<name of RIGS>``
 RIG_MODES = {f"{name}, {heading} heading": (f"rig:{name}", heading == "known", False)
              for name in RIGS for heading in ("known", "unknown")}
+#: the demo's and the covariance calibration's modes: every camera kind the node takes
+DEMO_MODES = {
+    **MODES,
+    "pinhole 90 deg, known heading, GNSS prior": ("pinhole", True, True),
+    "rig of four, known heading": RIG_MODES["rig of four, known heading"],
+    "front + back, known heading": RIG_MODES["front + back, known heading"],
+}
+ALL_MODES = {**DEMO_MODES, **RIG_MODES}
+
+
+def camera_kind(mode: str) -> str:
+    """The calibration's camera kind of a mode: ``panorama`` or ``pinhole`` (rigs of pinhole
+    cameras included, as :attr:`unifygeo_ros.types.Rig.model` says)."""
+    return "panorama" if ALL_MODES[mode][0] == "panorama" else "pinhole"
 
 
 @dataclass
@@ -123,23 +141,26 @@ def positive_tile(db, xy) -> int:
 
 
 def run_mode(loc, city, xy: np.ndarray, yaw: np.ndarray, mode: str, progress: bool = True,
-             transform=None) -> list[dict]:
-    """Localize one rendered view per truth in ``mode`` (a key of :data:`MODES` or
-    :data:`RIG_MODES`); one record each.
-    ``transform``: applied to each rendered image first (e.g. a mild blur)."""
+             transform=None, prior_noise_m: float = PRIOR_NOISE_M, prior_radius_m: float = PRIOR_RADIUS_M,
+             ) -> list[dict]:
+    """Localize one rendered view per truth in ``mode`` (a key of :data:`ALL_MODES`); one
+    record each.
+    ``transform``: applied to each rendered image first (e.g. a mild blur). A mode with a
+    position prior centres it on the truth plus Gaussian noise of ``prior_noise_m`` per axis,
+    with radius ``prior_radius_m`` (default: the degraded GNSS fix)."""
     from unifygeo_ros.progress import tqdm
 
     from ..inference.calibration import MODE_RADIUS_M, mahalanobis2
 
-    camera_model, known, with_prior = {**MODES, **RIG_MODES}[mode]
-    noise = np.random.default_rng(len(xy)).normal(0.0, PRIOR_NOISE_M, size=(len(xy), 2))
+    camera_model, known, with_prior = ALL_MODES[mode]
+    noise = np.random.default_rng(len(xy)).normal(0.0, 1.0, size=(len(xy), 2)) * prior_noise_m
     records = []
     for i in tqdm(range(len(xy)), desc=mode, unit="view", disable=not progress, file=sys.stderr):
         img, cam = render_view(city, xy[i], float(yaw[i]), camera_model)
         if transform is not None:
             img = [transform(im) for im in img] if isinstance(img, list) else transform(img)
         rec = {"mode": mode, "truth_xy": [float(xy[i, 0]), float(xy[i, 1])], "truth_yaw": float(yaw[i])}
-        prior = (PositionPrior(float(xy[i, 0] + noise[i, 0]), float(xy[i, 1] + noise[i, 1]), PRIOR_RADIUS_M)
+        prior = (PositionPrior(float(xy[i, 0] + noise[i, 0]), float(xy[i, 1] + noise[i, 1]), prior_radius_m)
                  if with_prior else None)
         try:
             res = loc.localize(img, camera=cam, heading=float(yaw[i]) if known else None, prior=prior)

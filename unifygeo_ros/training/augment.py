@@ -15,6 +15,13 @@ augmentations keep the pair consistent and update both:
   of pixels; yaw changes by the matching angle.
 * **field of view** (limited-FoV training): only a random 70-180 deg wedge around the
   camera's forward direction is kept; ``column_mask`` says which columns.
+* **pinhole view** and **camera rig** (the limited-FoV stage): the panorama becomes what the
+  localizer makes of a pinhole image (:func:`unifygeo_ros.inference.fov.place_camera`), or of a
+  rig of them (:func:`unifygeo_ros.inference.rig.compose_rig`): only the pixels inside the
+  cameras' frusta keep their colour, the others are black, and ``column_mask`` marks the columns
+  that hold any of them. The camera has a random horizontal field of view (60-120 deg), aspect
+  ratio (4:3, 16:10, 16:9) and a small pitch; a rig is front + back, front + sides, or four
+  cameras a quarter turn apart, all with the same field of view.
 
 Photometric augmentations act on each image alone: colour jitter, grid dropout and
 coarse dropout. Images are float CHW tensors in [0, 1]; normalisation comes after.
@@ -22,6 +29,7 @@ coarse dropout. Images are float CHW tensors in [0, 1]; normalisation comes afte
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -38,6 +46,12 @@ class AugmentConfig:
     unknown_heading: float = 0.0      # probability of a random panorama heading
     fov: float = 0.0                  # probability of a limited field of view
     fov_range_deg: tuple[float, float] = (70.0, 180.0)
+    pinhole: float = 0.0              # probability of a single pinhole view
+    rig: float = 0.0                  # probability of a rig of pinhole views (after pinhole's draw)
+    pinhole_fov_range_deg: tuple[float, float] = (60.0, 120.0)
+    pinhole_aspects: tuple[float, ...] = (4 / 3, 16 / 10, 16 / 9)   # width / height
+    pinhole_pitch_deg: float = 5.0    # the camera's pitch is uniform in +- this
+    rigs: tuple[tuple[float, ...], ...] = ((0.0, 180.0), (0.0, 90.0, -90.0), (0.0, 90.0, -90.0, 180.0))
     color_jitter: float = 0.2         # brightness/contrast/saturation amplitude (hue: a quarter)
     grid_dropout: float = 0.2         # probability, per image
     coarse_dropout: float = 0.3       # probability, per image
@@ -55,6 +69,46 @@ def fov_column_mask(width: int, fov_deg: float) -> torch.Tensor:
     """(width,) panorama column mask of a ``fov_deg`` wedge centred on the forward direction."""
     rel = (torch.arange(width) + 0.5) / width * 360.0 - 180.0   # bearing from forward
     return (rel.abs() <= fov_deg / 2).float()
+
+
+@functools.lru_cache(maxsize=4096)
+def camera_view_mask(pano_hw: tuple[int, int], hfov_deg: float, aspect: float, pitch_deg: float = 0.0,
+                     yaws_deg: tuple[float, ...] = (0.0,)) -> np.ndarray:
+    """``(H, W)`` bool: the panorama pixels seen by idealised pinhole cameras of horizontal field
+    of view ``hfov_deg`` and ``aspect`` (width / height), pitched up by ``pitch_deg``, at
+    ``yaws_deg`` (counter-clockwise) from the panorama's forward direction (its centre column):
+    the coverage :func:`unifygeo_ros.inference.fov.place_camera` gives a pinhole image."""
+    from ..inference.camera import level_to_camera, panorama_directions, project
+    from ..inference.rig import axis_bearing_deg
+    from ..types import Intrinsics
+
+    width = 640
+    height = max(2, int(round(width / aspect)))
+    intr = Intrinsics.ideal(width, height, hfov_deg)
+    rot = level_to_camera(pitch_deg, 0.0)
+    seen_any = np.zeros(pano_hw, dtype=bool)
+    for yaw in yaws_deg:
+        dirs, _ = panorama_directions(pano_hw, axis_bearing_deg(float(yaw)))
+        u, v, seen = project(np.einsum("ij,jhw->ihw", rot, dirs), intr)
+        seen_any |= seen & (u >= -0.5) & (u <= width - 0.5) & (v >= -0.5) & (v <= height - 0.5)
+    seen_any.setflags(write=False)
+    return seen_any
+
+
+def draw_camera_view(cfg: AugmentConfig, rng: np.random.Generator) -> dict | None:
+    """The cameras of a pinhole view or rig drawn for one sample (``None``: the whole
+    panorama, or the column wedge of ``fov``): ``hfov_deg``, ``aspect``, ``pitch_deg``,
+    ``yaws_deg``."""
+    if cfg.pinhole + cfg.rig <= 0:      # no draw: the random stream of other recipes is unchanged
+        return None
+    u = rng.random()
+    if u >= cfg.pinhole + cfg.rig:
+        return None
+    yaws = (0.0,) if u < cfg.pinhole else cfg.rigs[int(rng.integers(0, len(cfg.rigs)))]
+    return {"hfov_deg": float(round(rng.uniform(*cfg.pinhole_fov_range_deg))),
+            "aspect": float(cfg.pinhole_aspects[int(rng.integers(0, len(cfg.pinhole_aspects)))]),
+            "pitch_deg": float(round(rng.uniform(-cfg.pinhole_pitch_deg, cfg.pinhole_pitch_deg))),
+            "yaws_deg": tuple(yaws)}
 
 
 def _rgb_to_gray(img: torch.Tensor) -> torch.Tensor:
@@ -136,7 +190,8 @@ class PairAugment:
             ground = roll_panorama(ground, pixels)
             yaw = yaw - pixels * 360.0 / width                          # clockwise turn lowers ENU yaw
         mask = torch.ones(width)
-        if rng.random() < cfg.fov:
+        view = draw_camera_view(cfg, rng)
+        if view is None and rng.random() < cfg.fov:
             mask = fov_column_mask(width, rng.uniform(*cfg.fov_range_deg))
         ground = color_jitter(ground, cfg.color_jitter, rng)
         aerial = color_jitter(aerial, cfg.color_jitter, rng)
@@ -148,6 +203,10 @@ class PairAugment:
             ground = coarse_dropout(ground, rng)
         if rng.random() < cfg.coarse_dropout:
             aerial = coarse_dropout(aerial, rng)
+        if view is not None:     # after the photometric changes: unseen pixels are exactly black
+            seen = torch.from_numpy(camera_view_mask(tuple(ground.shape[-2:]), **view).copy())
+            ground = ground * seen.to(ground.dtype)
+            mask = seen.any(dim=0).float()
         out = dict(sample)
         out.update(ground=ground.contiguous(), aerial=aerial.contiguous(),
                    pixel=torch.tensor([row, col], dtype=torch.float32),

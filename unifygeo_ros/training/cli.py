@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli import CommandError, add_json_flag, emit
+from ..cli import CommandError, add_json_flag, comma_list, emit
 
 
 def register(sub, bench_sub) -> None:
@@ -15,15 +15,18 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--protocol", default="same_area", choices=["same_area", "cross_area"],
                    help="same_area: *_balanced_train lists; cross_area: pano_label_balanced of the train cities")
     p.add_argument("--cities", help="comma-separated cities (default: the protocol's train cities or all)")
-    p.add_argument("--stage", default="full", choices=["full", "retrieval"],
+    p.add_argument("--stage", default="full", choices=["full", "retrieval", "fov"],
                    help="full: the published recipe; retrieval: retrain the global descriptors (S-heads, "
                         "aggregators with a layout term) on the frozen encoders of --init (see "
-                        "training/retrieval_stage.py)")
+                        "training/retrieval_stage.py); fov: continue the full recipe from --init on pinhole "
+                        "views and camera rigs mixed with panoramas (the limited-field-of-view stage, see "
+                        "docs/training.md)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="default 40 (paper, vigor), 20 (small, and the retrieval stage)")
+                   help="default 40 (paper, vigor), 20 (small, and the retrieval stage), 2 (the fov stage)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="default 64 (paper, vigor), 32 (small), 256 (retrieval stage)")
-    p.add_argument("--lr", type=float, default=None, help="default 4.5e-4 (full), 1e-3 (retrieval)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="default 4.5e-4 (full), 1e-3 (retrieval), 1.5e-4 (fov)")
     p.add_argument("--layout-channels", type=int, default=None,
                    help="retrieval stage: channels of the descriptors' layout term (default: the model's, else 32)")
     p.add_argument("--reinit-descriptors", action="store_true",
@@ -33,16 +36,28 @@ def register(sub, bench_sub) -> None:
                    help="retrieval stage: channel dropout on the cached encoder maps")
     p.add_argument("--weight-decay", type=float, default=0.04,
                    help="AdamW weight decay on weight matrices and kernels (default 0.04)")
-    p.add_argument("--unknown-heading", type=float, default=0.0, metavar="P",
-                   help="probability of a random panorama heading (yaw target rolled with it)")
-    p.add_argument("--fov", type=float, default=0.0, metavar="P",
-                   help="probability of a limited field of view (random 70-180 deg crop)")
+    p.add_argument("--unknown-heading", type=float, default=None, metavar="P",
+                   help="probability of a random panorama heading (yaw target rolled with it); default 0, "
+                        "0.5 in the fov stage")
+    p.add_argument("--fov", type=float, default=None, metavar="P",
+                   help="probability of a limited field of view (random 70-180 deg wedge of columns); default 0, "
+                        "0.1 in the fov stage")
+    p.add_argument("--pinhole", type=float, default=None, metavar="P",
+                   help="probability of a pinhole view (random 60-120 deg horizontal field of view, 4:3 to 16:9, "
+                        "placed in the panorama as the localizer places a pinhole image); default 0, 0.35 in the "
+                        "fov stage")
+    p.add_argument("--rig", type=float, default=None, metavar="P",
+                   help="probability of a camera rig (front + back, front + sides, or four pinhole views a "
+                        "quarter turn apart); default 0, 0.25 in the fov stage")
+    p.add_argument("--pinhole-fov", default=None, metavar="MIN,MAX",
+                   help="horizontal field of view range of the pinhole views and rigs in degrees (default 60,120)")
     p.add_argument("--loss-weights", default=None, metavar="D,G,M,R,YAW",
                    help="weights of L_D, L_G, L_M, L_R, L_yaw (yaw: ours); default 1,100,10,1,0 (paper, vigor: "
                         "the paper's, and the model has no yaw head) or 1,100,10,1,1 (small); a YAW weight of 0 "
                         "builds the model without its yaw head")
-    p.add_argument("--heading-term", type=float, default=1.0,
-                   help="weight of the alignment cross-entropy inside L_yaw")
+    p.add_argument("--heading-term", type=float, default=None,
+                   help="weight of the alignment cross-entropy inside L_yaw (default 1; 3 in the fov stage, the "
+                        "shipped model's)")
     p.add_argument("--hard-fraction", type=float, default=0.5,
                    help="share of geographic hard-negative batches after the first epoch")
     p.add_argument("--imagenet", help="local ConvNeXt ImageNet weights for both encoders (the paper's "
@@ -83,8 +98,8 @@ def bench_train_command(args) -> int:
 
     try:
         result = bench_training(args.config, args.batch_size, args.steps, args.warmup,
-                                tuple(p.strip() for p in args.precisions.split(",") if p.strip()), args.device,
-                                memory_formats=tuple(f.strip() for f in args.memory_formats.split(",") if f.strip()))
+                                tuple(comma_list(args.precisions, "--precisions")), args.device,
+                                memory_formats=tuple(comma_list(args.memory_formats, "--memory-formats")))
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
 

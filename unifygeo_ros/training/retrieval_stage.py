@@ -336,6 +336,6 @@ def stage_config_from_args(args) -> RetrievalStageConfig:
         data=args.data, out=args.out, init=args.init, config=args.config, protocol=args.protocol,
         cities=tuple(args.cities.split(",")) if args.cities else None,
         **given_options(args, "epochs", "batch_size", "lr"), weight_decay=args.weight_decay,
-        hard_fraction=args.hard_fraction, fov=args.fov, feature_dropout=args.feature_dropout,
+        hard_fraction=args.hard_fraction, fov=args.fov if args.fov is not None else 0.0, feature_dropout=args.feature_dropout,
         layout_channels=args.layout_channels, reinit=args.reinit_descriptors, seed=args.seed, device=args.device,
         precision=args.precision, max_steps=args.max_steps, resume=args.resume)

@@ -454,9 +454,31 @@ RECIPES = {
 }
 
 
+#: The limited-field-of-view stage (``--stage fov``): the full recipe continued from ``--init``
+#: (a trained model) at a third of its learning rate, a short warm-up, on pinhole views (35 %),
+#: camera rigs (25 %) and panoramas (the rest, a tenth of them as a wedge of columns), half of
+#: them with a random heading, so that the panoramas keep what they learned.
+FOV_STAGE = {"epochs": 2, "lr": 1.5e-4, "warmup_epochs": 0.25, "unknown_heading": 0.5, "fov": 0.1,
+             "pinhole": 0.35, "rig": 0.25, "heading_term": 3.0}
+#: augmentation and loss defaults of the full stage (the options not given)
+FULL_STAGE = {"unknown_heading": 0.0, "fov": 0.0, "pinhole": 0.0, "rig": 0.0, "heading_term": 1.0}
+
+
 def recipe(config: str) -> dict:
     """The full stage's default epochs, batch size and loss weights of model ``config``."""
     return RECIPES[get_config(config).name]
+
+
+def _fov_range(text: str | None) -> tuple[float, float]:
+    if text is None:
+        return AugmentConfig.pinhole_fov_range_deg
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--pinhole-fov: expected MIN,MAX in degrees, got {text!r}") from None
+    if not 1.0 <= lo <= hi < 180.0:
+        raise ValueError(f"--pinhole-fov: expected 1 <= MIN <= MAX < 180 degrees, got {text!r}")
+    return lo, hi
 
 
 def config_from_args(args) -> TrainConfig:
@@ -466,21 +488,40 @@ def config_from_args(args) -> TrainConfig:
                         ("--layout-channels", getattr(args, "layout_channels", None) is not None)):
         if given:
             raise ValueError(f"{flag} applies to --stage retrieval only")
-    aug = AugmentConfig(unknown_heading=args.unknown_heading, fov=args.fov)
-    defaults = recipe(args.config)
+    fov_stage = getattr(args, "stage", "full") == "fov"
+    if fov_stage and not args.init:
+        raise ValueError("--stage fov continues a trained model: expected --init CHECKPOINT (e.g. the shipped "
+                         "unifygeo_ros/weights/small.pt)")
+    stage = FOV_STAGE if fov_stage else FULL_STAGE
+    prob = {k: getattr(args, k, None) if getattr(args, k, None) is not None else stage[k]
+            for k in ("unknown_heading", "fov", "pinhole", "rig", "heading_term")}
+    for k in ("unknown_heading", "fov", "pinhole", "rig"):
+        if not 0.0 <= prob[k] <= 1.0:
+            raise ValueError(f"--{k.replace('_', '-')}: expected a probability in [0, 1], got {prob[k]}")
+    if prob["pinhole"] + prob["rig"] > 1.0:
+        raise ValueError(f"--pinhole + --rig: expected at most 1 together, got {prob['pinhole'] + prob['rig']}")
+    aug = AugmentConfig(unknown_heading=prob["unknown_heading"], fov=prob["fov"], pinhole=prob["pinhole"],
+                        rig=prob["rig"], pinhole_fov_range_deg=_fov_range(getattr(args, "pinhole_fov", None)))
+    defaults = dict(recipe(args.config))
+    if fov_stage:
+        defaults.update(epochs=FOV_STAGE["epochs"])
     weights = args.loss_weights if args.loss_weights is not None else defaults["loss_weights"]
     try:
         wd, wg, wm, wr, wy = (float(v) for v in weights.split(","))
     except ValueError:
         raise ValueError(f"--loss-weights: expected five numbers D,G,M,R,YAW, got {weights!r}") from None
-    loss = LossConfig(weight_d=wd, weight_g=wg, weight_m=wm, weight_r=wr, weight_yaw=wy, heading_term=args.heading_term)
+    loss = LossConfig(weight_d=wd, weight_g=wg, weight_m=wm, weight_r=wr, weight_yaw=wy,
+                      heading_term=prob["heading_term"])
     cfg = TrainConfig(data=args.data, out=args.out, config=args.config,
                       epochs=args.epochs if args.epochs is not None else defaults["epochs"],
                       batch_size=args.batch_size if args.batch_size is not None else defaults["batch_size"],
-                      **given_options(args, "lr"), weight_decay=args.weight_decay,
+                      **({"lr": FOV_STAGE["lr"], "warmup_epochs": FOV_STAGE["warmup_epochs"]} if fov_stage else {}),
+                      weight_decay=args.weight_decay,
                       protocol=args.protocol, cities=tuple(args.cities.split(",")) if args.cities else None,
                       seed=args.seed, workers=args.workers, cache=args.cache, hard_fraction=args.hard_fraction,
                       augment=aug, loss=loss, imagenet=args.imagenet, init=args.init, device=args.device,
                       max_steps=args.max_steps, resume=args.resume, precision=args.precision,
                       **given_options(args, "memory_format"))
+    if args.lr is not None:
+        cfg.lr = args.lr
     return cfg
