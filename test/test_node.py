@@ -428,6 +428,16 @@ def camera_panorama(city, base_xy, yaw_deg):
     return render_panorama(city, cam, yaw_deg, PANO_W, PANO_H, camera_height_m=CAMERA_XYZ[2])
 
 
+def latest_values(diags, key: str) -> dict:
+    """The key-values of the newest received diagnostics status that carries ``key`` ({} before one)."""
+    for arr in reversed(diags):
+        for st in arr.status:
+            kv = {v.key: v.value for v in st.values}
+            if key in kv:
+                return kv
+    return {}
+
+
 def street_poses(city, n=3):
     """Deterministic street poses of the test city: (x, y, yaw_deg)."""
     rng = np.random.default_rng(123)
@@ -636,12 +646,8 @@ def test_node_localizes_and_survives_bad_frames(world, rclpy_mod, tmp_path, monk
         ]
 
         def failed_count():
-            for arr in reversed(diags):
-                for st in arr.status:
-                    kv = {v.key: v.value for v in st.values}
-                    if "frames_failed" in kv:
-                        return int(kv["frames_failed"]), kv
-            return -1, {}
+            kv = latest_values(diags, "frames_failed")
+            return (int(kv["frames_failed"]), kv) if kv else (-1, {})
 
         # Images go best-effort (the default QoS): one can be lost, e.g. right after discovery.
         # Each bad frame is sent again until the node's diagnostics count it.
@@ -1048,12 +1054,7 @@ def test_tracking_node_publishes_the_filtered_pose(world, rclpy_mod, tmp_path, m
             assert err < BEST_ERROR_BOUND_M and np.linalg.eigvalsh(cov[np.ix_([0, 1, 5], [0, 1, 5])]).min() > 0
 
             def state():
-                for arr in reversed(diags):
-                    for s in arr.status:
-                        kv = {v.key: v.value for v in s.values}
-                        if "tracking_state" in kv:
-                            return kv["tracking_state"]
-                return None
+                return latest_values(diags, "tracking_state").get("tracking_state")
 
             assert spin_until(ex, lambda: state() == "tracking", 5), state()
     finally:
@@ -1111,12 +1112,7 @@ def test_node_takes_the_camera_info_of_a_pinhole_camera(world, rclpy_mod, tmp_pa
             assert "camera_info" in node_proc.wait_for("ready: backend", 1)
 
             def values():
-                for arr in reversed(diags):
-                    for st in arr.status:
-                        kv = {v.key: v.value for v in st.values}
-                        if "frames_failed" in kv:
-                            return kv
-                return {}
+                return latest_values(diags, "frames_failed")
 
             def count(key):
                 return int(values().get(key, 0))

@@ -19,6 +19,7 @@ from test_node import (  # noqa: E402
     ORIGIN,
     NodeProcess,
     _image_msg,
+    latest_values,
     ros_client,
     ros_env,
     spin_until,
@@ -91,12 +92,7 @@ def test_node_localizes_complete_rig_sets_only(small_world, rclpy_mod, tmp_path,
             assert spin_until(ex, lambda: all(p.get_subscription_count() > 0 for p in pubs + pub_infos), 30)
 
             def values():
-                for arr in reversed(diags):
-                    for st in arr.status:
-                        kv = {v.key: v.value for v in st.values}
-                        if "rig_sets" in kv:
-                            return kv
-                return {}
+                return latest_values(diags, "rig_sets")
 
             def count(key):
                 return int(values().get(key, 0))

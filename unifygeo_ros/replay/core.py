@@ -140,6 +140,13 @@ def _check_topic(topics: dict, name: str | None, types: tuple[str, ...], flag: s
         raise ReplayError(f"{flag} {name} is {topics[name]}; expected {' or '.join(types)}")
 
 
+def _first_message(reader, topic: str):
+    """The first message of ``topic`` in the bag, deserialized (``None`` when it has none)."""
+    for con, _, raw in reader.messages(connections=[c for c in reader.connections if c.topic == topic]):
+        return reader.deserialize(raw, con.msgtype)
+    return None
+
+
 def open_bag(path: Path, ts):
     from rosbags.highlevel import AnyReader
 
@@ -221,11 +228,10 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
         image_cons = [c for c in reader.connections if c.topic in image_topics]
         first_frames = {}
         for t in image_topics:
-            for con, _, raw in reader.messages(connections=[c for c in image_cons if c.topic == t]):
-                first_frames[t] = reader.deserialize(raw, con.msgtype).header.frame_id.lstrip("/")
-                break
-            if t not in first_frames:
+            first = _first_message(reader, t)
+            if first is None:
                 raise ReplayError(f"{t}: no messages in the bag")
+            first_frames[t] = first.header.frame_id.lstrip("/")
         first_frame = first_frames[image_topics[0]]
         track = np.array(sorted(track), dtype=np.float64).reshape(-1, 4)
 
@@ -275,9 +281,9 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
         # camera_info_topic: the images use the latest CameraInfo of their frame, the first one from the start
         info_cons = [c for c in reader.connections if c.topic == cfg.camera_info_topic] if cfg.camera_info_topic \
             else []
-        for con, t, raw in (reader.messages(connections=info_cons) if info_cons else ()):
-            processor.update_camera_info(reader.deserialize(raw, con.msgtype))
-            break
+        first_info = _first_message(reader, cfg.camera_info_topic) if info_cons else None
+        if first_info is not None:
+            processor.update_camera_info(first_info)
         # a camera rig: /tf_static and each camera's first CameraInfo from the start, as a running node has them
         rig_infos = {t: i for i, t in enumerate(cfg.rig_camera_info_topics)}
         rig_index = {t: i for i, t in enumerate(rig_topics)}
@@ -287,9 +293,9 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                 processor.rig.update_tf(msg)
             info_cons = [c for c in reader.connections if c.topic in rig_infos]
             for t, i in rig_infos.items():
-                for con, _, raw in reader.messages(connections=[c for c in info_cons if c.topic == t]):
-                    processor.rig.update_camera_info(i, reader.deserialize(raw, con.msgtype))
-                    break
+                first_info = _first_message(reader, t)
+                if first_info is not None:
+                    processor.rig.update_camera_info(i, first_info)
         tracker = PriorTracker(cfg, processor.adapter, processor.extrinsic)
         tracking = None
         if opts.track:

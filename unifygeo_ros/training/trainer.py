@@ -505,6 +505,8 @@ def config_from_args(args) -> TrainConfig:
     defaults = dict(recipe(args.config))
     if fov_stage:
         defaults.update(epochs=FOV_STAGE["epochs"])
+    schedule = {"lr": FOV_STAGE["lr"], "warmup_epochs": FOV_STAGE["warmup_epochs"]} if fov_stage else {}
+    schedule.update(given_options(args, "lr"))
     weights = args.loss_weights if args.loss_weights is not None else defaults["loss_weights"]
     try:
         wd, wg, wm, wr, wy = (float(v) for v in weights.split(","))
@@ -515,13 +517,10 @@ def config_from_args(args) -> TrainConfig:
     cfg = TrainConfig(data=args.data, out=args.out, config=args.config,
                       epochs=args.epochs if args.epochs is not None else defaults["epochs"],
                       batch_size=args.batch_size if args.batch_size is not None else defaults["batch_size"],
-                      **({"lr": FOV_STAGE["lr"], "warmup_epochs": FOV_STAGE["warmup_epochs"]} if fov_stage else {}),
-                      weight_decay=args.weight_decay,
+                      **schedule, weight_decay=args.weight_decay,
                       protocol=args.protocol, cities=tuple(args.cities.split(",")) if args.cities else None,
                       seed=args.seed, workers=args.workers, cache=args.cache, hard_fraction=args.hard_fraction,
                       augment=aug, loss=loss, imagenet=args.imagenet, init=args.init, device=args.device,
                       max_steps=args.max_steps, resume=args.resume, precision=args.precision,
                       **given_options(args, "memory_format"))
-    if args.lr is not None:
-        cfg.lr = args.lr
     return cfg
