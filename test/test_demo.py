@@ -177,9 +177,63 @@ def test_calibrate_fits_and_writes_a_table_entry(weights, tmp_path):
             calibrate(str(weights), [seed], ["default"], 200.0, 4, str(tmp_path / "x"), progress=False)
 
 
+def _records(model_hash: str, seed: int = 101) -> list[dict]:
+    """Hand-made view records: per mode (views, views in the right mode, the right-mode errors'
+    standard deviation under a unit covariance) as the table below says."""
+    rng = np.random.default_rng(7)
+    plan = {"panorama, known heading": (200, 180, 1.5), "panorama, unknown heading": (200, 100, 0.5),
+            "pinhole 90 deg, known heading": (100, 50, 2.0), "pinhole 90 deg, unknown heading": (200, 5, 1.0)}
+    records = []
+    for mode, (n, right, sd) in plan.items():
+        for i in range(n):
+            in_mode = i < right
+            err = rng.normal(0.0, sd, 2) if in_mode else rng.normal(0.0, 100.0, 2)
+            raw = float(np.clip(rng.beta(4, 2) if in_mode else rng.beta(2, 4), 1e-3, 1 - 1e-3))
+            records.append({"mode": mode, "seed": seed, "style": "default", "model_hash": model_hash,
+                            "err_xy": err.tolist(), "cov_xy": np.eye(2).tolist(), "d2": float(err @ err),
+                            "error_m": float(np.hypot(*err)), "sigma_m": 1.0, "in_mode": in_mode,
+                            "yaw_error_deg": float(abs(rng.normal(0.0, 2.0 * sd))), "sigma_yaw_deg": 1.0,
+                            "confidence_raw": raw, "consensus_support": float(rng.uniform(0.1, 1.0))})
+    return records
+
+
+def test_calibrate_fits_each_calibration_case_from_records(weights, tmp_path):
+    from unifygeo_ros.model.unifygeo import load_checkpoint
+    from unifygeo_ros.tools.calibrate import calibrate
+
+    model_hash = load_checkpoint(str(weights))[0].state_hash()
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(_records(model_hash)))
+    report = calibrate(str(weights), [], ["default"], 400.0, 60, str(tmp_path / "cal"), progress=False,
+                       records_from=[path])
+    cases, pin = report["cases"], report["pinhole"]["cases"]
+    assert set(cases) == {"known heading", "unknown heading"} and set(pin) == {"known heading", "unknown heading"}
+    assert cases["known heading"]["c_pos"] == pytest.approx(1.5, rel=0.15)
+    assert cases["unknown heading"]["c_pos"] == pytest.approx(0.5, rel=0.15)
+    assert pin["known heading"]["c_pos"] == pytest.approx(2.0, rel=0.2)
+    # 5 views in the right mode: no factors of its own, and the confidence is their share
+    assert "c_pos" not in pin["unknown heading"] and pin["unknown heading"]["right_mode_views"] == 5
+    assert pin["unknown heading"]["confidence"]["right_mode_share"] == pytest.approx(5 / 200)
+    assert cases["known heading"]["confidence"]["weights"][0] > 0         # fitted: a higher raw confidence, likelier
+    per = report["per_mode_after_scaling"]
+    for mode in ("panorama, known heading", "panorama, unknown heading"):
+        assert per[mode]["in_95_ellipse_right_mode"] == pytest.approx(0.95, abs=0.03)
+    assert per["pinhole 90 deg, unknown heading"]["calibration_case"] == "unknown heading"
+    assert report["measured_on"]["seeds"] == [101] and report["measured_on"]["views_per_city_and_mode"] == 200
+    path.write_text(json.dumps(_records("e" * 64)))
+    with pytest.raises(ValueError, match="views localized by model eeeeeeeeeeee"):
+        calibrate(str(weights), [], ["default"], 400.0, 60, str(tmp_path / "cal"), progress=False, records_from=[path])
+    path.write_text(json.dumps(_records(model_hash, seed=2026)))
+    with pytest.raises(ValueError, match="training or demo seeds"):
+        calibrate(str(weights), [], ["default"], 400.0, 60, str(tmp_path / "cal"), progress=False, records_from=[path])
+
+
 def test_calibrate_command_bad_arguments(cli):
     for args, message in ((("--seeds", "101,x"), "--seeds: expected comma-separated integers"),
                           (("--seeds", "16"), "training or demo seeds"),
-                          (("--views", "0"), "--views: expected >= 1")):
+                          (("--views", "0"), "--views: expected >= 1"),
+                          (("--records", "r.json", "--part", "tracking"), "--records: expected --part covariance"),
+                          (("--records", "/nonexistent/records.json", "--part", "covariance"),
+                           "expected the records.json of an earlier calibration run")):
         proc = cli("calibrate", *args, "--json", check=False)
         assert proc.returncode == 2 and message in json.loads(proc.stdout)["error"], proc.stdout

@@ -524,11 +524,63 @@ def test_rig_drive_bag(city_dir, tmp_path, capsys):
     for extra, expected_error in ((["--rig", "0,90"], "--rig: only with --camera rig"),
                                   (["--camera", "rig", "--rig", "0,left"], "expected the cameras' yaws"),
                                   (["--camera", "rig", "--rig", "0,360"], "rig_yaws_deg must be"),
-                                  (["--camera", "rig", "--rig", "0,180,-180"], "distinct directions"),
-                                  (["--camera", "rig", "--image", "jpeg"], "a rig's images are raw")):
+                                  (["--camera", "rig", "--rig", "0,180,-180"], "distinct directions")):
         code = cli_main(["sim", "drive", "--city", str(city_dir), "--duration-s", "2", "--out", str(tmp_path / "x"),
                          *extra, "--json"])
         assert code == 2 and expected_error in json.loads(capsys.readouterr().out)["error"], extra
+
+
+def test_rig_drive_bag_with_jpeg_images(city_dir, tmp_path, capsys):
+    """--camera rig --image jpeg: each camera's images are CompressedImage on image_transport's
+    /camera/<name>/image_raw/compressed, carrying the camera's optical frame, beside its raw
+    CameraInfo; drive.json suggests rig.compressed_image_topics, which the node accepts."""
+    import cv2
+
+    from unifygeo_ros.cli import main as cli_main
+    from unifygeo_ros.ros_core.config import NodeConfig
+    from unifygeo_ros.ros_core.images import decode_image
+    from unifygeo_ros.sim.drive import plan_drive
+    from unifygeo_ros.sim.render import render_pinhole
+    from unifygeo_ros.sim.world import City
+
+    bag = tmp_path / "rig_jpeg"
+    code = cli_main(["sim", "drive", "--city", str(city_dir), "--duration-s", "1", "--rate-hz", "2", "--out",
+                     str(bag), "--camera", "rig", "--rig", "0,90", "--fov", "100", "--image-size", "64x48",
+                     "--image", "jpeg", "--seed", "2", "--no-progress", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    topics = ["/camera/front/image_raw/compressed", "/camera/left/image_raw/compressed"]
+    infos = ["/camera/front/camera_info", "/camera/left/camera_info"]
+    assert result["image_topics"] == topics
+    types, msgs = read_bag(bag)
+    assert {t: types[t] for t in topics + infos} == {**{t: "sensor_msgs/msg/CompressedImage" for t in topics},
+                                                       **{t: "sensor_msgs/msg/CameraInfo" for t in infos}}
+    assert not any(t.endswith("/image_raw") for t in types)
+    for name, topic, info in zip(("front", "left"), topics, infos):
+        assert len(msgs[topic]) == len(msgs[info]) == 3
+        for (t, img), (t_info, cinfo) in zip(msgs[topic], msgs[info]):
+            assert t == stamp_ns(img) == t_info and "jpeg" in img.format
+            assert img.header.frame_id == cinfo.header.frame_id == f"camera_{name}_optical"
+            assert decode_image(img).shape == (48, 64, 3)
+    # the left camera's second image: the view 90 degrees left of the vehicle, through JPEG
+    cfg = DriveConfig(duration_s=1.0, rate_hz=2.0, camera="rig", rig_yaws_deg=(0.0, 90.0), hfov_deg=100.0,
+                      pinhole_size=(64, 48), image="jpeg", seed=2)
+    assert [c.image_topic for c in cfg.rig_cameras()] == topics
+    city = City.load(city_dir)
+    traj, _ = plan_drive(city, cfg)
+    t1, img1 = msgs[topics[1]][1]
+    p = {k: float(v) for k, v in traj.at((t1 - 1_700_000_000 * 10**9) / 1e9).items()}
+    cxy = (p["x"] + 0.4 * math.cos(p["yaw"]), p["y"] + 0.4 * math.sin(p["yaw"]))
+    expected = render_pinhole(city, cxy, math.degrees(p["yaw"]) + 90.0, 100.0, 64, 48, camera_height_m=2.2)
+    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(bytes(img1.data), np.uint8), cv2.IMREAD_COLOR),
+                           cv2.COLOR_BGR2RGB)
+    assert np.abs(decoded.astype(int) - expected.astype(int)).mean() < 6.0
+
+    params = json.loads((drive_metadata_dir(bag) / "drive.json").read_text())["camera"]["node_parameters"]
+    assert params["rig.compressed_image_topics"] == topics and "rig.image_topics" not in params
+    assert params["rig.camera_info_topics"] == infos
+    cfg_node = NodeConfig.from_params(params, require_database=False)
+    assert cfg_node.rig_compressed and cfg_node.rig_topics == tuple(topics)
 
 
 def test_kidnap_moves_the_truth_not_the_odometry(city_dir, tmp_path):

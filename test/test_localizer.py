@@ -138,10 +138,13 @@ def test_priors(loc, pano, db_path):
         loc.localize(pano, prior=PositionPrior(5000.0, 5000.0, 10.0))
     res = loc.localize(pano, prior=(HeadingPrior(30.0, 20.0), PositionPrior(100.0, 100.0, 60.0)))
     assert res.heading_mode == "prior"
+    assert res.diagnostics["calibration_case"] == "heading window, position prior"
     # The chosen alignment lies inside the window: 90 + k * 11.25 within 20 + 5.625 of yaw 30.
     k = res.diagnostics["alignment"]
     assert abs(angle_diff_deg(90.0 + k * 11.25, 30.0)) <= 20.0 + 5.625 + 1e-9
-    assert loc.localize(pano, heading=30.0).heading_mode == "known"
+    known = loc.localize(pano, heading=30.0)
+    assert known.heading_mode == "known" and known.diagnostics["calibration_case"] == "known heading"
+    assert loc.localize(pano).diagnostics["calibration_case"] == "unknown heading"
     with pytest.raises(LocalizationError, match="not both"):
         loc.localize(pano, heading=30.0, prior=HeadingPrior(30.0, 10.0))
 
@@ -311,6 +314,61 @@ def test_calibration_table_entries_with_and_without_a_pinhole_pair(monkeypatch, 
     b = lookup_calibration("b" * 64)
     assert b.scales("pinhole") == (3.0, 1.2)
     assert lookup_calibration("c" * 64).source == "none"
+
+
+def test_calibration_cases_take_their_own_factors_and_map_or_their_kinds(monkeypatch, tmp_path):
+    from unifygeo_ros.inference import calibration
+    from unifygeo_ros.inference.calibration import calibration_case, lookup_calibration
+
+    assert calibration_case("known", False) == "known heading"
+    assert calibration_case("prior", True) == "heading window, position prior"
+    assert calibration_case("unknown", True) == "unknown heading, position prior"
+    with pytest.raises(ValueError, match="expected one of known, prior, unknown"):
+        calibration_case("compass", False)
+    own_map = {"features": list(calibration.CONFIDENCE_FEATURES), "bias": -3.0, "weights": [0.0, 0.0]}
+    kind_map = {"features": list(calibration.CONFIDENCE_FEATURES), "bias": 1.0, "weights": [0.0, 0.0]}
+    table = tmp_path / "calibration.json"
+    entry = {"c_pos": 2.0, "c_yaw": 1.5, "confidence": kind_map,
+             "cases": {"known heading": {"c_pos": 1.2, "c_yaw": 0.4, "views": 9}},
+             "pinhole": {"c_pos": 9.0, "c_yaw": 1.1, "cases": {
+                 "unknown heading": {"c_pos": 4.0, "c_yaw": 7.0, "confidence": own_map},
+                 "known heading": {"confidence": own_map, "fitted_on": "the pinhole factors"}}}}
+    table.write_text(json.dumps({"format": calibration.CALIBRATION_FORMAT, "models": {"a" * 64: entry}}))
+    monkeypatch.setattr(calibration, "CALIBRATION_FILE", table)
+    a = lookup_calibration("a" * 64)
+    assert a.scales("panorama", "known heading") == (1.2, 0.4)
+    assert a.scales("panorama", "unknown heading") == (2.0, 1.5)          # no such case: the kind's
+    assert a.scales("pinhole", "unknown heading") == (4.0, 7.0)
+    assert a.scales("pinhole", "known heading") == (9.0, 1.1)             # a map of its own, the kind's factors
+    assert a.scales("pinhole", "heading window, position prior") == (9.0, 1.1)
+    assert a.confidence_map("pinhole", "known heading")["bias"] == -3.0
+    assert a.confidence_map("pinhole", "heading window") == a.confidence_map("panorama", "known heading") == {
+        "bias": 1.0, "weights": [0.0, 0.0]}                              # the panorama's map
+    for bad, message in (({"c_pos": 0.0, "c_yaw": 1.0}, "positive finite c_pos and c_yaw"),
+                         ({"c_pos": 1.0}, "positive finite c_pos and c_yaw"),
+                         ({"confidence": {"bias": 1.0}}, "expected features"),
+                         ([1, 2], "expected an object")):
+        entry["pinhole"]["cases"]["unknown heading"] = bad
+        table.write_text(json.dumps({"format": calibration.CALIBRATION_FORMAT, "models": {"a" * 64: entry}}))
+        with pytest.raises(ValueError, match=message) as err:
+            lookup_calibration("a" * 64)
+        assert "pinhole case 'unknown heading'" in str(err.value)
+
+
+def test_the_localizer_applies_its_frames_calibration_case(db_path, pano):
+    one = Calibration(1.0, 1.0, "explicit")
+    never = {"bias": -20.0, "weights": [0.0, 0.0]}
+    cases = Calibration(1.0, 1.0, "explicit", cases={("panorama", "known heading"): {"c_pos": 3.0, "c_yaw": 2.0},
+                                                     ("panorama", "unknown heading"): {"confidence": never}})
+    raw = Localizer.open(db_path, backend="torch-cpu", calibration=one)
+    got = Localizer.open(db_path, backend="torch-cpu", calibration=cases)
+    r0, r1 = raw.localize(pano, heading=40.0), got.localize(pano, heading=40.0)
+    np.testing.assert_allclose(r1.covariance[:2, :2], 9.0 * r0.covariance[:2, :2])
+    assert r1.confidence == pytest.approx(r0.confidence)
+    u0, u1 = raw.localize(pano), got.localize(pano)
+    np.testing.assert_allclose(u1.covariance, u0.covariance)
+    assert u1.confidence < 1e-8 < u0.confidence
+    assert u1.diagnostics["calibration_case"] == "unknown heading"
 
 
 class FakeBackend:

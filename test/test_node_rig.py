@@ -2,7 +2,9 @@
 a subprocess on the small synthetic database, fed four cameras' images and CameraInfo by a test
 node. Sets wait for every camera's CameraInfo; an incomplete set publishes nothing; a complete
 set, its frames a few milliseconds apart, is localized as one frame and its pose stamped with
-the frames' mean stamp. Skips, saying why, where rclpy is absent."""
+the frames' mean stamp. A rig of CompressedImage topics (``rig.compressed_image_topics``) is
+localized the same way, and a set with a corrupt JPEG is refused with the reason. Skips, saying
+why, where rclpy is absent."""
 
 from __future__ import annotations
 
@@ -143,6 +145,104 @@ def test_node_localizes_complete_rig_sets_only(small_world, rclpy_mod, tmp_path,
             assert kv["rig_sets"] == "2" and kv["rig_frames_dropped"] == "1 1 1 0", kv
             assert kv["rig_frames_received"] == "3 3 3 2" and float(kv["rig_max_spread_ms"]) == pytest.approx(25.0)
             assert kv["rig_cameras"].count("deg from rig.yaws_deg") == 4, kv["rig_cameras"]
+            assert len(poses) == 1 and node_proc.proc.poll() is None
+    finally:
+        code = node_proc.stop()
+    assert code == 0, "\n".join(node_proc.lines[-30:])
+
+
+def test_node_localizes_a_compressed_rig_and_refuses_a_set_with_a_corrupt_jpeg(small_world, rclpy_mod, tmp_path,
+                                                                               monkeypatch):
+    """``rig.compressed_image_topics``: image_transport's ``.../image_raw/compressed`` topics, the
+    cameras the idealised ones of camera.hfov_deg (no CameraInfo). A set whose right camera sends
+    bytes that are no JPEG is refused (failure ``image``, naming the camera) and publishes
+    nothing; the node goes on and localizes the next, complete set of JPEG frames."""
+    import cv2
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CompressedImage
+
+    from unifygeo_ros.sim.render import render_pinhole
+
+    env = ros_env()
+    ns = "/crig"
+    topics = [f"{ns}/camera/{n}/image_raw/compressed" for n in NAMES]
+    params = {"_dir": str(tmp_path), "database": str(small_world["db"]), "min_confidence": 0.0,
+              "map_origin": {"mode": "latlon", "latitude": ORIGIN[0], "longitude": ORIGIN[1]},
+              "camera_extrinsic": {"xyz": list(CAMERA_XYZ)}, "diagnostics_period_s": 0.5, "publish_result": False,
+              "decoder_turns": 1, "camera": {"model": "pinhole", "hfov_deg": HFOV},
+              "rig": {"compressed_image_topics": topics, "yaws_deg": list(YAWS), "slop_s": 0.05,
+                      "frame_source": "parameters"}}
+    node_proc = NodeProcess(params, env, ns)
+    base = f"{ns}/unifygeo_localizer"
+    city = small_world["city"]
+    # measured with the shipped model: JPEG quality 90 at this pose, a fix 0.4 m off (at street_poses()[0]
+    # the JPEG artefacts put the set just under the abstention's threshold: no fix)
+    x, y, yaw = street_poses(city, 3)[2]
+    c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+    cam_xy = (x + c * CAMERA_XYZ[0] - s * CAMERA_XYZ[1], y + s * CAMERA_XYZ[0] + c * CAMERA_XYZ[1])
+    jpegs = []
+    for cam_yaw in YAWS:
+        view = render_pinhole(city, cam_xy, yaw + cam_yaw, HFOV, W, H, camera_height_m=CAMERA_XYZ[2])
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(view, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        jpegs.append(buf.tobytes())
+
+    def compressed(k, stamp, data):
+        m = CompressedImage(format="rgb8; jpeg compressed bgr8", data=data)
+        m.header.stamp.sec, m.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
+        m.header.frame_id = f"camera_{NAMES[k]}_optical"
+        return m
+
+    try:
+        with ros_client(rclpy_mod, "unifygeo_crig_client", env, monkeypatch) as (tester, ex):
+            poses, diags = [], []
+            tester.create_subscription(PoseWithCovarianceStamped, f"{base}/pose", poses.append, 10)
+            tester.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            pubs = [tester.create_publisher(CompressedImage, t, qos) for t in topics]
+            ready = node_proc.wait_for("ready: backend", timeout=180)
+            assert "rig of 4 cameras" in ready and "(CompressedImage" in ready, ready
+            assert spin_until(ex, lambda: all(p.get_subscription_count() > 0 for p in pubs), 30)
+
+            def values():
+                return latest_values(diags, "rig_sets")
+
+            def count(key):
+                return int(values().get(key, 0))
+
+            def publish_set(stamp, data, jitter_ms=(0, 10, 20, -5)):
+                for k in range(4):
+                    pubs[k].publish(compressed(k, stamp + jitter_ms[k] * 1_000_000, data[k]))
+
+            # a complete set whose right camera's frame is no JPEG: refused with the reason, nothing published
+            t0 = 1_700_000_000 * 10**9
+            publish_set(t0, [*jpegs[:2], bytes(range(200)), jpegs[3]])
+            assert spin_until(ex, lambda: count("failed_image") >= 1, 20.0), values()
+            kv = values()
+            assert kv["rig_sets"] == "1" and kv["frames_published"] == "0", kv
+            assert f"rig camera 2 ({topics[2]}): could not decode 200 bytes of compressed image" in kv["last_error"], kv
+            spin_until(ex, lambda: False, 1.0)
+            assert not poses and node_proc.proc.poll() is None
+            assert any("not localized (image): rig camera 2" in line for line in node_proc.lines), node_proc.lines[-20:]
+
+            # the next complete set of JPEG frames: one pose, stamped with the frames' mean stamp
+            t1 = t0 + 10**9
+            publish_set(t1, jpegs)
+            assert spin_until(ex, lambda: len(poses) > 0 or count("failed_no_fix") + count("failed_low_confidence")
+                              > 0, 90.0), "\n".join(node_proc.lines[-20:])
+            kv = values()
+            assert poses, f"the complete compressed set published no pose: {kv.get('last_error')}"
+            p = poses[-1]
+            assert p.header.stamp.sec * 10**9 + p.header.stamp.nanosec == t1 + (0 + 10 + 20 - 5) * 1_000_000 // 4
+            err = math.hypot(p.pose.pose.position.x - x, p.pose.pose.position.y - y)
+            print(f"compressed rig set through the node: error {err:.2f} m")
+            assert err < ERROR_BOUND_M, err
+            spin_until(ex, lambda: count("rig_sets") >= 2 and count("frames_published") >= 1, 3.0)
+            kv = values()
+            assert kv["rig_sets"] == "2" and kv["rig_frames_received"] == "2 2 2 2", kv
+            assert kv["failed_image"] == "1" and kv["rig_cameras"].count(f"ideal {HFOV:g} deg") == 4, kv
             assert len(poses) == 1 and node_proc.proc.poll() is None
     finally:
         code = node_proc.stop()

@@ -161,6 +161,52 @@ def test_rig_options_are_checked_with_what_was_expected(params, expected):
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 
+CRIG = {"camera.model": "pinhole",
+        "rig.compressed_image_topics": ["/c/front/image_raw/compressed", "/c/left/image_raw/compressed"]}
+
+
+def test_a_rig_of_compressed_image_topics():
+    cfg = NodeConfig.from_params({**CRIG, "rig.camera_info_topics": "/c/front/camera_info, /c/left/camera_info",
+                                  "rig.yaws_deg": [0, 90]}, require_database=False)
+    assert cfg.rig and cfg.rig_compressed and cfg.rig_image_topics == ()
+    assert cfg.rig_topics == ("/c/front/image_raw/compressed", "/c/left/image_raw/compressed")
+    assert cfg.rig_topics_option == "rig.compressed_image_topics"
+    assert RigSynchronizer.from_config(cfg).n == 2
+    assert cfg.with_params({"top_k": 3}).rig_topics == cfg.rig_topics
+    assert cfg.as_params()["rig.compressed_image_topics"] == list(cfg.rig_topics)
+    raw = NodeConfig.from_params(RIG, require_database=False)
+    assert raw.rig and not raw.rig_compressed and raw.rig_topics == raw.rig_image_topics
+    assert raw.rig_topics_option == "rig.image_topics"
+    one = NodeConfig.from_params({"rig.compressed_image_topics": None}, require_database=False)   # YAML []
+    assert not one.rig and one.rig_topics == ()
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"rig.image_topics": ["/c/a", "/c/b"]}, "rig.image_topics ['/c/a', '/c/b'] and rig.compressed_image_topics "
+                                             "['/c/front/image_raw/compressed', '/c/left/image_raw/compressed']: "
+                                             "expected one of the two"),
+    ({"rig.camera_info_topics": ["/a"]}, "rig.camera_info_topics: expected one CameraInfo topic per "
+                                         "rig.compressed_image_topics entry (2), or none, got 1"),
+    ({"rig.yaws_deg": [0.0, 90.0, 180.0]}, "rig.yaws_deg: expected one yaw per rig.compressed_image_topics entry "
+                                           "(2), or none"),
+    ({"rig.frame_source": "parameters"}, "rig.yaws_deg: expected one yaw per rig.compressed_image_topics entry (2) "
+                                         "with rig.frame_source parameters, got 0"),
+    ({"rig.compressed_image_topics": ["/a", "/a"]}, "rig.compressed_image_topics ['/a', '/a']: expected distinct "
+                                                    "topics"),
+    ({"rig.compressed_image_topics": ["/a", ""]}, "rig.compressed_image_topics: expected a list of non-empty "
+                                                  "strings"),
+    ({"rig.compressed_image_topics": 5}, "rig.compressed_image_topics: expected a list of non-empty strings"),
+    ({"camera.model": "panorama"}, "rig.compressed_image_topics: expected camera.model pinhole"),
+    ({"camera_extrinsic.yaw_deg": 5.0}, "camera_extrinsic.yaw_deg: expected 0 with a camera rig"),
+    ({"rig.compressed_image_topics": [], "rig.camera_info_topics": ["/a"]},
+     "rig.camera_info_topics ['/a']: expected rig.image_topics or rig.compressed_image_topics"),
+])
+def test_compressed_rig_options_are_checked_with_what_was_expected(params, expected):
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_params({**CRIG, **params}, require_database=False)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
 # ---- orientation from /tf_static ---------------------------------------------------------------------
 
 def _tf(parent, child, xyz=(0.0, 0.0, 0.0), xyzw=(0.0, 0.0, 0.0, 1.0)):
@@ -305,4 +351,38 @@ def test_frame_processor_localizes_a_set_with_its_rig():
     small = RigSet((rig_set.messages[0], _image("camera_left_optical", w=4, h=3)), rig_set.stamps_ns, rig_set.stamp_ns)
     out = proc.process(small)
     assert out.failure == "image" and out.message.startswith("rig camera 1 (/c/left/image_raw): image of 4 x 3 pixels")
+    assert len(loc.calls) == 1
+
+
+def _jpeg(frame, rgb, stamp=0):
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert ok
+    return NS(header=NS(stamp=NS(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=frame),
+              format="rgb8; jpeg compressed bgr8", data=buf.tobytes())
+
+
+def test_frame_processor_decodes_a_compressed_set_and_refuses_one_with_a_corrupt_jpeg():
+    from unifygeo_ros.ros_core.pipeline import FrameProcessor
+
+    frame = MapFrame.utm_at(48.137, 11.575)
+    loc = _RigLocalizer(frame)
+    cfg = NodeConfig.from_params({**CRIG, "rig.yaws_deg": [0.0, 90.0], "camera.hfov_deg": 100.0},
+                                 require_database=False)
+    proc = FrameProcessor(loc, cfg)
+    front, left = np.full((6, 8, 3), (200, 40, 10), np.uint8), np.full((6, 8, 3), (10, 90, 220), np.uint8)
+    sync = RigSynchronizer.from_config(cfg)
+    assert sync.add(0, _jpeg("camera_front_optical", front, T0), T0) == []
+    (rig_set,) = sync.add(1, _jpeg("camera_left_optical", left, T0 + 20 * MS), T0 + 20 * MS)
+    out = proc.process(rig_set)
+    assert out.ok and out.estimate.stamp_ns == T0 + 10 * MS and "decode" in out.timings_ms
+    images, rig = loc.calls[-1]
+    assert isinstance(rig, Rig) and rig.yaws_deg == (0.0, 90.0) and [i.shape for i in images] == [(6, 8, 3)] * 2
+    assert np.abs(images[0].astype(int) - front).max() <= 3 and np.abs(images[1].astype(int) - left).max() <= 3
+    # one camera's frame is no JPEG: the set is refused, naming the camera, and the localizer not called
+    bad = NS(header=rig_set.messages[1].header, format="jpeg", data=bytes(range(50)))
+    out = proc.process(RigSet((rig_set.messages[0], bad), rig_set.stamps_ns, rig_set.stamp_ns))
+    assert out.failure == "image" and out.message.startswith(
+        "rig camera 1 (/c/left/image_raw/compressed): could not decode 50 bytes of compressed image"), out.message
     assert len(loc.calls) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -170,6 +171,60 @@ def test_frames_that_find_nothing_near_the_track_contradict_it():
     assert e.publishable and published_errors[-1] < 1.0
 
 
+def test_lost_the_anchor_is_the_last_published_pose_moved_on_by_odometry():
+    """A stretch where the localizer finds nothing near the track makes the filter lost; the
+    anchor (the last publishable pose dead-reckoned) is then where the vehicle still is, with a
+    spread that grows with the distance; evidence found near it takes the track up again."""
+    cfg = TrackerConfig(particles=500, area_m2=1e5, seed=13, anchor_frames=6)
+    tracker = Tracker(cfg)
+    truth = [100.0, 50.0, 0.3]
+    car = Drive(tracker, truth)
+    ests = car.step(tile_evidence, 6)
+    assert ests[-1].publishable and tracker.anchor is None          # tracking: no anchor offered
+    last = ests[-1]
+    # three frames that match nothing near the track (the vehicle was not moved): lost
+    for _ in range(3):
+        car.step(lambda t: None)
+        est = tracker.update(None, contradicted=True)
+    assert est.state == TrackState.LOST
+    a = tracker.anchor
+    assert a is not None and a.lost_frames == 0
+    # three steps of 1 m since the last publishable pose, along its yaw (noise-free odometry)
+    assert math.hypot(a.x - truth[0], a.y - truth[1]) < 0.5
+    assert math.hypot(a.x - (last.x + 3 * math.cos(last.yaw)), a.y - (last.y + 3 * math.sin(last.yaw))) < 1e-6
+    assert abs(wrap_pi(a.yaw - last.yaw)) < 1e-9
+    sigma_then = a.sigma_m
+    assert sigma_then > last.sigma_m      # grown by the motion noise over 3 m
+    car.step(lambda t: None, 4)           # frames without evidence: the anchor moves on, its spread grows
+    a = tracker.anchor
+    assert a.lost_frames == 4 and a.sigma_m > sigma_then and math.hypot(a.x - truth[0], a.y - truth[1]) < 0.5
+    # evidence near the anchor (the localizer searching there first): tracking again at the truth
+    ests = car.step(tile_evidence, 4)
+    back = next(i for i, e in enumerate(ests) if e.publishable)
+    assert back <= 3 and math.hypot(ests[-1].x - truth[0], ests[-1].y - truth[1]) < 0.5
+    assert tracker.anchor is None
+
+
+def test_the_anchor_is_offered_for_anchor_frames_lost_frames_only():
+    for frames, offered in ((3, 3), (0, 0)):
+        tracker = Tracker(TrackerConfig(particles=300, area_m2=1e5, seed=17, anchor_frames=frames))
+        car = Drive(tracker, [100.0, 50.0, 0.0])
+        car.step(tile_evidence, 6)
+        for _ in range(3):
+            tracker.update(None, contradicted=True)
+        assert tracker.state == TrackState.LOST
+        seen = 0
+        for _ in range(6):
+            seen += tracker.anchor is not None
+            car.step(lambda t: None)
+        assert seen == offered, (frames, seen)
+    # a seed starts afresh: no anchor
+    tracker.seed(0.0, 0.0, 0.0, np.eye(3))
+    assert tracker.anchor is None
+    with pytest.raises(ValueError, match="anchor_frames"):
+        TrackerConfig(anchor_frames=-1)
+
+
 def test_seed_and_gnss_evidence():
     tracker = Tracker(TrackerConfig(particles=400, area_m2=1e5, seed=7))
     tracker.seed(10.0, 20.0, 0.3, np.diag([4.0, 4.0, 0.05]))
@@ -242,3 +297,120 @@ def test_calibrate_tracking_part_fits_the_filters_factors(tmp_path):
     with pytest.raises(ValueError, match="--drive-s: expected at least 30 s"):
         calibrate(str(shipped_weights()), [101], ["suburb"], 200.0, 4, str(tmp_path / "cal"), progress=False,
                   part="tracking", drive_s=10.0)
+
+
+# ---- the search while lost (ros_core.tracking): near the anchor first, the whole database after ----
+
+class _Localizer:
+    """A stand-in FrameProcessor over a straight road (5 m a frame along x): a search whose
+    position prior holds the truth finds it; a global search finds ``global_at(truth)``; in
+    the blind frames nothing is found near the track (a clear view, no fix)."""
+
+    def __init__(self, blind, global_at, truth_at):
+        from types import SimpleNamespace as NS
+
+        from unifygeo_ros.ros_core.config import NodeConfig
+
+        self.cfg = NodeConfig()
+        self.blind, self.global_at, self.truth_at = blind, global_at, truth_at
+        db = NS(mpp=MPP, centres=np.array([[0.0, 0.0], [400.0, 400.0]]), tile_size=L)
+        self.localizer = NS(db=db, calibration=NS(tracking_scales=lambda: (1.0, 1.0)))
+        self.extrinsic = NS(x=0.0, y=0.0, yaw=0.0)
+        self.adapter = NS(pose_to_out=lambda x, y, yaw, cov: (x, y, yaw, cov))
+        self.searches = []
+
+    def base_estimate(self, x, y, yaw, cov, *args, **kwargs):
+        from types import SimpleNamespace as NS
+        return NS(x=x, y=y, yaw=yaw, distribution=None)
+
+    def process(self, msg, st, priors, want_distribution=False, heading_deg=None, decoder_turns=None):
+        from types import SimpleNamespace as NS
+
+        from unifygeo_ros.ros_core.pipeline import FrameOutcome
+
+        k = int(st // 1_000_000_000)
+        truth = self.truth_at(k)
+        pos = priors.position if priors is not None else None
+        self.searches.append((k, "global" if pos is None else priors.position_note))
+        if pos is None:
+            at = self.global_at(k, truth)
+        else:
+            near = math.hypot(truth[0] - pos.x, truth[1] - pos.y) <= pos.radius_m
+            at = truth if near and k not in self.blind else None
+        out = FrameOutcome(stamp_ns=st, timings_ms={"total": 1.0})
+        if at is None:
+            out.failure = "no_fix"
+            out.result = NS(distribution=None, no_fix_features=())
+            return out
+        centre = (round(at[0] / 16) * 16, round(at[1] / 16) * 16)
+        d = blob(centre, at, yaw=0.0).distribution
+        out.result = NS(distribution=d, candidates=[NS(center_xy=centre)], yaw_deg=0.0,
+                        covariance=np.diag([0.25, 0.25, 1e-3]), diagnostics={}, confidence=0.95, no_fix_features=())
+        out.estimate = object()
+        return out
+
+
+def _drive(frames, n, odometry=True):
+    """Feed ``n`` frames at 1 Hz, the vehicle's odometry 5 m a frame along x; (k, outcome) each."""
+    from types import SimpleNamespace as NS
+
+    from unifygeo_ros.ros_core.tracking import TrackingProcessor
+
+    proc = TrackingProcessor(frames, seed=3)
+    out = []
+    for k in range(n):
+        header = NS(stamp=NS(sec=k, nanosec=0), frame_id="camera")
+        if odometry:
+            proc.add_odometry(NS(header=header, pose=NS(pose=NS(position=NS(x=5.0 * k, y=0.0, z=0.0),
+                                                              orientation=NS(x=0.0, y=0.0, z=0.0, w=1.0)))))
+        out.append(proc.process(NS(header=header), stamp=k * 1_000_000_000))
+    return proc, out
+
+
+def test_lost_where_the_localizer_found_nothing_searches_near_the_anchor_first():
+    """Frames 6-8 find nothing near the track (lost); from then on a global search lands on a
+    wrong place 150 m away, while the tiles near the dead-reckoned anchor hold the vehicle: the
+    filter takes the track up again there within a few frames and publishes nothing far off."""
+    truth_at = lambda k: (100.0 + 5.0 * k, 100.0)
+    frames = _Localizer(blind={6, 7, 8}, truth_at=truth_at,
+                        global_at=lambda k, t: t if k < 6 else (t[0] + 150.0, t[1] + 60.0))
+    proc, outs = _drive(frames, 16)
+    states = [o.state for o in outs]
+    assert "lost" in states[6:10], states
+    lost_at = states.index("lost")
+    searches = [o.search for o in outs[lost_at + 1:]]
+    assert searches[0] == "anchor", searches
+    back = next(i for i, o in enumerate(outs) if i > lost_at and o.filtered is not None)
+    assert back - lost_at <= 4, states
+    for k, o in enumerate(outs):
+        if o.filtered is not None:
+            assert math.hypot(o.filtered.x - truth_at(k)[0], o.filtered.y - truth_at(k)[1]) < 2.0, k
+    assert [note for k, note in frames.searches if k == lost_at + 1] == ["anchor"]
+
+    # without the anchor (tracking.anchor_frames 0) a lost frame searches the whole database only
+    frames0 = _Localizer(blind={6, 7, 8}, truth_at=truth_at,
+                         global_at=lambda k, t: t if k < 6 else (t[0] + 150.0, t[1] + 60.0))
+    frames0.cfg = dataclasses.replace(frames0.cfg, tracking_anchor_frames=0)
+    _, outs0 = _drive(frames0, 12)
+    assert all(o.search != "anchor" for o in outs0)
+    assert all(note != "anchor" for _, note in frames0.searches)
+
+
+def test_a_kidnapped_vehicle_finds_no_fix_near_the_anchor_and_the_global_search_finds_it():
+    truth_at = lambda k: (100.0 + 5.0 * k, 100.0) if k < 8 else (100.0 + 5.0 * k, 300.0)   # moved at frame 8
+    frames = _Localizer(blind=set(), truth_at=truth_at, global_at=lambda k, t: t)
+    proc, outs = _drive(frames, 22)
+    states = [o.state for o in outs]
+    assert "lost" in states[8:12], states
+    lost_at = states.index("lost")
+    # each lost frame tried the anchor first (no fix there), then the whole database
+    tried = [note for k, note in frames.searches if k == lost_at + 1]
+    assert tried == ["anchor", "global"], frames.searches
+    assert outs[lost_at + 1].search == "global"
+    assert outs[lost_at + 1].frame.timings_ms["total"] == pytest.approx(1.0 + outs[lost_at + 1].frame.timings_ms[
+        "anchor_search"])
+    back = next(i for i, o in enumerate(outs) if i > lost_at and o.filtered is not None)
+    assert back - 8 <= 10, states
+    for k, o in enumerate(outs):
+        if o.filtered is not None:
+            assert math.hypot(o.filtered.x - truth_at(k)[0], o.filtered.y - truth_at(k)[1]) < 2.0, (k, states)

@@ -122,15 +122,24 @@ OPTIONS: tuple[Option, ...] = (
            "camera (a list, or one comma-separated string); non-empty: the node subscribes to these instead of "
            "image_topic / compressed_image_topic, pairs their frames by stamp (rig.slop_s) and localizes each "
            "set as one frame, the cameras composed into one panorama facing base_frame's x axis (camera.model "
-           "pinhole; camera_extrinsic.xyz: the rig's centre); empty: one camera", item=str),
+           "pinhole; camera_extrinsic.xyz: the rig's centre); empty: one camera, or a rig of "
+           "rig.compressed_image_topics", item=str),
+    Option("rig.compressed_image_topics", "rig_compressed_image_topics", [], "sensor_msgs/CompressedImage "
+           "(JPEG or PNG) topics of a camera rig, one per camera (a list, or one comma-separated string), instead "
+           "of rig.image_topics (set one of the two, not both); paired and localized as rig.image_topics are, "
+           "rig.camera_info_topics and rig.yaws_deg in its order; a set with a frame that does not decode is "
+           "refused (failure image, naming the camera). Whole topic names, e.g. image_transport's "
+           "/cam_front/image_raw/compressed, as compressed_image_topic takes one: a list of its own rather than a "
+           "transport switch on rig.image_topics, so that a CompressedImage topic of any name (a driver's, a "
+           "bag's) is given as it is; empty: the rig's images are raw (rig.image_topics)", item=str),
     Option("rig.camera_info_topics", "rig_camera_info_topics", [], "sensor_msgs/CameraInfo of each rig camera, "
-           "in the order of rig.image_topics: a set waits (skipped, the reason in the diagnostics) until every "
-           "camera's has arrived, and is refused when an image's size differs; empty: every camera is the "
-           "idealised one of camera.hfov_deg", item=str),
+           "in the order of rig.image_topics (or rig.compressed_image_topics): a set waits (skipped, the reason "
+           "in the diagnostics) until every camera's has arrived, and is refused when an image's size differs; "
+           "empty: every camera is the idealised one of camera.hfov_deg", item=str),
     Option("rig.yaws_deg", "rig_yaws_deg", [], "each rig camera's yaw relative to base_frame's x axis, in the "
-           "order of rig.image_topics (degrees, counter-clockwise, REP-103: left +90, right -90, rear 180); "
-           "with rig.frame_source tf used for a camera whose orientation /tf_static does not give; empty: "
-           "/tf_static only", item=float, low=-180.0, high=180.0),
+           "order of rig.image_topics (or rig.compressed_image_topics; degrees, counter-clockwise, REP-103: left "
+           "+90, right -90, rear 180); with rig.frame_source tf used for a camera whose orientation /tf_static "
+           "does not give; empty: /tf_static only", item=float, low=-180.0, high=180.0),
     Option("rig.frame_source", "rig_frame_source", "tf", "where the rig cameras' orientations come from: tf "
            "(/tf_static: base_frame -> the image's frame_id, an optical frame (name ending in _optical: z "
            "forward, x right) or a body frame (x forward, y left); yaw, pitch and roll), else rig.yaws_deg; "
@@ -220,6 +229,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("tracking.heading_window_deg", "tracking_heading_window_deg", 20.0, "while tracking, the heading "
            "prior's half-width around the predicted yaw (or 3 standard deviations, if larger)", low=2.0,
            high=180.0, read_only=False),
+    Option("tracking.anchor_frames", "tracking_anchor_frames", 30, "lost, the filter keeps its last publishable "
+           "pose moved on by odometry alone (the anchor); for this many frames each frame is searched first near "
+           "the anchor (tiles within tracking.search_radius_m, or 3 of its growing standard deviations), and the "
+           "whole database only when that gives no fix, so that a track lost where the localizer found nothing "
+           "is taken up again where the vehicle still is; 0: lost frames search the whole database only",
+           low=0, high=1000),
     Option("min_confidence", "min_confidence", 0.1, "frames localized with a lower confidence publish nothing; "
            "the confidence is the calibrated chance that the pose is in the right mode (the right place, not a "
            "wrong tile), so 1 - min_confidence is the largest wrong-mode chance published",

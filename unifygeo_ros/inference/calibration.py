@@ -26,6 +26,16 @@ lands on a wrong tile): one pair of factors for all of them would leave one kind
 the other under-confident. The pinhole pair is stored under ``"pinhole"`` in the model's
 entry; an entry without it applies its factors to every camera.
 
+Within a camera kind the factors and the confidence map are fitted again per **calibration
+case** (:func:`calibration_case`): how much of the heading the frame was given (known, a window
+around a predicted heading, or unknown) and whether a position prior restricted the search.
+The cases differ as much as the kinds do (for the limited-field-of-view model the right-mode
+share of single pinhole views is 15 % with a known heading, 50 % with a GNSS prior and 6 %
+without a heading), so one map per kind is over-confident for some cases and under-confident
+for others. A case is stored under ``"cases"`` in its kind's part; it holds its own factors
+only when it has :data:`MIN_RIGHT_MODE` views in the right mode, and a case the table does not
+hold (the tracking filter's heading window, for example) takes its kind's factors and map.
+
 The **abstention thresholds** (:mod:`.abstention`) are fitted on genuine panoramas of other
 held-out cities and a garbage set, and stored under ``"abstention"``.
 
@@ -57,6 +67,19 @@ CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "weights" / "calibratio
 MODE_RADIUS_M = 10.0
 #: the inputs of the confidence map, in the order of its weights
 CONFIDENCE_FEATURES = ("logit_raw_confidence", "log_consensus_support")
+#: fewest right-mode estimates to fit covariance factors (and confidence weights) on
+MIN_RIGHT_MODE = 20
+#: the heading cases: the localizer's heading mode -> the case's name
+HEADING_CASES = {"known": "known heading", "prior": "heading window", "unknown": "unknown heading"}
+
+
+def calibration_case(heading_mode: str, position_prior: bool) -> str:
+    """The calibration case of a frame: its heading mode (``known``, ``prior``: a window around a
+    predicted heading, ``unknown``) and whether a position prior restricted the search, e.g.
+    ``"unknown heading, position prior"``."""
+    if heading_mode not in HEADING_CASES:
+        raise ValueError(f"heading mode: expected one of {', '.join(HEADING_CASES)}, got {heading_mode!r}")
+    return HEADING_CASES[heading_mode] + (", position prior" if position_prior else "")
 
 
 @dataclass(frozen=True)
@@ -73,16 +96,25 @@ class Calibration:
     abstention: dict = field(default_factory=dict, compare=False)
     #: the tracking filter's covariance factors {"c_pos", "c_yaw"}; none: unscaled
     tracking: dict = field(default_factory=dict, compare=False)
+    #: (camera kind, calibration case) -> {"c_pos", "c_yaw"} and/or {"confidence": map}; a case
+    #: without an entry (or without one of the two) takes its camera kind's
+    cases: dict = field(default_factory=dict, compare=False)
 
-    def scales(self, camera_model: str) -> tuple[float, float]:
-        """(c_pos, c_yaw) for a ``panorama`` or ``pinhole`` camera."""
+    def scales(self, camera_model: str, case: str | None = None) -> tuple[float, float]:
+        """(c_pos, c_yaw) for a ``panorama`` or ``pinhole`` camera in calibration ``case``
+        (:func:`calibration_case`; the camera kind's when the case has none)."""
+        own = self.cases.get((camera_model, case)) or {}
+        if "c_pos" in own:
+            return own["c_pos"], own["c_yaw"]
         if camera_model == "pinhole" and self.c_pos_pinhole is not None:
             return self.c_pos_pinhole, self.c_yaw_pinhole if self.c_yaw_pinhole is not None else self.c_yaw
         return self.c_pos, self.c_yaw
 
-    def confidence_map(self, camera_model: str) -> dict | None:
-        """The confidence map of a camera kind (the panorama's when the kind has none)."""
-        return self.confidence_maps.get(camera_model) or self.confidence_maps.get("panorama")
+    def confidence_map(self, camera_model: str, case: str | None = None) -> dict | None:
+        """The confidence map of a camera kind in calibration ``case`` (the kind's when the case
+        has none, the panorama's when the kind has none)."""
+        own = (self.cases.get((camera_model, case)) or {}).get("confidence")
+        return own or self.confidence_maps.get(camera_model) or self.confidence_maps.get("panorama")
 
     def abstention_thresholds(self, camera_model: str) -> dict | None:
         """The abstention thresholds of a camera kind (the panorama's when the kind has none)."""
@@ -120,10 +152,12 @@ def lookup_calibration(model_hash: str, path: str | Path | None = None) -> Calib
     if entry is None:
         return Calibration()
     pinhole = entry.get("pinhole") or {}
-    maps, abstention = {}, {}
+    maps, abstention, cases = {}, {}, {}
     for kind, part in (("panorama", entry), ("pinhole", pinhole)):
         if part.get("confidence"):
             maps[kind] = _check_confidence_map(part["confidence"], f"{model_hash[:12]} {kind} confidence")
+        for name, case in (part.get("cases") or {}).items():
+            cases[(kind, name)] = _check_case(case, f"{model_hash[:12]} {kind} case {name!r}")
         if (part.get("abstention") or {}).get("thresholds"):
             abstention[kind] = check_thresholds(part["abstention"]["thresholds"],
                                                 f"{model_hash[:12]} {kind} abstention thresholds")
@@ -136,8 +170,28 @@ def lookup_calibration(model_hash: str, path: str | Path | None = None) -> Calib
                        details={k: v for k, v in entry.items() if k not in ("c_pos", "c_yaw", "pinhole")},
                        c_pos_pinhole=float(pinhole["c_pos"]) if "c_pos" in pinhole else None,
                        c_yaw_pinhole=float(pinhole["c_yaw"]) if "c_yaw" in pinhole else None,
-                       confidence_maps=maps, abstention=abstention,
+                       confidence_maps=maps, abstention=abstention, cases=cases,
                        tracking={k: float(tracking[k]) for k in ("c_pos", "c_yaw")} if tracking else {})
+
+
+def _check_case(case: dict, where: str) -> dict:
+    """A calibration case's entry: optional positive finite ``c_pos`` and ``c_yaw`` (both or
+    neither) and an optional confidence map."""
+    if not isinstance(case, dict):
+        raise ValueError(f"{where}: expected an object, got {case!r}")
+    out: dict = {}
+    if "c_pos" in case or "c_yaw" in case:
+        try:
+            c_pos, c_yaw = float(case["c_pos"]), float(case["c_yaw"])
+        except (KeyError, TypeError, ValueError):
+            c_pos = c_yaw = float("nan")
+        if not (np.isfinite(c_pos) and np.isfinite(c_yaw) and c_pos > 0 and c_yaw > 0):
+            raise ValueError(f"{where}: expected positive finite c_pos and c_yaw, got "
+                             f"{ {k: case.get(k) for k in ('c_pos', 'c_yaw')} !r}")
+        out.update(c_pos=c_pos, c_yaw=c_yaw)
+    if case.get("confidence"):
+        out["confidence"] = _check_confidence_map(case["confidence"], f"{where} confidence")
+    return out
 
 
 def _check_confidence_map(m: dict, where: str) -> dict:

@@ -55,7 +55,7 @@ from ..conventions import wrap_deg_180
 from ..inference import posterior
 from ..inference.abstention import decide, frame_features
 from ..inference.alignment_search import one_hot_logprior, search_alignments
-from ..inference.calibration import Calibration, apply_confidence, lookup_calibration
+from ..inference.calibration import Calibration, apply_confidence, calibration_case, lookup_calibration
 from ..inference.decoder_ensemble import (
     check_decoder_turns,
     decode_turn_ensemble,
@@ -392,7 +392,7 @@ class Localizer:
         t6 = time.perf_counter()
         timings["ensemble"] = (t6 - t5) * 1e3
         result = self._posterior(out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
-                                 offsets, camera, float(support[int(order[0])]), detail)
+                                 offsets, camera, float(support[int(order[0])]), detail, pos_prior is not None)
         result.diagnostics.update(ensemble)
         result.diagnostics["tile_choice"] = self.tile_choice
         if self.tile_choice == "consensus":
@@ -510,10 +510,12 @@ class Localizer:
                                  self.alignment_candidates, first=first)
 
     def _posterior(self, out, order, combined, scores, ids, mode, logprior, heading, return_distribution,
-                   offsets, camera: Camera | Rig, support: float, detail: float) -> LocalizationResult:
+                   offsets, camera: Camera | Rig, support: float, detail: float,
+                   position_prior: bool) -> LocalizationResult:
         """``order`` and ``combined``: the re-ranking of the candidates (``rerank``); ``support``:
         the chosen candidate's consensus support; ``detail``: the frame's fine detail
-        (:func:`~unifygeo_ros.inference.preprocess.image_detail`)."""
+        (:func:`~unifygeo_ros.inference.preprocess.image_detail`); ``position_prior``: a
+        position prior restricted the search (with ``mode``, the frame's calibration case)."""
         from ..inference.heading import ALIGNED_YAW_DEG, yaw_from_alignment
 
         cfg = self.cfg
@@ -537,7 +539,8 @@ class Localizer:
         sigma_d = math.sqrt(max(np.trace(cov_d), 0.0))
         cov_c, agree, _ = posterior.candidate_mixture(cand_xy, estimate, combined, self.retrieval_scale,
                                                       max(posterior.AGREE_M, 2.0 * sigma_d))
-        c_pos, c_yaw = self.calibration.scales(camera.model)
+        case = calibration_case(mode, position_prior)
+        c_pos, c_yaw = self.calibration.scales(camera.model, case)
         cov_xy = cov_d * c_pos ** 2
 
         row_i, col_i = int(stats.row), int(stats.col)
@@ -569,7 +572,8 @@ class Localizer:
         cov[:2, :2] = cov_xy
         cov[2, 2] = var_yaw if yaw_deg is not None else 1e6
         raw_confidence = float(np.clip(stats.mode_mass * agree, 0.0, 1.0))
-        confidence = apply_confidence(self.calibration.confidence_map(camera.model), raw_confidence, support)
+        confidence = apply_confidence(self.calibration.confidence_map(camera.model, case), raw_confidence,
+                                      support)
         features = frame_features(float(scores[best]), float(matching[best]), float(d[row_i, col_i]), detail)
         decision = decide(features, self.calibration.abstention_thresholds(camera.model))
         lat, lon = self.frame.to_latlon(estimate[0], estimate[1])
@@ -587,6 +591,7 @@ class Localizer:
         res.diagnostics = {"mode_mass": stats.mode_mass, "support_mass": stats.support_mass,
                            "components": stats.components, "agree_weight": agree,
                            "confidence_raw": raw_confidence, "consensus_support_chosen": support,
+                           "calibration_case": case,
                            "abstention_features": features,
                            "cov_d": cov_d, "cov_candidates": cov_c, "alignment": k_align,
                            "alignment_offset_bins": float(offsets[best]), "rerank_score": self.rerank_score,

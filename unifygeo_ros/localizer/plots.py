@@ -58,14 +58,15 @@ MAX_ELLIPSE_M = 60.0
 
 
 def map_sheet(ortho_rgb: np.ndarray, mpp: float, records_by_mode: dict, path: str | Path, title: str = "",
-              px_per_m: float = 2.0) -> Path:
+              px_per_m: float = 2.0, min_confidence: float = 0.0) -> Path:
     """Truths (green dots), estimates (crosses, a colour per mode), truth-to-estimate lines (red
     when the error exceeds 10 m) and 95 % ellipses over the orthophoto (``ortho_rgb`` north-up,
     its lower-left corner at map (0, 0), ``mpp`` metres per pixel). Ellipses wider than
-    :data:`MAX_ELLIPSE_M` are not drawn (the panel's caption counts them). A view reported as no
-    fix (``fix`` false: nothing would be published) shows its truth and a small grey cross for
-    the estimate, without ellipse or line, and is left out of the caption's errors, which are
-    those of the fixes. One panel per mode."""
+    :data:`MAX_ELLIPSE_M` are not drawn (the panel's caption counts them). A view that would
+    publish nothing, reported as no fix (``fix`` false) or with a ``confidence`` under
+    ``min_confidence`` (the node's gate), shows its truth and a small grey cross for the
+    estimate, without ellipse or line, and is left out of the caption's errors, which are those
+    of the published estimates. One panel per mode."""
     import cv2
 
     h, w = ortho_rgb.shape[:2]
@@ -82,9 +83,13 @@ def map_sheet(ortho_rgb: np.ndarray, mpp: float, records_by_mode: dict, path: st
         colour = MODE_COLOURS[i % len(MODE_COLOURS)]
         wide = 0
         localized = [r for r in records if "error_m" in r]
-        ok = [r for r in localized if r.get("fix", True)]
+
+        def published(r):
+            return r.get("fix", True) and r.get("confidence", 1.0) >= min_confidence
+
+        ok = [r for r in localized if published(r)]
         for r in localized:
-            if r.get("fix", True):
+            if published(r):
                 continue
             cv2.circle(img, px(*r["truth_xy"]), 3, (0, 170, 0), -1, cv2.LINE_AA)
             cv2.drawMarker(img, px(*r["estimate_xy"]), (150, 150, 150), cv2.MARKER_CROSS, 6, 1)
@@ -104,9 +109,11 @@ def map_sheet(ortho_rgb: np.ndarray, mpp: float, records_by_mode: dict, path: st
         bar = np.full((34, out_w, 3), 255, np.uint8)
         med = np.median([r["error_m"] for r in ok]) if ok else float("nan")
         within = np.mean([r["error_m"] <= 10.0 for r in ok]) if ok else float("nan")
-        no_fix = len(localized) - len(ok)
-        cv2.putText(bar, f"{mode}: fixes median {med:.1f} m, {100 * within:.0f}% within 10 m; {no_fix} no fix (grey); "
-                         f"{wide} of {len(ok)} ellipses > {MAX_ELLIPSE_M:g} m not drawn", (6, 23),
+        no_fix = sum(not r.get("fix", True) for r in localized)
+        gated = len(localized) - len(ok) - no_fix
+        below = f", {gated} under min_confidence {min_confidence:g}" if min_confidence > 0 else ""
+        cv2.putText(bar, f"{mode}: published median {med:.1f} m, {100 * within:.0f}% within 10 m; {no_fix} no fix"
+                         f"{below} (grey); {wide} of {len(ok)} ellipses > {MAX_ELLIPSE_M:g} m not drawn", (6, 23),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
         panels.append(np.concatenate([bar, img], axis=0))
     cols = 2 if len(panels) > 1 else 1

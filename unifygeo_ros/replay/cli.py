@@ -22,7 +22,7 @@ def register(sub, bench_sub) -> None:
                                     "below override it")
     p.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic (default: "
                                          "/camera/panorama/image_raw, else .../compressed; a camera rig's topics "
-                                         "are rig.image_topics of --params)")
+                                         "are rig.image_topics or rig.compressed_image_topics of --params)")
     p.add_argument("--truth-topic", default="/ground_truth/pose",
                    help="base_link truth in the map frame: PoseStamped, PoseWithCovarianceStamped or Odometry "
                         "(default: %(default)s; frames are not scored without it)")

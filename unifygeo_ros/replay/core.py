@@ -13,11 +13,12 @@ Frames:
 * the camera extrinsic comes from ``/tf_static`` (``base_frame -> <image frame_id>``),
   else from ``drive.json``, else from the parameters.
 
-A camera rig (``rig.image_topics`` in ``--params``): the rig's topics are read instead of
-one image topic and paired by stamp through the node's synchronizer
+A camera rig (``rig.image_topics``, or ``rig.compressed_image_topics``, in ``--params``): the
+rig's topics (sensor_msgs/Image, or CompressedImage, as the node subscribes to them) are read
+instead of one image topic and paired by stamp through the node's synchronizer
 (:class:`~unifygeo_ros.ros_core.rig_sync.RigSynchronizer`); each set goes through the same
-per-frame path as a single camera's frame, stamped with its frames' mean stamp. The rig's
-centre is the mean of its cameras' origins in ``/tf_static`` (else
+per-frame path as a single camera's frame (decoding included), stamped with its frames' mean
+stamp. The rig's centre is the mean of its cameras' origins in ``/tf_static`` (else
 ``camera_extrinsic.xyz``); ``/tf_static`` and each camera's first CameraInfo are given to
 the processor before the first frame (the latest ones as they come).
 
@@ -50,6 +51,7 @@ DEFAULT_IMAGE_TOPICS = ("/camera/panorama/image_raw", "/camera/panorama/image_ra
 DEFAULT_TRUTH_TOPIC = "/ground_truth/pose"
 OUT_PREFIX = "/unifygeo_localizer"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+RIG_RAW_TYPE, RIG_COMPRESSED_TYPE = IMAGE_TYPES
 
 
 class ReplayError(ValueError):
@@ -140,6 +142,18 @@ def _check_topic(topics: dict, name: str | None, types: tuple[str, ...], flag: s
         raise ReplayError(f"{flag} {name} is {topics[name]}; expected {' or '.join(types)}")
 
 
+def _check_rig_topics(topics: dict, cfg: NodeConfig) -> None:
+    """Each rig camera's topic is in the bag, of the type the node subscribes to it with:
+    sensor_msgs/Image for ``rig.image_topics``, CompressedImage for ``rig.compressed_image_topics``."""
+    wanted, other, other_option = ((RIG_COMPRESSED_TYPE, RIG_RAW_TYPE, "rig.image_topics") if cfg.rig_compressed
+                                   else (RIG_RAW_TYPE, RIG_COMPRESSED_TYPE, "rig.compressed_image_topics"))
+    for t in cfg.rig_topics:
+        if t in topics and topics[t] == other:
+            raise ReplayError(f"{cfg.rig_topics_option} {t} is {other}; expected {wanted} (the rig's {other} "
+                              f"topics go in {other_option})")
+        _check_topic(topics, t, (wanted,), cfg.rig_topics_option)
+
+
 def _first_message(reader, topic: str):
     """The first message of ``topic`` in the bag, deserialized (``None`` when it has none)."""
     for con, _, raw in reader.messages(connections=[c for c in reader.connections if c.topic == topic]):
@@ -171,13 +185,12 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
     reader = open_bag(opts.bag, ts)
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
-        rig_topics = tuple(cfg.rig_image_topics)
+        rig_topics = cfg.rig_topics
         if rig_topics:
             if opts.image_topic:
-                raise ReplayError(f"--image-topic {opts.image_topic}: not used with a camera rig (rig.image_topics "
-                                  f"{', '.join(rig_topics)}); expected one or the other")
-            for t in rig_topics:
-                _check_topic(topics, t, IMAGE_TYPES, "rig.image_topics")
+                raise ReplayError(f"--image-topic {opts.image_topic}: not used with a camera rig "
+                                  f"({cfg.rig_topics_option} {', '.join(rig_topics)}); expected one or the other")
+            _check_rig_topics(topics, cfg)
             for t in cfg.rig_camera_info_topics:
                 _check_topic(topics, t, ("sensor_msgs/msg/CameraInfo",), "rig.camera_info_topics")
             image_topic = ", ".join(rig_topics)

@@ -191,7 +191,8 @@ def tracking_summary(run, rows: list[dict], recover_m: float = 5.0) -> dict:
         "ms_per_frame_median": _stats([r["total_ms"] for r in rows])["median"],
         "ms_per_frame_median_tracking": _stats([r["total_ms"] for r in rows if r.get("search") == "tracking"])["median"],
         "frames_by_state": states,
-        "frames_by_search": {k: sum(1 for r in rows if r.get("search") == k) for k in ("tracking", "global")},
+        "frames_by_search": {k: sum(1 for r in rows if r.get("search") == k)
+                             for k in ("tracking", "anchor", "global")},
         "kidnaps": len(kidnap_stamps(run)),
     }
 

@@ -22,16 +22,18 @@ fisheye camera: each image uses the latest CameraInfo of its frame_id, and is re
 one arrived (the reason in the diagnostics' ``last_error``, the state under ``camera_info``) or
 when its size is not the calibrated one.
 
-A camera rig (``rig.image_topics`` non-empty) replaces ``image_topic`` /
-``compressed_image_topic``: one Image subscription per camera (same QoS), one CameraInfo
-subscription per ``rig.camera_info_topics`` entry, and ``/tf_static`` (tf2_msgs/TFMessage,
-transient local) with ``rig.frame_source: tf`` where tf2_msgs imports. The frames are paired
-by stamp (:class:`unifygeo_ros.ros_core.rig_sync.RigSynchronizer`, ``rig.slop_s``) and each
-complete set is localized as one frame, stamped with its frames' mean stamp; until every
-camera's CameraInfo arrived a set is skipped (failure ``camera_info``, the reason in the
-diagnostics, nothing published). The diagnostics add the pairing counts (``rig_sets``,
-``rig_frames_received``, ``rig_frames_dropped``) and each camera's calibration and orientation
-(``rig_cameras``).
+A camera rig (``rig.image_topics``, or ``rig.compressed_image_topics``, non-empty) replaces
+``image_topic`` / ``compressed_image_topic``: one Image (or CompressedImage) subscription per
+camera (same QoS), one CameraInfo subscription per ``rig.camera_info_topics`` entry, and
+``/tf_static`` (tf2_msgs/TFMessage, transient local) with ``rig.frame_source: tf`` where
+tf2_msgs imports. The frames are paired by stamp
+(:class:`unifygeo_ros.ros_core.rig_sync.RigSynchronizer`, ``rig.slop_s``) and each complete
+set is localized as one frame, stamped with its frames' mean stamp; until every camera's
+CameraInfo arrived a set is skipped (failure ``camera_info``, the reason in the diagnostics,
+nothing published), and a set with a frame that does not decode (a corrupt JPEG, say) is
+refused (failure ``image``, naming the camera). The diagnostics add the pairing counts
+(``rig_sets``, ``rig_frames_received``, ``rig_frames_dropped``) and each camera's calibration
+and orientation (``rig_cameras``).
 
 Publishes while active, all stamped with the IMAGE's stamp:
 
@@ -327,13 +329,14 @@ class LocalizeNode(LifecycleNode):
         cfg = self.cfg
         self.rig_sync.reset()
         subs = []
-        for i, topic in enumerate(cfg.rig_image_topics):
-            subs.append(self.create_subscription(Image, topic, lambda msg, i=i: self._on_rig_image(i, msg),
+        msg_type = CompressedImage if cfg.rig_compressed else Image
+        for i, topic in enumerate(cfg.rig_topics):
+            subs.append(self.create_subscription(msg_type, topic, lambda msg, i=i: self._on_rig_image(i, msg),
                                                  image_qos))
         for i, topic in enumerate(cfg.rig_camera_info_topics):
             subs.append(self.create_subscription(CameraInfo, topic, lambda msg, i=i: self._on_rig_camera_info(i, msg),
                                                  qos_profile_sensor_data))
-        inputs.append(f"rig of {len(cfg.rig_image_topics)} cameras {', '.join(cfg.rig_image_topics)} (Image"
+        inputs.append(f"rig of {len(cfg.rig_topics)} cameras {', '.join(cfg.rig_topics)} ({msg_type.__name__}"
                       f"{', with CameraInfo' if cfg.rig_camera_info_topics else ''}, slop {cfg.rig_slop_s:g} s)")
         if cfg.rig_frame_source == "tf":
             try:
@@ -418,7 +421,7 @@ class LocalizeNode(LifecycleNode):
         if problem:
             self._warn(f"camera_info:rig{index}", problem)
         elif before != processor.rig.intrinsics(index):
-            self.get_logger().info(f"camera_info: rig camera {index} ({self.cfg.rig_image_topics[index]}) uses "
+            self.get_logger().info(f"camera_info: rig camera {index} ({self.cfg.rig_topics[index]}) uses "
                                    f"{processor.rig.intrinsics(index).describe()}")
 
     def _on_tf_static(self, msg) -> None:

@@ -48,6 +48,7 @@ class NodeConfig:
     camera_xyz: tuple = default("camera_xyz")
     camera_yaw_deg: float = default("camera_yaw_deg")
     rig_image_topics: tuple = default("rig_image_topics")
+    rig_compressed_image_topics: tuple = default("rig_compressed_image_topics")
     rig_camera_info_topics: tuple = default("rig_camera_info_topics")
     rig_yaws_deg: tuple = default("rig_yaws_deg")
     rig_frame_source: str = default("rig_frame_source")
@@ -86,6 +87,7 @@ class NodeConfig:
     tracking_decoder_turns: int = default("tracking_decoder_turns")
     tracking_search_radius_m: float = default("tracking_search_radius_m")
     tracking_heading_window_deg: float = default("tracking_heading_window_deg")
+    tracking_anchor_frames: int = default("tracking_anchor_frames")
     min_confidence: float = default("min_confidence")
     covariance_scale: float = default("covariance_scale")
     z_variance: float = default("z_variance")
@@ -142,16 +144,16 @@ class NodeConfig:
         elif require_database and not Path(self.database).is_dir():
             problems.append(f"database: {self.database!r} is not a folder; expected a database built by "
                             f"`unifygeo build-db`")
-        if self.rig_image_topics:
+        if self.rig:
             problems += self._rig_problems()
         else:
             if not (self.image_topic or self.compressed_image_topic):
                 problems.append("image_topic and compressed_image_topic are both empty: expected at least one input "
-                                "(or a camera rig, rig.image_topics)")
+                                "(or a camera rig, rig.image_topics or rig.compressed_image_topics)")
             for name in ("rig_camera_info_topics", "rig_yaws_deg"):
                 if getattr(self, name):
                     problems.append(f"{BY_ATTR_NAME[name]} {list(getattr(self, name))}: expected rig.image_topics "
-                                    f"(one image topic per camera) with it, got none")
+                                    f"or rig.compressed_image_topics (one image topic per camera) with it, got none")
         if self.camera_info_topic and self.camera_model != "pinhole":
             problems.append(f"camera_info_topic {self.camera_info_topic!r}: expected camera.model pinhole with a "
                             f"CameraInfo, got {self.camera_model!r}")
@@ -167,30 +169,52 @@ class NodeConfig:
 
     @property
     def rig(self) -> bool:
-        """A camera rig (``rig.image_topics`` non-empty) instead of one camera."""
-        return bool(self.rig_image_topics)
+        """A camera rig (``rig.image_topics`` or ``rig.compressed_image_topics`` non-empty) instead
+        of one camera."""
+        return bool(self.rig_image_topics or self.rig_compressed_image_topics)
+
+    @property
+    def rig_compressed(self) -> bool:
+        """The rig's images are ``sensor_msgs/CompressedImage`` (``rig.compressed_image_topics``)."""
+        return bool(self.rig_compressed_image_topics) and not self.rig_image_topics
+
+    @property
+    def rig_topics(self) -> tuple:
+        """The rig's image topics, one per camera: ``rig.image_topics``, else
+        ``rig.compressed_image_topics`` (none without a rig)."""
+        return tuple(self.rig_image_topics or self.rig_compressed_image_topics)
+
+    @property
+    def rig_topics_option(self) -> str:
+        """The name of the option that lists the rig's image topics."""
+        return "rig.compressed_image_topics" if self.rig_compressed else "rig.image_topics"
 
     def _rig_problems(self) -> list[str]:
         """What is wrong with the camera rig's options, each naming what was expected."""
-        n = len(self.rig_image_topics)
+        topics, name = self.rig_topics, self.rig_topics_option
+        n = len(topics)
         out = []
-        if len(set(self.rig_image_topics)) != n:
-            out.append(f"rig.image_topics {list(self.rig_image_topics)}: expected distinct topics, one per camera")
+        if self.rig_image_topics and self.rig_compressed_image_topics:
+            out.append(f"rig.image_topics {list(self.rig_image_topics)} and rig.compressed_image_topics "
+                       f"{list(self.rig_compressed_image_topics)}: expected one of the two (the rig's sensor_msgs/"
+                       f"Image or its sensor_msgs/CompressedImage topics, one per camera), got both")
+        if len(set(topics)) != n:
+            out.append(f"{name} {list(topics)}: expected distinct topics, one per camera")
         infos = self.rig_camera_info_topics
         if infos and len(infos) != n:
-            out.append(f"rig.camera_info_topics: expected one CameraInfo topic per rig.image_topics entry ({n}), or "
+            out.append(f"rig.camera_info_topics: expected one CameraInfo topic per {name} entry ({n}), or "
                        f"none, got {len(infos)}: {list(infos)}")
         elif len(set(infos)) != len(infos):
             out.append(f"rig.camera_info_topics {list(infos)}: expected distinct topics, one per camera")
         yaws = self.rig_yaws_deg
         if self.rig_frame_source == "parameters" and len(yaws) != n:
-            out.append(f"rig.yaws_deg: expected one yaw per rig.image_topics entry ({n}) with rig.frame_source "
+            out.append(f"rig.yaws_deg: expected one yaw per {name} entry ({n}) with rig.frame_source "
                        f"parameters, got {len(yaws)}: {list(yaws)}")
         elif yaws and len(yaws) != n:
-            out.append(f"rig.yaws_deg: expected one yaw per rig.image_topics entry ({n}), or none (rig.frame_source "
+            out.append(f"rig.yaws_deg: expected one yaw per {name} entry ({n}), or none (rig.frame_source "
                        f"tf: /tf_static only), got {len(yaws)}: {list(yaws)}")
         if self.camera_model != "pinhole":
-            out.append(f"rig.image_topics: expected camera.model pinhole (a rig's cameras are pinhole or fisheye "
+            out.append(f"{name}: expected camera.model pinhole (a rig's cameras are pinhole or fisheye "
                        f"cameras), got {self.camera_model!r}")
         if self.camera_info_topic:
             out.append(f"camera_info_topic {self.camera_info_topic!r}: expected '' with a camera rig (each camera's "

@@ -7,7 +7,8 @@
    database's frame. With ``camera_info_topic`` the camera is the calibrated one of the latest
    ``CameraInfo`` of the image's frame_id (:meth:`FrameProcessor.update_camera_info`): a frame
    is refused (failure ``camera_info``) until one arrived, and (failure ``image``) when its size
-   is not the calibrated one. With a camera rig (``rig.image_topics``) the frame is a
+   is not the calibrated one. With a camera rig (``rig.image_topics``, or
+   ``rig.compressed_image_topics`` decoded by the same :mod:`.images` code) the frame is a
    :class:`~.rig_sync.RigSet`, one image per camera, localized as one frame with the
    :class:`~unifygeo_ros.types.Rig` of :class:`~.rig_cameras.RigCameras` (failure
    ``camera_info`` until every camera's CameraInfo arrived, ``rig`` while a camera has no
@@ -117,8 +118,8 @@ class FrameProcessor:
         # camera_info_topic: frame_id -> the calibrated camera of its latest usable CameraInfo
         self.cameras: dict[str, Camera] = {}
         self.camera_info_problems: dict[str, str] = {}    # frame_id -> why its latest CameraInfo is not used
-        # rig.image_topics: the rig's cameras (CameraInfo per camera, orientations from /tf_static or parameters)
-        self.rig = RigCameras(cfg) if cfg.rig_image_topics else None
+        # a camera rig: its cameras (CameraInfo per camera, orientations from /tf_static or parameters)
+        self.rig = RigCameras(cfg) if cfg.rig else None
         self.extrinsic = extrinsic or Extrinsic(*(float(v) for v in cfg.camera_xyz), math.radians(cfg.camera_yaw_deg))
         self.map_frame = map_frame or map_frame_from_config(cfg, localizer.frame)
         self.adapter = FrameAdapter(localizer.frame, self.map_frame)
@@ -198,7 +199,8 @@ class FrameProcessor:
     def rig_camera(self, rig_set: RigSet) -> tuple[Rig | None, str, str]:
         """The :class:`Rig` of a set of frames: ``(rig, "", "")`` or ``(None, failure kind, why not)``."""
         if self.rig is None:
-            return None, "rig", "a set of rig frames, but rig.image_topics is empty: expected one image per frame"
+            return None, "rig", ("a set of rig frames, but rig.image_topics and rig.compressed_image_topics are "
+                                 "empty: expected one image per frame")
         return self.rig.rig_for(rig_set)
 
     def camera_info_status(self) -> str:
@@ -232,7 +234,7 @@ class FrameProcessor:
         cams = camera.cameras if isinstance(camera, Rig) else (camera,)
         images = []
         for i, (msg, cam) in enumerate(zip(messages, cams)):
-            which = f"rig camera {i} ({self.cfg.rig_image_topics[i]}): " if isinstance(camera, Rig) else ""
+            which = f"rig camera {i} ({self.cfg.rig_topics[i]}): " if isinstance(camera, Rig) else ""
             try:
                 rgb = decode_image(msg)
             except ImageError as exc:

@@ -1,9 +1,9 @@
 """The cameras of a rig as the node knows them: calibration from CameraInfo, orientation from
 ``/tf_static`` or the parameters.
 
-:class:`RigCameras` holds, per camera of ``rig.image_topics`` (in that order), the latest
-usable ``sensor_msgs/CameraInfo`` of its ``rig.camera_info_topics`` entry, and the static
-transforms of ``/tf_static`` (:class:`StaticTransforms`). For a set of frames
+:class:`RigCameras` holds, per camera of ``rig.image_topics`` (or ``rig.compressed_image_topics``;
+in that order), the latest usable ``sensor_msgs/CameraInfo`` of its ``rig.camera_info_topics``
+entry, and the static transforms of ``/tf_static`` (:class:`StaticTransforms`). For a set of frames
 (:class:`~.rig_sync.RigSet`) :meth:`RigCameras.rig_for` gives the
 :class:`~unifygeo_ros.types.Rig` to localize it with, or why not (a camera without its
 CameraInfo yet, or without an orientation).
@@ -121,7 +121,7 @@ class RigCameras:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.n = len(cfg.rig_image_topics)
+        self.n = len(cfg.rig_topics)
         self._intrinsics: list = [None] * self.n            # the latest usable CameraInfo's, per camera
         self._info_problems: list[str] = [""] * self.n      # why the latest CameraInfo is not used
         self.transforms = StaticTransforms()
@@ -163,7 +163,7 @@ class RigCameras:
             return (float(cfg.rig_yaws_deg[index]), float(cfg.camera_pitch_deg), float(cfg.camera_roll_deg)), \
                 "rig.yaws_deg"
         return None, (f"no /tf_static transform {cfg.base_frame} -> {frame_id.lstrip('/')!r} for rig camera {index} "
-                      f"({cfg.rig_image_topics[index]}) and no rig.yaws_deg; expected the camera's transform on "
+                      f"({cfg.rig_topics[index]}) and no rig.yaws_deg; expected the camera's transform on "
                       f"/tf_static or its yaw in rig.yaws_deg")
 
     def rig_for(self, rig_set) -> tuple[Rig | None, str, str]:
@@ -193,7 +193,7 @@ class RigCameras:
                 else:
                     cam = Camera("pinhole", hfov_deg=cfg.camera_hfov_deg, pitch_deg=pitch, roll_deg=roll)
             except ValueError as exc:
-                return None, "rig", f"rig camera {i} ({cfg.rig_image_topics[i]}, {source}): {exc}"
+                return None, "rig", f"rig camera {i} ({cfg.rig_topics[i]}, {source}): {exc}"
             self._used[i] = f"yaw {yaw:.1f}, pitch {pitch:.1f}, roll {roll:.1f} deg from {source}"
             cameras.append(cam)
             yaws.append(yaw)
@@ -223,7 +223,7 @@ class RigCameras:
                 calib = self._intrinsics[i].describe()
             else:
                 calib = self._info_problems[i] or f"waiting for CameraInfo on {cfg.rig_camera_info_topics[i]}"
-            parts.append(f"{i} {cfg.rig_image_topics[i]}: {calib}" + (f"; {self._used[i]}" if self._used[i] else ""))
+            parts.append(f"{i} {cfg.rig_topics[i]}: {calib}" + (f"; {self._used[i]}" if self._used[i] else ""))
         return " | ".join(parts)
 
     def _info_topic(self, index: int) -> str:

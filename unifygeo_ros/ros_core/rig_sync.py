@@ -34,7 +34,8 @@ from types import SimpleNamespace
 
 @dataclass(frozen=True)
 class RigSet:
-    """One frame of every rig camera, in the order of the cameras (``rig.image_topics``)."""
+    """One frame of every rig camera, in the order of the cameras (``rig.image_topics`` or
+    ``rig.compressed_image_topics``)."""
 
     messages: tuple                 # the cameras' Image / CompressedImage messages
     stamps_ns: tuple                # their stamps
@@ -86,7 +87,7 @@ class RigSynchronizer:
     @classmethod
     def from_config(cls, cfg) -> "RigSynchronizer":
         """For the rig of a :class:`~unifygeo_ros.ros_core.config.NodeConfig`."""
-        return cls(len(cfg.rig_image_topics), int(round(cfg.rig_slop_s * 1e9)), int(cfg.rig_queue_size))
+        return cls(len(cfg.rig_topics), int(round(cfg.rig_slop_s * 1e9)), int(cfg.rig_queue_size))
 
     def reset(self) -> None:
         """Empty the queues and zero the counts."""

@@ -11,13 +11,21 @@ the database's frame:
   camera position (a position prior of ``tracking.search_radius_m``, or three standard
   deviations if larger) with the predicted yaw as a known heading (a heading window of
   ``tracking.heading_window_deg`` while the vehicle turns) and the decoder ensemble of
-  ``tracking.decoder_turns``; initialising or lost it searches the whole database;
+  ``tracking.decoder_turns``; initialising it searches the whole database;
+* lost, for ``tracking.anchor_frames`` frames, it first searches the same way near the
+  filter's anchor (the last published pose moved on by odometry: where the vehicle is unless
+  it was moved), within ``tracking.search_radius_m`` or three of the anchor's growing standard
+  deviations, with a heading window; only when that gives no fix (nothing found, or under the
+  confidence gate) does the frame search the whole database. A stretch where the localizer
+  found nothing near the track is then taken up again where the vehicle still is, where a
+  global search would often land on a wrong tile; a kidnapped vehicle finds no fix near the
+  anchor, and the global search finds it;
 * the frame's D (and yaw) becomes the filter's evidence, also when the frame is under the
   confidence gate (the filter's outlier component weighs it); a frame that is not evidence
   (not decodable, no fix) only advances the filter, except a clear frame (its detail passes)
   that found no evidence near the prediction: that contradicts the track (nothing is
-  published; three in a row make the filter lost, and the search global), so that a vehicle
-  moved elsewhere is not tracked on by odometry alone;
+  published; three in a row make the filter lost, and the search goes near the anchor and
+  global, as above), so that a vehicle moved elsewhere is not tracked on by odometry alone;
 * ``/initialpose`` (``PoseWithCovarianceStamped`` in the output map frame) seeds it.
 
 Each frame gives a :class:`TrackOutcome`: the single-frame outcome, the filter's estimate
@@ -56,7 +64,8 @@ class TrackOutcome:
     state: str                          # initialising | tracking | lost | no evidence yet
     filtered: PoseEstimate | None       # the filtered pose to publish, or None
     track: object | None                # the tracker's TrackEstimate (database frame), or None
-    search: str                         # "tracking" (tiles near the prediction) or "global"
+    search: str                         # "tracking" (tiles near the prediction), "anchor" (lost: tiles near the
+                                        # dead-reckoned last pose) or "global"
     filter_ms: float = 0.0
 
 
@@ -74,7 +83,8 @@ class TrackingProcessor:
         self.offset = (float(ex.x), float(ex.y), float(ex.yaw))
         self.tracker = Tracker(TrackerConfig(particles=int(cfg.tracking_particles), area_m2=float(max(extent, 1.0)),
                                              outlier=float(cfg.tracking_outlier), camera_offset=self.offset,
-                                             noise=MotionNoise(a_tt=float(cfg.tracking_motion_noise)), seed=seed))
+                                             noise=MotionNoise(a_tt=float(cfg.tracking_motion_noise)),
+                                             anchor_frames=int(cfg.tracking_anchor_frames), seed=seed))
         self._odometry: collections.deque = collections.deque()
         self._applied: tuple[int, tuple[float, float, float]] | None = None
         self._frame_odom_yaw: float | None = None        # odometry yaw at the previous frame
@@ -142,7 +152,8 @@ class TrackingProcessor:
         # While tracking, the localizer looks near the prediction only, also after a frame that
         # contradicted the track (a global search would often land on a wrong tile where the model
         # is weak, and lose a good track); a vehicle moved elsewhere contradicts the track frame
-        # after frame there, the filter is lost, and from then on it searches everywhere.
+        # after frame there, the filter is lost, and from then on it searches near the anchor first
+        # and everywhere when that finds no fix.
         if est is not None and est.state == TrackState.TRACKING:
             cam = offset_poses(np.array([[est.x, est.y, est.yaw]]), self.offset)[0]
             sigma_yaw = math.degrees(math.sqrt(max(float(est.covariance[2, 2]), 0.0)))
@@ -158,9 +169,30 @@ class TrackingProcessor:
                                          heading_note="tracking")
             search = "tracking"
         t1 = time.perf_counter()
-        turns = int(self.cfg.tracking_decoder_turns) if search == "tracking" else None
-        outcome = self.frames.process(image_msg, st, frame_priors, want_distribution=True, heading_deg=heading,
-                                      decoder_turns=turns)
+        turns = int(self.cfg.tracking_decoder_turns)
+        anchor = self.tracker.anchor if est is not None and est.state == TrackState.LOST else None
+        anchor_ms = 0.0
+        outcome = None
+        if anchor is not None:
+            # lost: first the tiles near the dead-reckoned last pose; its fix is the frame's evidence
+            cam = offset_poses(np.array([[anchor.x, anchor.y, anchor.yaw]]), self.offset)[0]
+            pos = PositionPrior(float(cam[0]), float(cam[1]),
+                                max(float(self.cfg.tracking_search_radius_m), 3.0 * anchor.sigma_m))
+            head = HeadingPrior(math.degrees(float(cam[2])), max(float(self.cfg.tracking_heading_window_deg),
+                                                                 3.0 * math.degrees(anchor.sigma_yaw)))
+            anchor_priors = PriorInfo(position=pos, heading=head, position_note="anchor", heading_note="anchor")
+            ta = time.perf_counter()
+            local = self.frames.process(image_msg, st, anchor_priors, want_distribution=True, decoder_turns=turns)
+            anchor_ms = (time.perf_counter() - ta) * 1e3
+            if local.failure is None:
+                outcome, frame_priors, search = local, anchor_priors, "anchor"
+        if outcome is None:
+            outcome = self.frames.process(image_msg, st, frame_priors, want_distribution=True, heading_deg=heading,
+                                          decoder_turns=turns if search == "tracking" else None)
+            if anchor_ms:
+                # the frame's time includes the search near the anchor that found no fix
+                outcome.timings_ms["anchor_search"] = anchor_ms
+                outcome.timings_ms["total"] = outcome.timings_ms.get("total", 0.0) + anchor_ms
         t2 = time.perf_counter()
         res = outcome.result
         # a clear view (its detail passes) that the localizer, looking near the prediction only,

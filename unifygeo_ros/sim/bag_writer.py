@@ -211,7 +211,7 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
     topic_types = {tp.tf_static: "tf2_msgs/msg/TFMessage"}
     if rig:
         for rc in rig:
-            topic_types[rc.image_topic] = "sensor_msgs/msg/Image"
+            topic_types[rc.image_topic] = image_type
             topic_types[rc.camera_info_topic] = "sensor_msgs/msg/CameraInfo"
     else:
         topic_types[image_topic] = image_type
@@ -353,7 +353,7 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
                                            [cv2.IMWRITE_JPEG_QUALITY, int(cfg.jpeg_quality)])
                     if not ok:
                         raise RuntimeError("JPEG encoding failed")
-                    msg = M.CompressedImage(header=M.header(t_ns, cam_frame), format="rgb8; jpeg compressed bgr8",
+                    msg = M.CompressedImage(header=M.header(t_ns, frame_id), format="rgb8; jpeg compressed bgr8",
                                             data=np.frombuffer(buf.tobytes(), dtype=np.uint8))
                 img_bar.update(1)
             writer.write(conns[topic], t_ns, ts.serialize_cdr(msg, topic_types[topic]))

@@ -2,7 +2,7 @@
 
 :func:`write_drive_bag` drives a car along the city's roads, simulates its sensors and
 writes the rosbag2 (panoramas, a forward pinhole camera with its ``CameraInfo``, or a rig of
-pinhole cameras, each with its ``CameraInfo`` and jittered stamps; true and
+pinhole cameras, each with its ``CameraInfo`` and jittered stamps, raw or JPEG; true and
 degraded NavSatFix, drifting wheel odometry, the true pose in ``map`` and the static
 extrinsics) and, beside it in ``<bag>.meta/`` (:func:`drive_metadata_dir`), the
 orthophoto and ``drive.json``. With kidnap times the true vehicle is moved, at each, to a
@@ -344,7 +344,8 @@ def _rig_meta(cfg: DriveConfig) -> dict:
                       "stamp_jitter_s) and rendered at that stamp",
         "node_parameters": {"camera.model": "pinhole", "camera.hfov_deg": cfg.hfov_deg,
                             "camera_extrinsic.xyz": list(cfg.camera_xyz),
-                            "rig.image_topics": [rc.image_topic for rc in cams],
+                            ("rig.image_topics" if cfg.image == "raw" else "rig.compressed_image_topics"):
+                                [rc.image_topic for rc in cams],
                             "rig.camera_info_topics": [rc.camera_info_topic for rc in cams],
                             "rig.yaws_deg": [rc.yaw_deg for rc in cams], "rig.frame_source": "tf"},
     }

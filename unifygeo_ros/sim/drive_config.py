@@ -41,6 +41,7 @@ Topics (defaults; all configurable through :class:`DriveTopics`)
 ``/camera/front/image_raw/compressed``        sensor_msgs/msg/CompressedImage     (pinhole, jpeg)
 ``/camera/front/camera_info``                 sensor_msgs/msg/CameraInfo          with each pinhole image
 ``/camera/<name>/image_raw``                  sensor_msgs/msg/Image (rgb8)        ``rate_hz`` per rig camera
+``/camera/<name>/image_raw/compressed``       sensor_msgs/msg/CompressedImage     (rig, jpeg)
 ``/camera/<name>/camera_info``                sensor_msgs/msg/CameraInfo          with each rig image
 ``/gnss/fix_true``                            sensor_msgs/msg/NavSatFix           ``gnss_rate_hz``
 ``/gnss/fix``                                 sensor_msgs/msg/NavSatFix (degraded) ``gnss_rate_hz``
@@ -52,7 +53,8 @@ Topics (defaults; all configurable through :class:`DriveTopics`)
 
 A drive has one camera: the panorama (its image topic) or the pinhole (its image topic
 and ``camera_info``), or a rig of pinhole cameras (``camera = "rig"``: one image topic and
-one ``camera_info`` per camera, raw images only). Each rig camera's frames are stamped
+one ``camera_info`` per camera; with ``image = "jpeg"`` each camera's images are
+CompressedImage on its ``.../compressed`` topic). Each rig camera's frames are stamped
 with the image stamp plus its own jitter, uniform in ``[-rig_jitter_s, rig_jitter_s]``
 (drawn from a stream of their own, kept inside the drive), and rendered at that time, so
 that a reader must pair the cameras' frames by approximate time.
@@ -79,6 +81,7 @@ class DriveTopics:
     pinhole_compressed: str = "/camera/front/image_raw/compressed"
     camera_info: str = "/camera/front/camera_info"
     rig_raw: str = "/camera/{name}/image_raw"            # per rig camera; {name}: front, left, ... or cam0, ...
+    rig_compressed: str = "/camera/{name}/image_raw/compressed"
     rig_camera_info: str = "/camera/{name}/camera_info"
     fix_true: str = "/gnss/fix_true"
     fix: str = "/gnss/fix"
@@ -222,9 +225,7 @@ class DriveConfig:
             out.append(f"rig_yaws_deg must be distinct directions, got {list(yaws)}")
         if not (math.isfinite(self.rig_jitter_s) and 0.0 <= self.rig_jitter_s < 0.5 / max(self.rate_hz, 1e-9)):
             out.append(f"rig_jitter_s must be >= 0 and below half the image period, got {self.rig_jitter_s}")
-        if self.image != "raw":
-            out.append("a rig's images are raw (sensor_msgs/Image): expected image 'raw'")
-        for kind, names, where in (("topic", ("rig_raw", "rig_camera_info"), self.topics),
+        for kind, names, where in (("topic", ("rig_raw", "rig_compressed", "rig_camera_info"), self.topics),
                                    ("frame", ("rig", "rig_optical"), self.frames)):
             for name in names:
                 if "{name}" not in getattr(where, name):
@@ -241,8 +242,9 @@ class DriveConfig:
         out = []
         for i, yaw in enumerate(self.rig_yaws_deg):
             name = RIG_NAMES[norm[i]] if named else f"cam{i}"
+            image_topic = self.topics.rig_raw if self.image == "raw" else self.topics.rig_compressed
             out.append(RigCamera(name, yaw, self.frames.rig.format(name=name),
-                                 self.frames.rig_optical.format(name=name), self.topics.rig_raw.format(name=name),
+                                 self.frames.rig_optical.format(name=name), image_topic.format(name=name),
                                  self.topics.rig_camera_info.format(name=name)))
         return out
 

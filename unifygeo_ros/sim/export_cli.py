@@ -77,7 +77,8 @@ def register(sub, bench_sub) -> None:
                         "looking camera (frame camera_front) on /camera/front/image_raw with its CameraInfo on "
                         "/camera/front/camera_info; rig: pinhole cameras at the yaws of --rig, each on "
                         "/camera/<name>/image_raw with its CameraInfo on /camera/<name>/camera_info (names front, "
-                        "left, right, back for yaws 0, 90, -90, 180, else cam0, cam1, ...; raw images only) "
+                        "left, right, back for yaws 0, 90, -90, 180, else cam0, cam1, ...; with --image jpeg on "
+                        "/camera/<name>/image_raw/compressed) "
                         "(default panorama)")
     d.add_argument("--rig", metavar="YAWS", default=None,
                    help="rig: the cameras' yaws in degrees relative to the vehicle's forward direction, counter-"
@@ -98,7 +99,7 @@ def register(sub, bench_sub) -> None:
     d.add_argument("--start-time-s", type=float, default=1_700_000_000.0, help="sim clock at the first message")
     d.add_argument("--topic", action="append", default=[], metavar="KEY=NAME",
                    help="rename a topic; KEY is one of image_raw, image_compressed (panorama), pinhole_raw, "
-                        "pinhole_compressed, camera_info (pinhole), rig_raw, rig_camera_info (rig: a pattern with "
+                        "pinhole_compressed, camera_info (pinhole), rig_raw, rig_compressed, rig_camera_info (rig: a pattern with "
                         "{name}), fix_true, fix, odom, tf, pose_true, tf_static (repeatable)")
     d.add_argument("--seed", type=int, default=0,
                    help="seed of route, speed profile, sensor noise and kidnaps (same seed, same bag)")

@@ -10,7 +10,10 @@ the calibration table (JSON data, ``unifygeo_ros/weights/calibration.json``) wit
   an *unscaled* covariance and the raw confidence, and fit on the panorama records, and again
   on the pinhole records, single views and rigs (stored under ``"pinhole"``): ``c_pos`` and ``c_yaw`` on the estimates in the right mode (within
   ``MODE_RADIUS_M`` of the truth), and the confidence map (the chance of the right mode) on
-  all of them (:mod:`unifygeo_ros.inference.calibration`).
+  all of them (:mod:`unifygeo_ros.inference.calibration`); then the same within each camera
+  kind per calibration case (heading known or not, a position prior or not; ``"cases"``).
+  The views are written to ``OUT/records.json``; ``--records`` fits on such files of earlier
+  runs (of the same model), with or without new cities.
 * ``abstention``: on other cities (``--abstention-seeds``, default 3101-3104) genuine
   panoramas in the three panorama modes, the unknown-heading ones again with a mild blur
   (:func:`.abstention.mild_blur`, still genuine), and ``--garbage`` garbage frames per city
@@ -36,6 +39,7 @@ from ..inference.calibration import (
     CALIBRATION_FORMAT,
     CHI2_2_95,
     CONFIDENCE_FEATURES,
+    MIN_RIGHT_MODE,
     Z_95,
     Calibration,
     fit_confidence,
@@ -49,13 +53,11 @@ ABSTENTION_SEEDS = (3101, 3102, 3103, 3104)
 PARTS = ("all", "covariance", "abstention", "tracking")
 #: drive seeds of the tracking part: city seed + this
 DRIVE_SEED_OFFSET = 500
-#: fewest right-mode records of a camera kind to fit its own covariance factors on
-MIN_RIGHT_MODE = 20
 
 
 def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, write: bool = False,
               progress: bool = True, part: str = "covariance", abstention_seeds=ABSTENTION_SEEDS, garbage: int = 125,
-              max_refused: float = 0.03, drive_s: float = 120.0) -> dict:
+              max_refused: float = 0.03, drive_s: float = 120.0, records_from=()) -> dict:
     """Fit ``part`` (``covariance``, ``abstention`` or ``all``; the command's default is ``all``)
     and return the report; with ``write`` store the model's entry (see the module docstring)."""
     from ..model.unifygeo import load_checkpoint
@@ -76,7 +78,8 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
     report: dict = {"model_hash": model_hash, "weights": str(weights), "part": part}
     Path(out).mkdir(parents=True, exist_ok=True)
     if part in ("all", "covariance"):
-        cov_entry, per_mode = _covariance_part(weights, seeds, styles, size_m, views, out, progress)
+        cov_entry, per_mode = _covariance_part(weights, model_hash, seeds, styles, size_m, views, out, progress,
+                                               records_from)
         keep = {k: entry[k] for k in ("abstention",) if k in entry}
         pin_keep = (entry.get("pinhole") or {}).get("abstention")
         entry = {**cov_entry, **keep}
@@ -90,6 +93,8 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
         entry["abstention"] = _abstention_part(weights, abstention_seeds, styles, size_m, views, garbage, max_refused,
                                                out, progress)
     if part == "tracking":
+        if not seeds:
+            raise ValueError("--seeds: expected the cities of the tracking drives")
         if "c_pos" not in entry:
             raise ValueError(f"model {model_hash[:12]} has no covariance calibration yet; run --part covariance "
                              f"(or all) first")
@@ -101,12 +106,17 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
     return report
 
 
-def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tuple[dict, dict]:
-    """Covariance factors and confidence maps per camera kind (see the module docstring)."""
+def _covariance_part(weights, model_hash, seeds, styles, size_m, views, out, progress,
+                     records_from=()) -> tuple[dict, dict]:
+    """Covariance factors and confidence maps per camera kind and calibration case (see the
+    module docstring); ``records_from``: record files of earlier runs, fitted on instead of
+    localizing anew when ``seeds`` is empty, or together with the new records."""
     from ..localizer.localizer import Localizer
-    from .synthetic import DEMO_MODES, camera_kind, make_area, run_mode, sample_truths
+    from .synthetic import DEMO_MODES, camera_kind, make_area, mode_case, run_mode, sample_truths
 
     records = []
+    for path in records_from:
+        records += _read_records(path, model_hash)
     for i, seed in enumerate(seeds):
         style = styles[i % len(styles)]
         area = make_area(seed, size_m, ORIGINS[i % len(ORIGINS)], style, Path(out) / f"city{seed}", weights,
@@ -115,14 +125,14 @@ def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tu
         xy, yaw = sample_truths(area.city, views, seed + 1000)
         for mode in DEMO_MODES:
             for r in run_mode(loc, area.city, xy, yaw, mode, progress):
-                r.update(seed=seed, style=style)
+                r.update(seed=seed, style=style, model_hash=model_hash)
                 records.append(r)
         loc.close()
     (Path(out) / "records.json").write_text(json.dumps(records, default=float))
     ok = [r for r in records if "error_m" in r]
     if not ok:
         raise ValueError("no view was localized; nothing to calibrate on")
-    fits, maps = {}, {}
+    fits, maps, cases = {}, {}, {}
     for camera in ("panorama", "pinhole"):
         rs = [r for r in ok if camera_kind(r["mode"]) == camera]
         if not rs:
@@ -135,31 +145,35 @@ def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tu
         else:
             # Too few panoramas in the right mode too (an untrained model): every estimate, which
             # makes the ellipses wide enough for the wrong modes as well.
-            on = right if len(right) >= MIN_RIGHT_MODE else rs
-            fits[camera] = fit_scales(np.array([r["err_xy"] for r in on]), np.array([r["cov_xy"] for r in on]),
-                                      _optional(on, "yaw_error_deg"), _optional(on, "sigma_yaw_deg"))
-            fits[camera].update(right_mode_views=len(right), fitted_on="right mode" if on is right else "all views")
-        if MIN_RIGHT_MODE <= len(right) <= len(rs) - MIN_RIGHT_MODE:
-            maps[camera] = fit_confidence([r["confidence_raw"] for r in rs], [r["consensus_support"] for r in rs],
-                                          [r["in_mode"] for r in rs])
-        else:
-            # Too few views in the right mode (or in a wrong one) to fit weights on: the
-            # confidence of every view of this kind is their share.
-            share = min(max(len(right) / len(rs), 1e-3), 1 - 1e-3)
-            maps[camera] = {"features": list(CONFIDENCE_FEATURES), "bias": float(np.log(share / (1 - share))),
-                            "weights": [0.0] * len(CONFIDENCE_FEATURES), "n": len(rs), "right_mode_share": share,
-                            "fitted_on": "the right-mode share alone (too few views in one of the modes)"}
+            fits[camera] = _fit_factors(right if len(right) >= MIN_RIGHT_MODE else rs)
+            fits[camera].update(right_mode_views=len(right),
+                                fitted_on="right mode" if len(right) >= MIN_RIGHT_MODE else "all views")
+        maps[camera] = _fit_map(rs)
+        cases[camera] = {}
+        for case in sorted({mode_case(r["mode"]) for r in rs}):
+            crs = [r for r in rs if mode_case(r["mode"]) == case]
+            cright = [r for r in crs if r["in_mode"]]
+            entry = {"views": len(crs), "right_mode_views": len(cright),
+                     "modes": sorted({r["mode"] for r in crs})}
+            if len(cright) >= MIN_RIGHT_MODE:
+                f = _fit_factors(cright)
+                entry.update(c_pos=f["c_pos"], c_yaw=f["c_yaw"], coverage_unscaled=f["coverage_unscaled"],
+                             yaw_coverage_unscaled=f.get("yaw_coverage_unscaled"), fitted_on="right mode")
+            else:
+                entry["fitted_on"] = f"the {camera} factors (fewer than {MIN_RIGHT_MODE} views in the right mode)"
+            if len(crs) >= MIN_RIGHT_MODE:
+                entry["confidence"] = _fit_map(crs)
+            cases[camera][case] = entry
     if "panorama" not in fits:
         raise ValueError("no panorama view was localized; nothing to calibrate on")
     per_mode = {}
-    for mode in DEMO_MODES:
+    for mode in sorted({r["mode"] for r in ok}, key=list(DEMO_MODES).index):
         rs = [r for r in ok if r["mode"] == mode]
-        if not rs:
-            continue
-        f = fits.get(camera_kind(mode), fits["panorama"])
+        kind = camera_kind(mode)
+        f = cases[kind][mode_case(mode)] if "c_pos" in cases[kind][mode_case(mode)] else fits[kind]
         right = [r for r in rs if r["in_mode"]]
         d2 = np.array([r["d2"] for r in rs]) / f["c_pos"] ** 2
-        row = {"views": len(rs), "right_mode_share": len(right) / len(rs),
+        row = {"views": len(rs), "calibration_case": mode_case(mode), "right_mode_share": len(right) / len(rs),
                "in_95_ellipse_all": float(np.mean(d2 <= CHI2_2_95)),
                "median_error_m": float(np.median([r["error_m"] for r in rs]))}
         if right:
@@ -172,24 +186,71 @@ def _covariance_part(weights, seeds, styles, size_m, views, out, progress) -> tu
                         "median_sigma_m_right_mode": float(np.median([r["sigma_m"] for r in right])) * f["c_pos"]})
         per_mode[mode] = row
     fit = fits["panorama"]
+    used = sorted({(r["seed"], r["style"]) for r in ok})
     entry = {"c_pos": fit["c_pos"], "c_yaw": fit["c_yaw"],
-             "measured_on": {"seeds": list(seeds), "styles": [styles[i % len(styles)] for i in range(len(seeds))],
-                             "size_m": size_m, "views_per_city_and_mode": views, "modes": list(DEMO_MODES),
+             "measured_on": {"seeds": [s for s, _ in used], "styles": [st for _, st in used],
+                             "size_m": size_m,
+                             "views_per_city_and_mode": int(np.median(np.unique(
+                                 [f"{r['seed']}/{r['mode']}" for r in records], return_counts=True)[1])),
+                             "modes": sorted({r["mode"] for r in ok}, key=list(DEMO_MODES).index),
                              "records": len(ok), "failed": len(records) - len(ok),
                              "right_mode_views": fit["right_mode_views"], "fitted_on": fit["fitted_on"]},
              "coverage_unscaled": fit["coverage_unscaled"], "yaw_coverage_unscaled": fit.get("yaw_coverage_unscaled"),
-             "date": time.strftime("%Y-%m-%d")}
-    if "panorama" in maps:
-        entry["confidence"] = maps["panorama"]
+             "date": time.strftime("%Y-%m-%d"), "confidence": maps["panorama"], "cases": cases["panorama"]}
     if "pinhole" in fits:
         pin = fits["pinhole"]
         entry["pinhole"] = {"c_pos": pin["c_pos"], "c_yaw": pin["c_yaw"],
                             "coverage_unscaled": pin["coverage_unscaled"],
                             "yaw_coverage_unscaled": pin.get("yaw_coverage_unscaled"),
-                            "right_mode_views": pin["right_mode_views"], "fitted_on": pin["fitted_on"]}
-        if "pinhole" in maps:
-            entry["pinhole"]["confidence"] = maps["pinhole"]
+                            "right_mode_views": pin["right_mode_views"], "fitted_on": pin["fitted_on"],
+                            "confidence": maps["pinhole"], "cases": cases["pinhole"]}
     return entry, per_mode
+
+
+def _fit_factors(records: list[dict]) -> dict:
+    """``c_pos`` and ``c_yaw`` (:func:`fit_scales`) on these records."""
+    return fit_scales(np.array([r["err_xy"] for r in records]), np.array([r["cov_xy"] for r in records]),
+                      _optional(records, "yaw_error_deg"), _optional(records, "sigma_yaw_deg"))
+
+
+def _fit_map(records: list[dict]) -> dict:
+    """The confidence map of these records: fitted when both the right and the wrong mode have
+    :data:`MIN_RIGHT_MODE` views, otherwise the right-mode share for every view."""
+    right = sum(bool(r["in_mode"]) for r in records)
+    if MIN_RIGHT_MODE <= right <= len(records) - MIN_RIGHT_MODE:
+        return fit_confidence([r["confidence_raw"] for r in records], [r["consensus_support"] for r in records],
+                              [r["in_mode"] for r in records])
+    share = min(max(right / len(records), 1e-3), 1 - 1e-3)
+    return {"features": list(CONFIDENCE_FEATURES), "bias": float(np.log(share / (1 - share))),
+            "weights": [0.0] * len(CONFIDENCE_FEATURES), "n": len(records), "right_mode_share": share,
+            "fitted_on": "the right-mode share alone (too few views in one of the modes)"}
+
+
+def _read_records(path, model_hash: str) -> list[dict]:
+    """The records of an earlier covariance run (its ``records.json``) of the model ``model_hash``,
+    with a clear error."""
+    from .synthetic import DEMO_MODES
+
+    try:
+        records = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--records {path}: expected the records.json of an earlier calibration run ({exc})") \
+            from None
+    need = ("mode", "seed", "style", "model_hash")
+    if not isinstance(records, list) or not all(isinstance(r, dict) and all(k in r for k in need)
+                                                 and r["mode"] in DEMO_MODES for r in records):
+        raise ValueError(f"--records {path}: expected a JSON list of view records with {', '.join(need)} and a "
+                         f"mode of the demo's, as `unifygeo calibrate` writes")
+    from .synthetic import TRAINING_SEEDS
+
+    other = sorted({r["model_hash"][:12] for r in records if r["model_hash"] != model_hash})
+    if other:
+        raise ValueError(f"--records {path}: views localized by model {', '.join(other)}; expected model "
+                         f"{model_hash[:12]}'s")
+    bad = sorted({r["seed"] for r in records if r["seed"] in TRAINING_SEEDS or r["seed"] == DEMO_SEED})
+    if bad:
+        raise ValueError(f"--records {path}: views of training or demo seeds {bad}; expected held-out cities")
+    return records
 
 
 def _abstention_part(weights, seeds, styles, size_m, views, garbage, max_refused, out, progress) -> dict:

@@ -22,8 +22,11 @@ def register(sub, bench_sub) -> None:
                    help="what to fit: covariance (scale factors and confidence map), abstention (thresholds), all "
                         "(default: both), or tracking (the tracking filter's covariance factors, on drives through "
                         "the --seeds cities; after the others); a part not run keeps the table's entry")
-    c.add_argument("--seeds", default="101,102,103,104", help="city seeds of the covariance part (never the training "
-                                                              "seeds)")
+    c.add_argument("--seeds", default=None, help="city seeds of the covariance part (never the training seeds; "
+                                                 "default 101,102,103,104, none with --records)")
+    c.add_argument("--records", default=None,
+                   help="covariance: records.json files of earlier runs (comma-separated) to fit on, with the "
+                        "--seeds cities' views when --seeds is given")
     c.add_argument("--abstention-seeds", default="3101,3102,3103,3104",
                    help="city seeds of the abstention part (other cities than --seeds)")
     c.add_argument("--styles", default="default,downtown,oldtown,suburb", help="city style per seed, comma-separated")
@@ -104,7 +107,11 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from ..tools.calibrate import calibrate
 
     setup_logging()
-    seeds = _seed_list(args.seeds, "--seeds")
+    records = comma_list(args.records, "--records") if args.records else []
+    if records and args.part not in ("all", "covariance"):
+        raise CommandError(f"--records: expected --part covariance or all (the records are the covariance part's), "
+                           f"got --part {args.part}")
+    seeds = [] if records and args.seeds is None else _seed_list(args.seeds or "101,102,103,104", "--seeds")
     abstention_seeds = _seed_list(args.abstention_seeds, "--abstention-seeds")
     styles = comma_list(args.styles, "--styles")
     if not styles:
@@ -118,7 +125,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     try:
         report = calibrate(weights_or_shipped(args.weights), seeds, styles, args.size_m, args.views, args.out,
                            write=args.write, part=args.part, abstention_seeds=abstention_seeds, garbage=args.garbage,
-                           max_refused=args.max_refused, drive_s=args.drive_s)
+                           max_refused=args.max_refused, drive_s=args.drive_s, records_from=records)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     emit(report, args.json)

@@ -77,6 +77,7 @@ def demo_command(args) -> int:
 
     from ..localizer.localizer import Localizer
     from ..localizer.plots import map_sheet
+    from ..options import default
     from ..log import setup_logging
     from ..types import DatabaseError
     from .synthetic import (
@@ -134,8 +135,9 @@ def demo_command(args) -> int:
     with rasterio.open(area.tif) as src:
         ortho = src.read().transpose(1, 2, 0)
         mpp = src.transform.a
-    png = map_sheet(ortho, mpp, records, out / "demo.png",
-                    title=f"city {args.seed} ({args.style}, {args.size_m:g} m): truth green, estimate cross, 95% ellipse")
+    png = map_sheet(ortho, mpp, records, out / "demo.png", min_confidence=default("min_confidence"),
+                    title=f"city {args.seed} ({args.style}, {args.size_m:g} m): truth green, estimate cross, 95% ellipse; "
+                          f"grey: not published (no fix, or confidence under the node's min_confidence)")
 
     def model_entry(kind: str) -> dict:
         cal = locs[kind].calibration

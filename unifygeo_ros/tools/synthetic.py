@@ -80,6 +80,15 @@ def camera_kind(mode: str) -> str:
     return "panorama" if ALL_MODES[mode][0] == "panorama" else "pinhole"
 
 
+def mode_case(mode: str) -> str:
+    """The calibration case of a mode's views
+    (:func:`~unifygeo_ros.inference.calibration.calibration_case`)."""
+    from ..inference.calibration import calibration_case
+
+    _camera, known, prior = ALL_MODES[mode]
+    return calibration_case("known" if known else "unknown", prior)
+
+
 @dataclass
 class Area:
     city: object

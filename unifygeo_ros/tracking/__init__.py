@@ -9,7 +9,7 @@ output becomes :class:`~.evidence.Evidence` in :mod:`.evidence`.
 """
 
 from .evidence import Evidence, EvidenceComponent, GnssEvidence
-from .tracker import TrackEstimate, Tracker, TrackerConfig, TrackState
+from .tracker import Anchor, TrackEstimate, Tracker, TrackerConfig, TrackState
 
-__all__ = ["Evidence", "EvidenceComponent", "GnssEvidence", "TrackEstimate", "TrackState", "Tracker",
+__all__ = ["Anchor", "Evidence", "EvidenceComponent", "GnssEvidence", "TrackEstimate", "TrackState", "Tracker",
            "TrackerConfig"]

@@ -16,6 +16,13 @@ while they do; **lost** after ``lost_frames`` frames in a row whose evidence exp
 particles no better than the outlier model, or when the spread grows past
 ``lost_sigma_m``; from lost, back to tracking under the same rule as from initialising. Only
 a tracking estimate should be published.
+
+**Anchor** (:attr:`Tracker.anchor`): the last publishable estimate, carried on by the
+odometry increments alone (noise-free) with a spread that grows by the motion noise. While
+lost, for up to ``anchor_frames`` frames, it says where the vehicle is if it was not moved
+(a stretch where the localizer found nothing near the track, rather than a kidnap), so that
+the caller can search there first (``ros_core.tracking``: tiles around the anchor, the whole
+database only when they give no fix). Frames then weigh the particles as any other frame.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ class TrackerConfig:
     contradict_max: float = 1.0         # ... contradicts them: less than on average
     lost_frames: int = 2                # contradicting frames in a row that make it lost
     unmatched_frames: int = 3           # frames in a row that matched nothing near it that make it lost
+    anchor_frames: int = 30             # lost frames during which the dead-reckoned anchor is offered (0: none)
     camera_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)   # the camera in the vehicle frame (x, y, yaw)
     seed: int = 0
 
@@ -69,6 +77,8 @@ class TrackerConfig:
             v = getattr(self, name)
             if not 0.0 < v <= 1.0:
                 raise ValueError(f"{name}: expected a value in (0, 1], got {v}")
+        if self.anchor_frames < 0:
+            raise ValueError(f"anchor_frames: expected >= 0, got {self.anchor_frames}")
         if not self.area_m2 > 0:
             raise ValueError(f"area_m2: expected > 0, got {self.area_m2}")
 
@@ -97,6 +107,18 @@ class TrackEstimate:
         return float(math.sqrt(max(np.linalg.eigvalsh(self.covariance[:2, :2]).max(), 0.0)))
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """The last publishable estimate carried on by odometry (vehicle pose, map frame)."""
+
+    x: float
+    y: float
+    yaw: float                          # rad, ENU
+    sigma_m: float                      # position standard deviation (the estimate's, grown by the motion noise)
+    sigma_yaw: float                    # rad
+    lost_frames: int                    # frames since the filter was lost
+
+
 class Tracker:
     def __init__(self, cfg: TrackerConfig | None = None):
         self.cfg = cfg or TrackerConfig()
@@ -112,6 +134,9 @@ class Tracker:
         self._unmatched = 0
         self._frames = 0
         self._support = float("nan")
+        self._anchor: np.ndarray | None = None      # x, y, yaw of the last publishable estimate, dead-reckoned
+        self._anchor_var = (0.0, 0.0)               # its position and yaw variances
+        self._anchor_lost = 0                       # frames lost since
 
     # ---- inputs -----------------------------------------------------------------------------
     def seed(self, x: float, y: float, yaw: float, covariance: np.ndarray) -> None:
@@ -130,7 +155,24 @@ class Tracker:
         if self._odom is not None and self.poses is not None:
             delta = relative_motion(self._odom, pose)
             self.poses = predict(self.poses, delta, self.cfg.noise, self.rng)
+            if self._anchor is not None:
+                n = self.cfg.noise
+                dist, turn = math.hypot(delta[0], delta[1]), abs(delta[2])
+                s_t = n.a_tt * dist + n.a_tr * turn + n.min_trans
+                s_r = n.a_rr * turn + n.a_rt * dist + n.min_rot
+                self._anchor = predict(self._anchor[None, :], delta, n, None)[0]
+                self._anchor_var = (self._anchor_var[0] + s_t * s_t, self._anchor_var[1] + s_r * s_r)
         self._odom = pose
+
+    @property
+    def anchor(self) -> Anchor | None:
+        """While lost (for up to ``anchor_frames`` frames): the last publishable estimate
+        moved by the odometry since, where the vehicle is unless it was moved; else None."""
+        if self._anchor is None or self.state != TrackState.LOST or self._anchor_lost >= self.cfg.anchor_frames:
+            return None
+        a = self._anchor
+        return Anchor(float(a[0]), float(a[1]), float(a[2]), math.sqrt(self._anchor_var[0]),
+                      math.sqrt(self._anchor_var[1]), self._anchor_lost)
 
     def update(self, evidence: Evidence | None, gnss: GnssEvidence | None = None,
                contradicted: bool = False) -> TrackEstimate | None:
@@ -145,6 +187,8 @@ class Tracker:
         track costs a slow global search)."""
         cfg = self.cfg
         has_evidence = evidence is not None and not evidence.empty
+        if self.state == TrackState.LOST:
+            self._anchor_lost += 1
         if self.poses is None:
             if not has_evidence:
                 return None
@@ -213,6 +257,8 @@ class Tracker:
         self._supporting = 0
         self._contradicting = 0
         self._unmatched = 0
+        self._anchor = None
+        self._anchor_lost = 0
 
     def _update_state(self) -> None:
         cfg = self.cfg
@@ -222,9 +268,14 @@ class Tracker:
             if (self._contradicting >= cfg.lost_frames or self._unmatched >= cfg.unmatched_frames
                     or sigma > cfg.lost_sigma_m):
                 self.state = TrackState.LOST
+                self._anchor_lost = 0
         elif (sigma <= cfg.tracking_sigma_m and est.share >= cfg.tracking_share
               and self._supporting >= cfg.confirm_frames):
             self.state = TrackState.TRACKING
+        if (self.state == TrackState.TRACKING and not (self._contradicting > 0 or self._unmatched > 0)
+                and cfg.anchor_frames > 0):     # publishable: the anchor is this estimate
+            self._anchor = np.array([est.x, est.y, est.yaw])
+            self._anchor_var = (sigma * sigma, max(float(est.covariance[2, 2]), 0.0))
 
     def estimate(self) -> TrackEstimate | None:
         if self.poses is None:
