@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The tracking filter on 120 s drives through three cities no model or calibration saw
 # (seeds 8, 9, 10: default, suburb and downtown styles), each with a kidnap at 60 s and no
-# GNSS, plus a 90-degree pinhole front camera and a rig of four 90-degree cameras (front,
-# left, right, back; each topic with its CameraInfo and /tf_static) on the first city, those
-# two against a database of the shipped limited-field-of-view model (small-fov). Writes WORKDIR/r<seed>.json
+# GNSS, plus a 90-degree pinhole front camera (without and with an initial pose on
+# /initialpose) and a rig of four 90-degree cameras (front, left, right, back; each topic with
+# its CameraInfo and /tf_static) on the first city, those against a database of the shipped
+# limited-field-of-view model (small-fov). Writes WORKDIR/r<seed>.json
 # (the replay's JSON, with "tracking") and WORKDIR/r<seed>/ (tracking.png, tracking.csv, ...).
 #
 #   scripts/tracking_eval.sh [WORKDIR]      (default: ./out/tracking_eval)
@@ -30,6 +31,12 @@ done
 printf '/**:\n  ros__parameters:\n    camera: {model: pinhole, hfov_deg: 90.0}\n' > "$W/pinhole.yaml"
 $U replay --bag "$W/p8" --db "$W/dbf8" --track --params "$W/pinhole.yaml" --image-topic /camera/front/image_raw \
     --report "$W/rp8" --no-progress --json > "$W/rp8.json"
+# the same pinhole drive with an operator's initial pose (/initialpose: the true pose at the first
+# frame plus noise of 2 m and 10 degrees): the filter starts from it
+[ -d "$W/p8s" ] || $U sim drive --city "$W/c8" --duration-s 120 --rate-hz 1 --out "$W/p8s" --camera pinhole --fov 90 \
+    --seed 8 --initial-pose 2,10 --no-progress --json > /dev/null
+$U replay --bag "$W/p8s" --db "$W/dbf8" --track --params "$W/pinhole.yaml" --image-topic /camera/front/image_raw \
+    --report "$W/rp8s" --no-progress --json > "$W/rp8s.json"
 [ -d "$W/g8" ] || $U sim drive --city "$W/c8" --duration-s 120 --rate-hz 1 --out "$W/g8" --camera rig \
     --rig 0,90,-90,180 --fov 90 --image-size 320x240 --seed 8 --no-progress --json > /dev/null
 .venv/bin/python - "$W" <<'PY'

@@ -770,3 +770,56 @@ def test_default_bag_is_the_bag_of_the_explicit_defaults(city_dir, tmp_path, cap
     assert files(tmp_path / "api" / "drive") == ref
     types, _ = read_bag(tmp_path / "default" / "drive")
     assert "/camera/panorama/image_raw" in types and not any(t.startswith("/camera/front") for t in types)
+
+
+def test_initial_pose_is_the_noisy_truth_at_the_first_image(city_dir, tmp_path, capsys):
+    """--initial-pose SIGMA_M,SIGMA_DEG: one PoseWithCovarianceStamped of base_link on
+    /initialpose, in map, stamped at the first image and recorded just before it, within a few
+    sigma of the truth there, with that covariance; drive.json records it; the other topics are
+    the bag of the same drive without it."""
+    from unifygeo_ros.cli import main as cli_main
+
+    common = ["sim", "drive", "--city", str(city_dir), "--duration-s", "2", "--rate-hz", "1", "--pano-size", "64x32",
+              "--seed", "5", "--json"]
+    code = cli_main(common + ["--out", str(tmp_path / "seeded"), "--initial-pose", "2,10"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    assert cli_main(common + ["--out", str(tmp_path / "plain")]) == 0
+    capsys.readouterr()
+    types, msgs = read_bag(tmp_path / "seeded")
+    _, plain = read_bag(tmp_path / "plain")
+    topics = DriveTopics()
+    assert types[topics.initialpose] == "geometry_msgs/msg/PoseWithCovarianceStamped"
+    (t_seed, seed), = msgs[topics.initialpose]
+    first_image_t = msgs[topics.image_raw][0][0]
+    assert stamp_ns(seed) == t_seed == first_image_t == stamp_ns(msgs[topics.image_raw][0][1])
+    assert seed.header.frame_id == "map"
+    meta = json.loads((drive_metadata_dir(tmp_path / "seeded") / "drive.json").read_text())
+    ip = meta["initial_pose"]
+    truth = ip["truth"]
+    p = seed.pose.pose
+    assert (p.position.x, p.position.y) == pytest.approx((ip["pose"]["x"], ip["pose"]["y"]))
+    assert math.hypot(p.position.x - truth["x"], p.position.y - truth["y"]) < 5 * 2.0
+    yaw = quaternion_to_yaw(p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w)
+    assert abs(math.remainder(yaw - truth["yaw_rad"], 2 * math.pi)) < math.radians(5 * 10.0)
+    cov = np.asarray(seed.pose.covariance).reshape(6, 6)
+    assert cov[0, 0] == cov[1, 1] == pytest.approx(4.0) and cov[5, 5] == pytest.approx(math.radians(10.0) ** 2)
+    assert ip["sigma_m"] == 2.0 and ip["sigma_deg"] == 10.0 and ip["stamp_ns"] == first_image_t
+    assert result["initial_pose"]["error_m"] == pytest.approx(ip["error_m"], abs=1e-3)
+    assert meta["topics"][topics.initialpose]["count"] == 1 and meta["config"]["initial_pose_sigma"] == [2.0, 10.0]
+    # nothing else changes: the same messages on every other topic
+    assert set(msgs) - {topics.initialpose} == set(plain)
+    for topic in (topics.odom, topics.fix, topics.pose_true):
+        assert [t for t, _ in msgs[topic]] == [t for t, _ in plain[topic]]
+    assert msgs[topics.odom][-1][1].pose.pose.position.x == plain[topics.odom][-1][1].pose.pose.position.x
+    assert json.loads((drive_metadata_dir(tmp_path / "plain") / "drive.json").read_text())["initial_pose"] is None
+    # recorded before the first image in the bag
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    with AnyReader([tmp_path / "seeded"], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
+        seen = [con.topic for con, _, _ in reader.messages()]
+    assert seen.index(topics.initialpose) < seen.index(topics.image_raw)
+    for bad in ("2", "2,x", "0,10", "2,-1"):
+        assert cli_main(common + ["--out", str(tmp_path / "bad"), "--initial-pose", bad]) == 2
+        assert "initial" in json.loads(capsys.readouterr().out)["error"]

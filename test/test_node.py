@@ -1006,7 +1006,8 @@ def test_a_failing_configure_leaves_the_node_running_with_the_reason(rclpy_mod, 
 def test_tracking_node_publishes_the_filtered_pose(world, rclpy_mod, tmp_path, monkeypatch):
     """tracking.enabled: odometry (a vehicle standing still) and repeated frames at a street
     pose; once the filter tracks, ~/pose carries its pose near the truth, ~/result the single
-    frames with the tracking state; /diagnostics reports the state."""
+    frames with the tracking state; /diagnostics reports the state. An initial pose in another
+    frame than map_frame is ignored with a warning; one in map_frame seeds the filter."""
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from nav_msgs.msg import Odometry
@@ -1029,9 +1030,20 @@ def test_tracking_node_publishes_the_filtered_pose(world, rclpy_mod, tmp_path, m
             tester.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
             pub = tester.create_publisher(Image, "/trk/camera/image_raw", 10)
             pub_odom = tester.create_publisher(Odometry, "/trk/odom", 50)
+            pub_seed = tester.create_publisher(PoseWithCovarianceStamped, "/initialpose", 10)
             node_proc.wait_for("ready: backend", timeout=180)
-            assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_odom.get_subscription_count() > 0,
-                              30)
+            assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_odom.get_subscription_count() > 0
+                              and pub_seed.get_subscription_count() > 0, 30)
+            seed = PoseWithCovarianceStamped()
+            seed.header.frame_id = "odom"
+            seed.pose.pose.position.x, seed.pose.pose.position.y = x, y
+            half = math.radians(yaw) / 2
+            seed.pose.pose.orientation.z, seed.pose.pose.orientation.w = math.sin(half), math.cos(half)
+            pub_seed.publish(seed)
+            node_proc.wait_for("initial pose in frame 'odom' ignored: expected map_frame 'map'", timeout=20)
+            seed.header.frame_id = "map"
+            pub_seed.publish(seed)
+            node_proc.wait_for("tracking seeded at", timeout=20)
             t0 = 1_700_000_000 * 10**9
             for k in range(6):
                 st = t0 + k * 10**9

@@ -246,6 +246,46 @@ def test_replay_track_runs_the_tracking_filter_and_scores_it(drive):
     assert code == 2 and "tracking.odom_topic /nope: not in the bag" in bad["error"]
 
 
+SEEDED_DRIVE_S = 5.0
+
+
+def test_replay_track_starts_from_the_bags_initial_pose(drive, tmp_path):
+    """A drive with an operator's initial pose (``sim drive --initial-pose``): --track feeds it
+    to the node's seeding code before the first frame, the filter searches near it and
+    publishes from the first frames (the three confirming frames), nothing far off; the same
+    bag with the map frame named otherwise ignores the pose, with its reason, and publishes
+    nothing far off either."""
+    from unifygeo_ros.sim.drive import DriveConfig, write_drive_bag
+
+    bag = drive["root"] / "drive_seeded"
+    if not bag.exists():
+        write_drive_bag(drive["city"], bag, DriveConfig(duration_s=SEEDED_DRIVE_S, rate_hz=RATE_HZ, seed=7,
+                                                        initial_pose_sigma=(1.0, 5.0)),
+                        city_dir=drive["city_dir"], progress=False)
+    code, r = run_cli(["replay", "--bag", str(bag), "--db", str(drive["db"]), "--json", "--track",
+                       "--report", str(tmp_path / "report"), "--no-progress"])
+    assert code == 0, r
+    t = r["tracking"]
+    print({k: t[k] for k in ("first_fix_frames", "initial_poses", "median_error_m", "published",
+                             "published_over_20m", "frames_by_search", "frames_by_state")})
+    seeds = t["initial_poses"]
+    assert seeds["topic"] == "/initialpose" and seeds["applied"] == 1 and seeds["at_frames"] == [0]
+    assert seeds["ignored"] == 0 and t["frames_by_search"]["seed"] >= 1
+    assert t["first_fix_frames"] == seeds["first_fix_frames_after"] and 3 <= t["first_fix_frames"] <= 4
+    assert t["published_over_20m"] == 0 and t["median_error_m"] < 5.0
+    assert Path(r["report"]["tracking_png"]).is_file()
+
+    params = tmp_path / "utm.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    map_frame: utm\n")
+    code, r = run_cli(["replay", "--bag", str(bag), "--db", str(drive["db"]), "--json", "--track",
+                       "--params", str(params), "--no-progress"])
+    assert code == 0, r
+    t = r["tracking"]
+    assert t["initial_poses"]["applied"] == 0 and t["initial_poses"]["ignored"] == 1
+    assert "frame 'map' ignored: expected map_frame 'utm'" in t["initial_poses"]["ignored_reasons"][0]
+    assert t["frames_by_search"]["seed"] == 0 and t["published_over_20m"] == 0
+
+
 # ---- a camera rig ----------------------------------------------------------------------------------------
 
 RIG_DRIVE_S = 2.0

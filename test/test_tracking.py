@@ -316,7 +316,7 @@ class _Localizer:
         db = NS(mpp=MPP, centres=np.array([[0.0, 0.0], [400.0, 400.0]]), tile_size=L)
         self.localizer = NS(db=db, calibration=NS(tracking_scales=lambda: (1.0, 1.0)))
         self.extrinsic = NS(x=0.0, y=0.0, yaw=0.0)
-        self.adapter = NS(pose_to_out=lambda x, y, yaw, cov: (x, y, yaw, cov))
+        self.adapter = NS(pose_to_out=lambda x, y, yaw, cov: (x, y, yaw, cov), to_db=lambda x, y: (x, y, 0.0))
         self.searches = []
 
     def base_estimate(self, x, y, yaw, cov, *args, **kwargs):
@@ -414,3 +414,76 @@ def test_a_kidnapped_vehicle_finds_no_fix_near_the_anchor_and_the_global_search_
     for k, o in enumerate(outs):
         if o.filtered is not None:
             assert math.hypot(o.filtered.x - truth_at(k)[0], o.filtered.y - truth_at(k)[1]) < 2.0, (k, states)
+
+
+# ---- an initial pose (/initialpose): TrackingProcessor.seed, as the node and the replay call it ----
+
+def _initial_pose(x, y, yaw, sec=0, frame="map", sigma_m=1.0, sigma_deg=5.0):
+    from types import SimpleNamespace as NS
+
+    cov = np.zeros(36)
+    cov[0] = cov[7] = sigma_m ** 2
+    cov[35] = math.radians(sigma_deg) ** 2
+    return NS(header=NS(stamp=NS(sec=sec, nanosec=0), frame_id=frame),
+              pose=NS(pose=NS(position=NS(x=x, y=y, z=0.0),
+                              orientation=NS(x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))),
+                      covariance=cov))
+
+
+def _odometry(proc, k):
+    from types import SimpleNamespace as NS
+
+    proc.add_odometry(NS(header=NS(stamp=NS(sec=k, nanosec=0), frame_id="odom"),
+                         pose=NS(pose=NS(position=NS(x=5.0 * k, y=0.0, z=0.0),
+                                         orientation=NS(x=0.0, y=0.0, z=0.0, w=1.0)))))
+
+
+def test_an_initial_pose_starts_the_filter_where_the_whole_database_misleads():
+    """Every global search lands 160 m off (a narrow view the model places wrongly), the tiles
+    near the truth hold it: seeded at the truth's pose (1.5 m off), the filter searches near the
+    seed, publishes from the third frame (the confirming frames) and nothing far off."""
+    from types import SimpleNamespace as NS
+
+    from unifygeo_ros.ros_core.tracking import TrackingProcessor
+
+    truth_at = lambda k: (100.0 + 5.0 * k, 100.0)
+    frames = _Localizer(blind=set(), truth_at=truth_at, global_at=lambda k, t: (t[0] + 150.0, t[1] + 60.0))
+    proc = TrackingProcessor(frames, seed=3)
+    assert proc.seed(_initial_pose(101.0, 98.9, math.radians(4.0))) is None
+    outs = []
+    for k in range(8):
+        _odometry(proc, k)
+        outs.append(proc.process(NS(header=NS(stamp=NS(sec=k, nanosec=0), frame_id="camera")),
+                                 stamp=k * 1_000_000_000))
+    searches = [o.search for o in outs]
+    assert searches[:3] == ["seed"] * 3 and "global" not in searches, searches
+    assert [note for _, note in frames.searches[:3]] == ["seed"] * 3
+    first = next(i for i, o in enumerate(outs) if o.filtered is not None)
+    assert first == 2, [o.state for o in outs]
+    assert all(o.search == "tracking" for o in outs[first + 1:])
+    for k, o in enumerate(outs):
+        if o.filtered is not None:
+            assert math.hypot(o.filtered.x - truth_at(k)[0], o.filtered.y - truth_at(k)[1]) < 2.0, k
+
+
+def test_an_initial_pose_is_where_the_vehicle_was_at_its_stamp_and_a_wrong_frame_is_ignored():
+    from unifygeo_ros.ros_core.tracking import TrackingProcessor
+
+    frames = _Localizer(blind=set(), truth_at=lambda k: (100.0 + 5.0 * k, 100.0), global_at=lambda k, t: t)
+    proc = TrackingProcessor(frames, seed=3)
+    for k in range(4):
+        _odometry(proc, k)                  # odometry up to 3 s is buffered ...
+    assert proc.seed(_initial_pose(110.0, 100.0, 0.0, sec=2)) is None     # ... the pose is at 2 s
+    proc._advance(3_000_000_000)
+    est = proc.tracker.estimate()
+    assert est.x == pytest.approx(115.0, abs=0.6) and est.y == pytest.approx(100.0, abs=0.6), est
+    # another frame, or a pose that is not finite: ignored with the reason, the filter unchanged
+    fresh = TrackingProcessor(frames, seed=3)
+    why = fresh.seed(_initial_pose(110.0, 100.0, 0.0, frame="odom"))
+    assert "frame 'odom' ignored: expected map_frame 'map'" in why and fresh.tracker.poses is None
+    assert "not finite" in fresh.seed(_initial_pose(float("nan"), 100.0, 0.0))
+    assert fresh.seed(_initial_pose(110.0, 100.0, 0.0, frame="/map")) is None      # a leading / is the same frame
+    # a covariance that is not positive-definite (RViz's zeros): the default one
+    zero = _initial_pose(110.0, 100.0, 0.0)
+    zero.pose.covariance = np.zeros(36)
+    assert fresh.seed(zero) is None and 1.0 < fresh.tracker.estimate().sigma_m < 3.0

@@ -159,6 +159,11 @@ def _human(r: dict) -> str:
                      f"{f(t['median_error_m'])} m, R@5m {f(t['recall_5m'], '{:.1%}')}, inside the 95 % ellipse "
                      f"{f(t['ellipse95_coverage'], '{:.1%}')}, published > 20 m off: {t['published_over_20m']}, "
                      f"recovery {t['recovery_frames']}, {f(t['ms_per_frame_median'], '{:.0f}')} ms per frame")
+        seeds = t.get("initial_poses") or {}
+        if seeds.get("applied") or seeds.get("ignored"):
+            lines.append(f"initial poses ({seeds['topic']}): {seeds['applied']} applied (before frames "
+                         f"{seeds['at_frames']}; first fix {seeds['first_fix_frames_after']} frames after the first), "
+                         f"{seeds['ignored']} ignored" + "".join(f"; {r}" for r in seeds["ignored_reasons"]))
     if r.get("report"):
         lines.append(f"report: {r['report']['report']}")
     if r.get("out_bag"):

@@ -22,6 +22,13 @@ stamp. The rig's centre is the mean of its cameras' origins in ``/tf_static`` (e
 ``camera_extrinsic.xyz``); ``/tf_static`` and each camera's first CameraInfo are given to
 the processor before the first frame (the latest ones as they come).
 
+Tracking (``--track``): ``tracking.odom_topic`` moves the filter and
+``tracking.initialpose_topic`` (``geometry_msgs/PoseWithCovarianceStamped``, when the bag has
+it) seeds it through :meth:`~unifygeo_ros.ros_core.tracking.TrackingProcessor.seed`, the
+node's code, with the images in stamp order (an image waits until the odometry past its stamp
+was read; an initial pose goes before the images stamped at or after it); each initial pose
+is recorded in :attr:`ReplayRun.seeds`, applied or with the reason it was ignored.
+
 Outputs: an optional bag (``--out-bag``) with ``/unifygeo_localizer/{pose,fix,result}``
 (our result message registered from msg/*.msg), a copy of the truth and ``/tf_static``, each
 written at ``image stamp + processing latency``; an optional report folder
@@ -30,6 +37,7 @@ written at ``image stamp + processing latency``; an optional report folder
 
 from __future__ import annotations
 
+import bisect
 import math
 import sys
 import time
@@ -102,6 +110,22 @@ class ReplayRun:
     tracking: bool = False
     odom_topic: str | None = None
     rig: dict | None = None               # a camera rig: its pairing counts and cameras
+    initialpose_topic: str | None = None  # tracking: the bag's initial-pose topic, when it has one
+    seeds: list = field(default_factory=list)   # tracking: each initial pose read (SeedRecord)
+
+
+@dataclass
+class SeedRecord:
+    """An initial pose read from the bag (tracking)."""
+
+    stamp_ns: int
+    frame: int                            # frames replayed before it (it acts before frame index ``frame``)
+    x: float                              # base_link in the pose's frame
+    y: float
+    yaw: float
+    sigma_m: float                        # sqrt of the larger eigenvalue of its x, y covariance
+    applied: bool
+    reason: str | None = None             # why it was ignored
 
 
 def _interp_truth(track: np.ndarray, t_ns: int):
@@ -213,6 +237,11 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                                   f"{_topic_list(topics)} (the filter needs the vehicle's odometry; set "
                                   f"tracking.odom_topic, or '' to track without odometry)")
             _check_topic(topics, track_odom, ("nav_msgs/msg/Odometry",), "tracking.odom_topic")
+        seed_topic = None
+        if opts.track and cfg.tracking_initialpose_topic and cfg.tracking_initialpose_topic in topics:
+            seed_topic = cfg.tracking_initialpose_topic
+            _check_topic(topics, seed_topic, ("geometry_msgs/msg/PoseWithCovarianceStamped",),
+                         "tracking.initialpose_topic")
         meta = drive_metadata(opts.bag)
 
         # ---- pass 1: truth, /tf_static, the first image's frame
@@ -349,14 +378,29 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                     else sum(c.msgcount for c in image_cons))
         if opts.max_frames:
             n_images = min(n_images, opts.max_frames)
-        prior_cons = [c for c in reader.connections if c.topic in (opts.gnss_topic, opts.odom_topic, track_odom)]
+        prior_cons = [c for c in reader.connections if c.topic in (opts.gnss_topic, opts.odom_topic, track_odom,
+                                                                    seed_topic)]
         cloud_at = set(np.linspace(0, max(n_images - 1, 0), max(opts.clouds, 0)).round().astype(int).tolist()
                        ) if tracking is not None and opts.clouds else set()
         frames: list[FrameRecord] = []
         bar = tqdm(total=n_images, desc="replay", unit="frame", file=sys.stderr, disable=not opts.progress,
                    dynamic_ncols=True)
         t_loop = time.perf_counter()
-        pending: list = []          # (tracking) images wait until the odometry past their stamp was read
+        pending: list = []          # (tracking) images and initial poses wait until the odometry past their
+                                    # stamp was read: (stamp, kind, message), kind 0 an initial pose, 1 an image
+        seeds: list[SeedRecord] = []
+
+        def handle_seed(msg, st):
+            p = msg.pose.pose
+            q = p.orientation
+            cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)[:2, :2]
+            sig = math.sqrt(max(float(np.linalg.eigvalsh(0.5 * (cov + cov.T)).max()), 0.0)) if np.all(
+                np.isfinite(cov)) else float("nan")
+            reason = tracking.seed(msg)
+            seeds.append(SeedRecord(st, len(frames), float(p.position.x), float(p.position.y),
+                                    quaternion_to_yaw(q.x, q.y, q.z, q.w), sig, reason is None, reason))
+            if reason and opts.progress:
+                print(f"replay: {reason}", file=sys.stderr)
 
         def handle_image(msg, st):
             priors = tracker.priors_for(st)
@@ -391,9 +435,13 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
             bar.update(1)
 
         def flush(until_ns=None):
-            while pending and (until_ns is None or pending[0][1] < until_ns) and not (
+            while pending and (until_ns is None or pending[0][0] < until_ns) and not (
                     opts.max_frames and len(frames) >= opts.max_frames):
-                handle_image(*pending.pop(0))
+                st, kind, item = pending.pop(0)
+                if kind == 0:
+                    handle_seed(item, st)
+                else:
+                    handle_image(item, st)
 
         try:
             for con, t, raw in reader.messages(connections=image_cons + prior_cons + info_cons):
@@ -406,6 +454,13 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                     continue
                 if con.topic == opts.gnss_topic:
                     tracker.update_fix(msg)
+                    continue
+                if con.topic == seed_topic:
+                    if track_odom is not None:
+                        # in stamp order: before the waiting images stamped at or after it
+                        bisect.insort(pending, (stamp_ns(msg.header), 0, msg), key=lambda e: e[:2])
+                    else:
+                        handle_seed(msg, stamp_ns(msg.header))
                     continue
                 if tracking is not None and con.topic == track_odom:
                     tracking.add_odometry(msg)
@@ -420,7 +475,7 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                          if sync is not None else [(msg, stamp_ns(msg.header))])
                 for item, st in items:
                     if tracking is not None and track_odom is not None:
-                        pending.append((item, st))
+                        bisect.insort(pending, (st, 1, item), key=lambda e: e[:2])
                     elif not (opts.max_frames and len(frames) >= opts.max_frames):
                         handle_image(item, st)
                 if opts.max_frames and len(frames) >= opts.max_frames:
@@ -441,7 +496,7 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                      seconds={"open": round(startup_s, 3), "frames": round(loop_s, 3),
                               "total": round(time.perf_counter() - t_start, 3)},
                      out_bag=str(opts.out_bag) if opts.out_bag else None, tracking=tracking is not None,
-                     odom_topic=track_odom,
+                     odom_topic=track_odom, initialpose_topic=seed_topic, seeds=seeds,
                      rig=({**sync.stats.as_dict(), "topics": list(rig_topics), "waiting": sync.pending(),
                            "cameras": processor.rig.status()} if sync is not None else None))
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..inference.calibration import CHI2_2_95
 from ..localizer.plots import ellipse_axes
 
 BG = (250, 250, 250)          # RGB
@@ -25,6 +26,7 @@ WHITE = (255, 255, 255)
 RED = (220, 30, 30)
 BLUE = (40, 90, 200)
 GREY = (150, 150, 150)
+MAGENTA = (200, 30, 180)
 
 
 def error_colour(err: float) -> tuple[int, int, int]:
@@ -85,9 +87,11 @@ def _read_ortho(ortho_path: Path, map_frame, bounds, px_per_m: float, size_wh) -
 
 
 def trajectory_png(run, rows: list[dict], path: Path, ortho_path: Path | None, max_side: int = 1100,
-                   clouds: list | None = None, title: str = "replay") -> str:
+                   clouds: list | None = None, title: str = "replay", seeds: list | None = None) -> str:
     """The picture described in the module docstring; ``clouds``: (stamp, (n, 2) particle
-    positions) drawn as small blue dots with the time, under the estimates."""
+    positions) drawn as small blue dots with the time, under the estimates; ``seeds``: the
+    initial poses (``core.SeedRecord``) applied, drawn as magenta arrows in the circle holding 95 %
+    of their position."""
     truth = run.truth_track[:, 1:3] if run.truth_track is not None else np.zeros((0, 2))
     est = np.array([(r["x"], r["y"]) for r in rows if r["x"] is not None], dtype=np.float64).reshape(-1, 2)
     pts = np.concatenate([truth, est]) if len(truth) else est
@@ -127,6 +131,14 @@ def trajectory_png(run, rows: list[dict], path: Path, ortho_path: Path | None, m
             cv2.circle(img, px(x, y), 1, (20, 70, 230), -1)
         cx, cy = px(*pts.mean(0))
         _text(img, f"{(stamp - t_first) / 1e9:.0f} s", (cx + 8, cy - 8), 0.45, (20, 70, 230), outline=WHITE)
+    applied_seeds = [sd for sd in seeds or () if sd.applied]
+    for sd in applied_seeds:
+        c = px(*np.clip([sd.x, sd.y], clip_lo, clip_hi))
+        if math.isfinite(sd.sigma_m):
+            cv2.circle(img, c, max(int(round(math.sqrt(CHI2_2_95) * sd.sigma_m * s)), 3), MAGENTA, 2, cv2.LINE_AA)
+        tip = (int(round(c[0] + 22 * math.cos(sd.yaw))), int(round(c[1] - 22 * math.sin(sd.yaw))))
+        cv2.arrowedLine(img, c, tip, MAGENTA, 2, cv2.LINE_AA, tipLength=0.35)
+        _text(img, "initial pose", (c[0] + 9, c[1] + 18), 0.45, MAGENTA, outline=WHITE)
     for r in rows:
         if r["x"] is None or r["truth_x"] is None:
             continue
@@ -182,7 +194,8 @@ def trajectory_png(run, rows: list[dict], path: Path, ortho_path: Path | None, m
     cv2.drawMarker(canvas, (x + 6, ly - 5), RED, cv2.MARKER_TILTED_CROSS, 12, 2)
     _text(canvas, "no pose", (x + 16, ly), 0.45)
     _text(canvas, f"rings: 95 % covariance ellipses; background: {how if ortho is None else 'orthophoto'}"
-                  + ("; blue dots: the filter's particles at the time shown" if clouds else ""),
+                  + ("; blue dots: the filter's particles at the time shown" if clouds else "")
+                  + ("; magenta: initial pose (95 % circle)" if applied_seeds else ""),
           (10, ly + 28), 0.45, (90, 90, 90))
     _write(path, canvas)
     return how

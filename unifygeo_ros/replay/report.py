@@ -148,7 +148,12 @@ def kidnap_stamps(run) -> list[int]:
 def tracking_summary(run, rows: list[dict], recover_m: float = 5.0) -> dict:
     """Scores of the tracking filter's published poses (``rows`` from ``frame_rows(run, filtered=True)``).
 
-    ``first_fix_frames``: frames up to and including the first published pose;
+    ``first_fix_frames``: frames up to and including the first published pose, counted from
+    the first frame, seeded or not; ``initial_poses``: the initial poses read from the bag
+    (``tracking.initialpose_topic``): how many were applied, before which frame each acted
+    (``at_frames``, 0: before the first), the reasons of those ignored, and
+    ``first_fix_frames_after`` (frames from the first applied one up to and including the first
+    published pose after it; None without one);
     ``recovery_frames``: per kidnap, frames from it to the first published pose within
     ``recover_m`` of the truth (None without a kidnap, -1 when never); the other figures are
     over the frames after the first fix, without those recovery windows (``median_error_m``
@@ -174,8 +179,19 @@ def tracking_summary(run, rows: list[dict], recover_m: float = 5.0) -> dict:
     states: dict[str, int] = {}
     for r in rows:
         states[r.get("track_state", "")] = states.get(r.get("track_state", ""), 0) + 1
+    seeds = list(getattr(run, "seeds", None) or [])
+    applied = [sd for sd in seeds if sd.applied]
+    after_seed = None
+    if applied:
+        s0 = applied[0].frame
+        hit = next((i for i in range(s0, n) if rows[i]["published"]), None)
+        after_seed = None if hit is None else hit - s0 + 1
     return {
         "first_fix_frames": None if first is None else first + 1,
+        "initial_poses": {"topic": getattr(run, "initialpose_topic", None), "applied": len(applied),
+                          "ignored": len(seeds) - len(applied), "at_frames": [sd.frame for sd in applied],
+                          "ignored_reasons": [sd.reason for sd in seeds if not sd.applied],
+                          "first_fix_frames_after": after_seed},
         "median_error_m": float(np.median([r["error_m"] for r in pub])) if pub else None,
         "recall_1m": (sum(r["published"] and r["error_m"] <= 1.0 for r in scored) / len(scored)) if scored else None,
         "recall_5m": (sum(r["published"] and r["error_m"] <= 5.0 for r in scored) / len(scored)) if scored else None,
@@ -192,7 +208,7 @@ def tracking_summary(run, rows: list[dict], recover_m: float = 5.0) -> dict:
         "ms_per_frame_median_tracking": _stats([r["total_ms"] for r in rows if r.get("search") == "tracking"])["median"],
         "frames_by_state": states,
         "frames_by_search": {k: sum(1 for r in rows if r.get("search") == k)
-                             for k in ("tracking", "anchor", "global")},
+                             for k in ("tracking", "seed", "anchor", "global")},
         "kidnaps": len(kidnap_stamps(run)),
     }
 
@@ -223,7 +239,7 @@ def write_report(run, summary: dict, rows: list[dict], out_dir: Path, ortho_path
                             for k, v in r.items()})
         clouds = [(f.stamp_ns, f.cloud) for f in run.frames if f.cloud is not None]
         plots.trajectory_png(run, track_rows, out_dir / "tracking.png", ortho_path, clouds=clouds,
-                             title="tracking")
+                             title="tracking", seeds=getattr(run, "seeds", None))
         plots.error_png(track_rows, out_dir / "tracking_error.png", None)
         files.update(tracking_csv=str(out_dir / "tracking.csv"), tracking_png=str(out_dir / "tracking.png"),
                      tracking_error_png=str(out_dir / "tracking_error.png"))

@@ -458,12 +458,11 @@ class LocalizeNode(LifecycleNode):
         tracking = self.tracking
         if tracking is None:
             return
-        if msg.header.frame_id.lstrip("/") not in ("", self.cfg.map_frame.lstrip("/")):
-            self._warn("initialpose", f"initial pose in frame {msg.header.frame_id!r} ignored: expected "
-                                      f"map_frame {self.cfg.map_frame!r}")
-            return
         with self._tracking_lock:
-            tracking.seed(msg)
+            problem = tracking.seed(msg)        # the frame check and the seeding (ros_core, as the replay)
+        if problem:
+            self._warn("initialpose", problem)
+            return
         self.get_logger().info(f"tracking seeded at ({msg.pose.pose.position.x:.1f}, "
                                f"{msg.pose.pose.position.y:.1f}) from {self.cfg.tracking_initialpose_topic}")
 

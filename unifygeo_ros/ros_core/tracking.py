@@ -26,7 +26,13 @@ the database's frame:
   that found no evidence near the prediction: that contradicts the track (nothing is
   published; three in a row make the filter lost, and the search goes near the anchor and
   global, as above), so that a vehicle moved elsewhere is not tracked on by odometry alone;
-* ``/initialpose`` (``PoseWithCovarianceStamped`` in the output map frame) seeds it.
+* ``/initialpose`` (``PoseWithCovarianceStamped`` of base_link in the output map frame) seeds
+  it (:meth:`TrackingProcessor.seed`, which the node and the replay both call): the odometry up
+  to the pose's stamp is applied first, then the particles are drawn from the pose and its
+  covariance (x, y, yaw); a pose in another frame, or not finite, is ignored with the reason.
+  From a seed until the filter tracks, the localizer searches near the prediction as while
+  tracking (``search == "seed"``), so that frames the whole database would place wrongly
+  (a narrow pinhole view) weigh the particles where the operator put them.
 
 Each frame gives a :class:`TrackOutcome`: the single-frame outcome, the filter's estimate
 and, when the filter is tracking and the frame did not contradict it, the filtered pose as a
@@ -56,6 +62,11 @@ from .priors import PriorInfo, stamp_ns
 #: a heading window is searched instead, as odometry's yaw can lag the camera's there.
 KNOWN_HEADING_DEG = 6.0
 STEADY_TURN_DEG = 10.0
+#: searches near the prediction (the localizer's tiles within the search radius)
+LOCAL_SEARCHES = ("tracking", "seed")
+#: the covariance (x, y, yaw) of an initial pose whose own is not positive-definite (RViz's 2D Pose
+#: Estimate sends 0.25 m^2 / (15 deg)^2; other tools zeros)
+DEFAULT_SEED_COVARIANCE = np.diag([4.0, 4.0, math.radians(10.0) ** 2])
 
 
 @dataclass
@@ -64,8 +75,9 @@ class TrackOutcome:
     state: str                          # initialising | tracking | lost | no evidence yet
     filtered: PoseEstimate | None       # the filtered pose to publish, or None
     track: object | None                # the tracker's TrackEstimate (database frame), or None
-    search: str                         # "tracking" (tiles near the prediction), "anchor" (lost: tiles near the
-                                        # dead-reckoned last pose) or "global"
+    search: str                         # "tracking" (tiles near the prediction), "seed" (the same after an
+                                        # initial pose, until the filter tracks), "anchor" (lost: tiles near
+                                        # the dead-reckoned last pose) or "global"
     filter_ms: float = 0.0
 
 
@@ -89,6 +101,7 @@ class TrackingProcessor:
         self._applied: tuple[int, tuple[float, float, float]] | None = None
         self._frame_odom_yaw: float | None = None        # odometry yaw at the previous frame
         self._odometry_seen = False
+        self._seeded = False                # an initial pose was given and the filter has not tracked since
         #: the published covariance's factors (position, yaw): the model's calibrated tracking
         #: factors (``unifygeo calibrate --part tracking``), (1, 1) without them
         self.covariance_scales = frames.localizer.calibration.tracking_scales()
@@ -105,21 +118,40 @@ class TrackingProcessor:
                                                       quaternion_to_yaw(q.x, q.y, q.z, q.w))))
         self._odometry_seen = True
 
-    def seed(self, msg) -> None:
-        """Start the filter from a ``PoseWithCovarianceStamped`` of base_link in the output map frame."""
+    def seed(self, msg) -> str | None:
+        """Start (or restart) the filter from an initial pose: a ``PoseWithCovarianceStamped`` of
+        base_link in the output map frame (``map_frame``; an empty frame_id is taken as it).
+
+        The odometry buffered up to the pose's stamp is applied first (the pose is where the
+        vehicle was at its stamp); a covariance that is not positive-definite over (x, y, yaw)
+        is replaced by :data:`DEFAULT_SEED_COVARIANCE`. Returns None when the filter was seeded,
+        else why the pose was ignored (the filter is then unchanged)."""
+        frame = msg.header.frame_id.lstrip("/")
+        map_frame = str(self.cfg.map_frame).lstrip("/")
+        if frame not in ("", map_frame):
+            return f"initial pose in frame {msg.header.frame_id!r} ignored: expected map_frame {self.cfg.map_frame!r}"
         p = msg.pose.pose
         q = p.orientation
+        values = (p.position.x, p.position.y, q.x, q.y, q.z, q.w)
+        if not all(math.isfinite(float(v)) for v in values) or q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w < 1e-12:
+            return "initial pose ignored: its position or orientation is not finite (or the quaternion is zero)"
         yaw_out = quaternion_to_yaw(q.x, q.y, q.z, q.w)
         cov6 = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
         cov = cov6[np.ix_([0, 1, 5], [0, 1, 5])]
         if not np.all(np.isfinite(cov)) or np.linalg.eigvalsh(0.5 * (cov + cov.T)).min() <= 0:
-            cov = np.diag([4.0, 4.0, math.radians(10.0) ** 2])      # RViz sends 0.25 m^2 / (15 deg)^2 or zeros
+            cov = DEFAULT_SEED_COVARIANCE
+        st = stamp_ns(msg.header)
+        if st > 0:
+            self._advance(st, idle=False)
         xd, yd, dyaw = self.frames.adapter.to_db(float(p.position.x), float(p.position.y))
         self.tracker.seed(xd, yd, yaw_out + dyaw, cov)
+        self._seeded = True
+        return None
 
-    def _advance(self, t_ns: int) -> None:
+    def _advance(self, t_ns: int, idle: bool = True) -> None:
         """Move the filter to time ``t_ns``: every buffered odometry pose up to it, then the pose
-        interpolated between the last one before and the first one after it, when there is one."""
+        interpolated between the last one before and the first one after it, when there is one
+        (``idle``: without any odometry, a still vehicle's jitter)."""
         while self._odometry and self._odometry[0][0] <= t_ns:
             self._applied = self._odometry.popleft()
             self.tracker.predict(self._applied[1])
@@ -130,7 +162,7 @@ class TrackingProcessor:
             pose = (p0[0] + a * (p1[0] - p0[0]), p0[1] + a * (p1[1] - p0[1]), p0[2] + a * dyaw)
             self.tracker.predict(pose)
             self._applied = (t_ns, pose)      # the filter is here now; the next increment starts here
-        if not self._odometry_seen:
+        if not self._odometry_seen and idle:
             self.tracker.predict((0.0, 0.0, 0.0))           # no odometry: a still vehicle, jittered
 
     # ---- one frame --------------------------------------------------------------------------------
@@ -154,20 +186,23 @@ class TrackingProcessor:
         # is weak, and lose a good track); a vehicle moved elsewhere contradicts the track frame
         # after frame there, the filter is lost, and from then on it searches near the anchor first
         # and everywhere when that finds no fix.
-        if est is not None and est.state == TrackState.TRACKING:
+        # After an initial pose, until the filter tracks, it looks near the prediction the same way:
+        # the operator's pose is where the evidence is sought.
+        seeded = est is not None and est.state == TrackState.INITIALISING and self._seeded
+        if est is not None and (est.state == TrackState.TRACKING or seeded):
+            search = "seed" if seeded else "tracking"
             cam = offset_poses(np.array([[est.x, est.y, est.yaw]]), self.offset)[0]
             sigma_yaw = math.degrees(math.sqrt(max(float(est.covariance[2, 2]), 0.0)))
             pos = PositionPrior(float(cam[0]), float(cam[1]),
                                 max(float(self.cfg.tracking_search_radius_m), 3.0 * est.sigma_m))
             if 3.0 * sigma_yaw <= KNOWN_HEADING_DEG and turn < STEADY_TURN_DEG:
                 heading = math.degrees(float(cam[2]))       # the predicted yaw as a known heading
-                frame_priors = PriorInfo(position=pos, position_note="tracking")
+                frame_priors = PriorInfo(position=pos, position_note=search)
             else:
                 head = HeadingPrior(math.degrees(float(cam[2])),
                                     max(float(self.cfg.tracking_heading_window_deg), 3.0 * sigma_yaw))
-                frame_priors = PriorInfo(position=pos, heading=head, position_note="tracking",
-                                         heading_note="tracking")
-            search = "tracking"
+                frame_priors = PriorInfo(position=pos, heading=head, position_note=search,
+                                         heading_note=search)
         t1 = time.perf_counter()
         turns = int(self.cfg.tracking_decoder_turns)
         anchor = self.tracker.anchor if est is not None and est.state == TrackState.LOST else None
@@ -188,7 +223,7 @@ class TrackingProcessor:
                 outcome, frame_priors, search = local, anchor_priors, "anchor"
         if outcome is None:
             outcome = self.frames.process(image_msg, st, frame_priors, want_distribution=True, heading_deg=heading,
-                                          decoder_turns=turns if search == "tracking" else None)
+                                          decoder_turns=turns if search in LOCAL_SEARCHES else None)
             if anchor_ms:
                 # the frame's time includes the search near the anchor that found no fix
                 outcome.timings_ms["anchor_search"] = anchor_ms
@@ -199,14 +234,16 @@ class TrackingProcessor:
         # reports as no fix: its D over the tiles there still weighs the particles (as a frame
         # under the confidence gate does), so that it supports the track or contradicts it
         clear_no_fix = (res is not None and outcome.failure == "no_fix" and "detail" not in res.no_fix_features)
-        usable = outcome.failure in (None, "low_confidence") or (search == "tracking" and clear_no_fix)
+        usable = outcome.failure in (None, "low_confidence") or (search in LOCAL_SEARCHES and clear_no_fix)
         evidence = None
         if res is not None and usable and res.distribution is not None:
             evidence = evidence_from_result(res, self.mpp, st, weight=float(res.confidence),
                                             power=float(self.cfg.tracking_evidence_power))
         # ... and without a D it contradicts the track: the vehicle is not where the track is
-        contradicted = evidence is None and search == "tracking" and clear_no_fix
+        contradicted = evidence is None and search in LOCAL_SEARCHES and clear_no_fix
         track = self.tracker.update(evidence, contradicted=contradicted)
+        if track is not None and track.state == TrackState.TRACKING:
+            self._seeded = False            # from now on the usual rules (lost: anchor, then global)
         filtered = None
         if track is not None and track.publishable and res is not None:
             filtered = self._filtered_estimate(track, st, res, frame_priors)

@@ -4,7 +4,8 @@ Every message is stamped from one simulated clock starting at ``start_time_s`` a
 written with bag time == ``header.stamp``. ``/tf_static`` is recorded with the static-TF
 QoS (reliable, transient-local, keep-last 1) so that ``ros2 bag play`` latches it; a
 reader of the bag itself does not need that. A pinhole camera's ``CameraInfo`` has the
-stamp and frame_id of its image and is written right after it. A rig camera's frames are
+stamp and frame_id of its image and is written right after it. An initial pose
+(``initial_pose_sigma``) is stamped at the first image and written just before it. A rig camera's frames are
 stamped with the image stamp plus the camera's jitter (:func:`rig_stamps`) and rendered
 from the true pose at that stamp. The frames and topics are listed in
 :mod:`unifygeo_ros.sim.drive_config`.
@@ -33,6 +34,7 @@ from unifygeo_ros.sim.trajectory import KidnappedTrajectory, Trajectory
 OPTICAL_ROTATION_XYZW = (-0.5, 0.5, -0.5, 0.5)
 
 _RIG_JITTER_SEED = 0x72696a74    # the stream of the rig cameras' stamp jitter (the others do not depend on it)
+_INITIAL_POSE_SEED = 0x696e6974  # the stream of the initial pose's noise (the others do not depend on it)
 
 # ---------------------------------------------------------------------------------------
 # Clock
@@ -54,6 +56,23 @@ def rig_stamps(cfg: DriveConfig, t_img: np.ndarray) -> np.ndarray:
     start = int(t_img[0]) if len(t_img) else 0
     end = start + int(round(cfg.duration_s * 1e9))
     return np.clip(np.asarray(t_img, dtype=np.int64)[:, None] + jitter, start, end)
+
+
+def initial_pose(cfg: DriveConfig, truth: dict) -> tuple[float, float, float, np.ndarray] | None:
+    """The operator's initial pose of a drive with ``cfg.initial_pose_sigma``: ``truth`` (the
+    true pose at the first image) plus Gaussian noise of (sigma_m, sigma_deg) drawn from its own
+    stream, and its 6 x 6 covariance (x, y, yaw; z, roll and pitch nominal); None without one."""
+    if cfg.initial_pose_sigma is None:
+        return None
+    sigma_m, sigma_deg = cfg.initial_pose_sigma
+    rng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), _INITIAL_POSE_SEED]))
+    dx, dy, dyaw = rng.normal(0.0, 1.0, 3) * np.array([sigma_m, sigma_m, math.radians(sigma_deg)])
+    yaw = math.atan2(math.sin(truth["yaw"] + dyaw), math.cos(truth["yaw"] + dyaw))
+    cov = np.zeros((6, 6))
+    cov[0, 0] = cov[1, 1] = sigma_m ** 2
+    cov[2, 2] = cov[3, 3] = cov[4, 4] = 1e-6     # planar: z, roll and pitch known
+    cov[5, 5] = math.radians(sigma_deg) ** 2
+    return truth["x"] + float(dx), truth["y"] + float(dy), yaw, cov
 
 
 class DriveSignals:
@@ -105,6 +124,7 @@ class _Msgs:
         self.NavSatStatus = T["sensor_msgs/msg/NavSatStatus"]
         self.Odometry = T["nav_msgs/msg/Odometry"]
         self.PoseStamped = T["geometry_msgs/msg/PoseStamped"]
+        self.PoseWithCovarianceStamped = T["geometry_msgs/msg/PoseWithCovarianceStamped"]
         self.PoseWithCovariance = T["geometry_msgs/msg/PoseWithCovariance"]
         self.TwistWithCovariance = T["geometry_msgs/msg/TwistWithCovariance"]
         self.Pose = T["geometry_msgs/msg/Pose"]
@@ -217,6 +237,8 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
         topic_types[image_topic] = image_type
     if pinhole:
         topic_types[tp.camera_info] = "sensor_msgs/msg/CameraInfo"
+    if cfg.initial_pose_sigma is not None:
+        topic_types[tp.initialpose] = "geometry_msgs/msg/PoseWithCovarianceStamped"
     topic_types.update({
         tp.fix_true: "sensor_msgs/msg/NavSatFix",
         tp.fix: "sensor_msgs/msg/NavSatFix",
@@ -224,7 +246,7 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
         tp.tf: "tf2_msgs/msg/TFMessage",
         tp.pose_true: "geometry_msgs/msg/PoseStamped",
     })
-    if len(topic_types) != 6 + (2 * len(rig) if rig else 1 + int(pinhole)):
+    if len(topic_types) != 6 + (2 * len(rig) if rig else 1 + int(pinhole)) + int(cfg.initial_pose_sigma is not None):
         raise ValueError("topic names must be distinct")
     k_matrix = cfg.pinhole_k() if pinhole or rig else None
     t_rig = rig_stamps(cfg, t_img) if rig else None
@@ -260,6 +282,12 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
         events.append((int(t), order[image_topic], image_topic, i))
         if pinhole:
             events.append((int(t), order[tp.camera_info], tp.camera_info, i))
+    seed_pose = None
+    if cfg.initial_pose_sigma is not None and len(t_img):
+        # the operator's pose of base_link at the first image, recorded just before that image
+        order[tp.initialpose] = 0.5      # after /tf_static, before the rest at that stamp
+        events.append((int(t_img[0]), order[tp.initialpose], tp.initialpose, 0))
+        seed_pose = initial_pose(cfg, signals.truth(int(t_img[0])))
     events.sort()
 
     plugin = StoragePlugin.MCAP if cfg.storage == "mcap" else StoragePlugin.SQLITE3
@@ -290,6 +318,10 @@ def write_messages(out: Path, city, cfg: DriveConfig, signals: DriveSignals, ger
                 msg = M.camera_info(t_ns, cam_frame, W, H, k_matrix)
             elif topic in rig_of and rig_of[topic][1]:
                 msg = M.camera_info(t_ns, rig[rig_of[topic][0]].optical_frame, W, H, k_matrix)
+            elif topic == tp.initialpose and seed_pose is not None:
+                x0, y0, yaw0, cov0 = seed_pose
+                msg = M.PoseWithCovarianceStamped(header=M.header(t_ns, fr.map), pose=M.PoseWithCovariance(
+                    pose=M.pose(x0, y0, 0.0, yaw0), covariance=cov0.reshape(-1)))
             elif topic == tp.pose_true:
                 p = signals.truth(t_ns)
                 msg = M.PoseStamped(header=M.header(t_ns, fr.map), pose=M.pose(p["x"], p["y"], 0.0, p["yaw"]))

@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from unifygeo_ros.conventions import yaw_to_quaternion
-from unifygeo_ros.sim.bag_writer import OPTICAL_ROTATION_XYZW, DriveSignals, stamps, write_messages
+from unifygeo_ros.sim.bag_writer import OPTICAL_ROTATION_XYZW, DriveSignals, initial_pose, stamps, write_messages
 from unifygeo_ros.sim.drive_config import DriveConfig, DriveFrames, DriveTopics  # noqa: F401
 from unifygeo_ros.sim.sensors import (  # noqa: F401
     GnssErrors,
@@ -162,9 +162,25 @@ def write_drive_bag(city, out: str | Path, cfg: DriveConfig, city_dir: str | Pat
     drift_m = math.hypot(ox - p_end["x"], oy - p_end["y"])
     distance = traj.distance_at(cfg.duration_s)
     speeds = traj.at(np.arange(0.0, cfg.duration_s + 1e-9, 1.0 / cfg.sim_rate_hz))["speed"]
+    seed = initial_pose(cfg, signals.truth(int(t_img[0]))) if len(t_img) else None
+    initial = None
+    if seed is not None:
+        truth0 = signals.truth(int(t_img[0]))
+        dyaw = math.atan2(math.sin(seed[2] - truth0["yaw"]), math.cos(seed[2] - truth0["yaw"]))
+        initial = {"topic": tp.initialpose, "frame_id": fr.map, "stamp_ns": int(t_img[0]),
+                   "sigma_m": cfg.initial_pose_sigma[0], "sigma_deg": cfg.initial_pose_sigma[1],
+                   "pose": {"x": seed[0], "y": seed[1], "yaw_rad": seed[2]},
+                   "truth": {"x": truth0["x"], "y": truth0["y"], "yaw_rad": truth0["yaw"]},
+                   "error_m": math.hypot(seed[0] - truth0["x"], seed[1] - truth0["y"]),
+                   "yaw_error_deg": math.degrees(dyaw),
+                   "note": "an operator's initial pose (RViz 2D Pose Estimate): base_link's true pose at the first "
+                           "image plus Gaussian noise of sigma_m (x, y) and sigma_deg (yaw), with that diagonal "
+                           "covariance, recorded just before the first image"}
     rates = {image_topic: cfg.rate_hz, tp.fix_true: cfg.gnss_rate_hz, tp.fix: cfg.gnss_rate_hz,
              tp.odom: cfg.odom_rate_hz, tp.tf: cfg.odom_rate_hz, tp.pose_true: cfg.odom_rate_hz, tp.tf_static: None,
              tp.camera_info: cfg.rate_hz}
+    if initial is not None:
+        rates[tp.initialpose] = None
     for rc in cfg.rig_cameras():
         rates[rc.image_topic] = rates[rc.camera_info_topic] = cfg.rate_hz
     try:
@@ -224,6 +240,7 @@ def write_drive_bag(city, out: str | Path, cfg: DriveConfig, city_dir: str | Pat
             "distance_m": distance,
         },
         "kidnaps": kidnaps,
+        "initial_pose": initial,
         "kidnap_model": {
             "min_distance_m": cfg.kidnap_min_distance_m,
             "note": "at each kidnap the true vehicle is moved to another road position (another route of the "
@@ -251,6 +268,8 @@ def write_drive_bag(city, out: str | Path, cfg: DriveConfig, city_dir: str | Pat
         "gnss_multipath_events": len(gerr.multipath_events),
         "odometry_final_drift_m": round(drift_m, 3),
         "kidnaps": [{"t_s": k["t_s"], "distance_m": round(k["distance_m"], 2)} for k in kidnaps],
+        **({"initial_pose": {"error_m": round(initial["error_m"], 3),
+                             "yaw_error_deg": round(initial["yaw_error_deg"], 3)}} if initial else {}),
         "seconds": round(time.perf_counter() - t_wall, 3),
     }
 

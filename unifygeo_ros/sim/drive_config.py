@@ -49,6 +49,8 @@ Topics (defaults; all configurable through :class:`DriveTopics`)
 ``/tf``                                       tf2_msgs/msg/TFMessage odom->base_link ``odom_rate_hz``
 ``/ground_truth/pose``                        geometry_msgs/msg/PoseStamped (map) ``odom_rate_hz``
 ``/tf_static``                                tf2_msgs/msg/TFMessage              once, at t0
+``/initialpose``                              geometry_msgs/msg/PoseWithCovarianceStamped  once, at the
+                                              (map; with ``initial_pose_sigma``)  first image
 ============================================  ==================================  ===========
 
 A drive has one camera: the panorama (its image topic) or the pinhole (its image topic
@@ -58,6 +60,12 @@ CompressedImage on its ``.../compressed`` topic). Each rig camera's frames are s
 with the image stamp plus its own jitter, uniform in ``[-rig_jitter_s, rig_jitter_s]``
 (drawn from a stream of their own, kept inside the drive), and rendered at that time, so
 that a reader must pair the cameras' frames by approximate time.
+
+With ``initial_pose_sigma = (sigma_m, sigma_deg)`` the bag holds an operator's initial pose
+(RViz's "2D Pose Estimate"): base_link's true pose at the first image's stamp plus Gaussian
+noise of those standard deviations (x and y each ``sigma_m``, yaw ``sigma_deg``; drawn from a
+stream of its own, so the rest of the drive is the same as without it), with that diagonal
+covariance, in ``map``, stamped at the first image and recorded just before it.
 
 How the messages are stamped and recorded: :mod:`unifygeo_ros.sim.bag_writer`; the
 sensor models behind the numbers of :class:`DriveConfig`: :mod:`unifygeo_ros.sim.sensors`.
@@ -89,6 +97,7 @@ class DriveTopics:
     tf: str = "/tf"
     pose_true: str = "/ground_truth/pose"
     tf_static: str = "/tf_static"
+    initialpose: str = "/initialpose"
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,9 @@ class DriveConfig:
     # least kidnap_min_distance_m away, with a new heading; the odometry does not see it
     kidnap_at_s: tuple[float, ...] = ()
     kidnap_min_distance_m: float = 100.0
+    # an operator's initial pose on topics.initialpose: the true pose at the first image plus
+    # Gaussian noise of (sigma_m, sigma_deg), with that covariance; None: no initial pose
+    initial_pose_sigma: tuple[float, float] | None = None
     topics: DriveTopics = field(default_factory=DriveTopics)
     frames: DriveFrames = field(default_factory=DriveFrames)
 
@@ -213,6 +225,12 @@ class DriveConfig:
             problems.append("kidnap times must be distinct")
         if not self.kidnap_min_distance_m > 0:
             problems.append("kidnap_min_distance_m must be > 0")
+        if self.initial_pose_sigma is not None:
+            sig = tuple(float(v) for v in self.initial_pose_sigma)
+            object.__setattr__(self, "initial_pose_sigma", sig)
+            if len(sig) != 2 or not all(math.isfinite(v) and v > 0 for v in sig) or sig[1] >= 180.0:
+                problems.append(f"initial_pose_sigma must be (sigma_m, sigma_deg), both > 0 and sigma_deg < 180, "
+                                f"got {list(sig)}")
         if problems:
             raise ValueError("; ".join(problems))
 

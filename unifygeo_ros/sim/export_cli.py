@@ -100,7 +100,7 @@ def register(sub, bench_sub) -> None:
     d.add_argument("--topic", action="append", default=[], metavar="KEY=NAME",
                    help="rename a topic; KEY is one of image_raw, image_compressed (panorama), pinhole_raw, "
                         "pinhole_compressed, camera_info (pinhole), rig_raw, rig_compressed, rig_camera_info (rig: a pattern with "
-                        "{name}), fix_true, fix, odom, tf, pose_true, tf_static (repeatable)")
+                        "{name}), fix_true, fix, odom, tf, pose_true, tf_static, initialpose (repeatable)")
     d.add_argument("--seed", type=int, default=0,
                    help="seed of route, speed profile, sensor noise and kidnaps (same seed, same bag)")
     d.add_argument("--kidnap-at", type=float, action="append", default=[], metavar="SECONDS",
@@ -110,6 +110,11 @@ def register(sub, bench_sub) -> None:
                         "of the truth (a multiple of 1 / --odom-rate-hz); repeatable: one kidnap per time")
     d.add_argument("--kidnap-min-distance-m", type=float, default=dflt.kidnap_min_distance_m, metavar="M",
                    help="least distance of a kidnap's jump in metres (default %(default)g)")
+    d.add_argument("--initial-pose", default=None, metavar="SIGMA_M,SIGMA_DEG",
+                   help="record an operator's initial pose (RViz's 2D Pose Estimate) on /initialpose "
+                        "(geometry_msgs/PoseWithCovarianceStamped in map, stamped at the first image): the vehicle's "
+                        "true pose there plus Gaussian noise of these standard deviations (metres in x and y, "
+                        "degrees in yaw), with that covariance (e.g. 2,10); default: none")
     g = d.add_argument_group("odometry noise", "the wheel-odometry and gyro error model (unifygeo_ros/sim/sensors.py)")
     g.add_argument("--odom-speed-noise", type=float, default=dflt.wheel_speed_noise, metavar="M/S",
                    help="white noise of the measured wheel speed, per integration step (default %(default)g m/s)")
@@ -223,6 +228,14 @@ def _drive(args) -> int:
             camera["hfov_deg"] = args.fov
         if args.image_size is not None:
             camera["pinhole_size"] = tuple(args.image_size)
+    initial = None
+    if args.initial_pose is not None:
+        try:
+            initial = tuple(float(v) for v in args.initial_pose.split(","))
+        except ValueError:
+            initial = ()
+        if len(initial) != 2:
+            raise CommandError(f"--initial-pose {args.initial_pose!r}: expected SIGMA_M,SIGMA_DEG (e.g. 2,10)")
     try:
         cfg = DriveConfig(duration_s=args.duration_s, rate_hz=args.rate_hz, camera=args.camera, **camera,
                           image=args.image, storage=args.storage, gnss_rate_hz=args.gnss_rate_hz,
@@ -230,7 +243,8 @@ def _drive(args) -> int:
                           kidnap_at_s=tuple(args.kidnap_at), kidnap_min_distance_m=args.kidnap_min_distance_m,
                           wheel_speed_noise=args.odom_speed_noise, wheel_scale_sigma=args.odom_speed_scale_error,
                           gyro_noise_dps=args.gyro_noise, gyro_bias_sigma_dps=args.gyro_bias_deg_s,
-                          gyro_bias_walk_dps=args.gyro_bias_walk, topics=DriveTopics(**renames))
+                          gyro_bias_walk_dps=args.gyro_bias_walk, initial_pose_sigma=initial,
+                          topics=DriveTopics(**renames))
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     return _run_on_city(write_drive_bag, args, cfg, progress=not args.no_progress)
