@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The tracking filter on 120 s drives through three cities no model or calibration saw
 # (seeds 8, 9, 10: default, suburb and downtown styles), each with a kidnap at 60 s and no
-# GNSS, plus a 90-degree pinhole front camera (without and with an initial pose on
-# /initialpose) and a rig of four 90-degree cameras (front, left, right, back; each topic with
-# its CameraInfo and /tf_static) on the first city, those against a database of the shipped
-# limited-field-of-view model (small-fov). Writes WORKDIR/r<seed>.json
-# (the replay's JSON, with "tracking") and WORKDIR/r<seed>/ (tracking.png, tracking.csv, ...).
+# GNSS and again with the drive's degraded GNSS as the filter's evidence (r<seed>g), plus a
+# 90-degree pinhole front camera (without and with an initial pose on /initialpose, and with
+# GNSS) and a rig of four 90-degree cameras (front, left, right, back; each topic with its
+# CameraInfo and /tf_static) on the first city, those against a database of the shipped
+# limited-field-of-view model (small-fov). Writes WORKDIR/r<seed>.json (the replay's JSON,
+# with "tracking") and WORKDIR/r<seed>/ (tracking.png, tracking.csv, ...).
 #
 #   scripts/tracking_eval.sh [WORKDIR]      (default: ./out/tracking_eval)
 #
@@ -23,6 +24,9 @@ for seed in 8 9 10; do
   [ -f "$W/db$seed/manifest.json" ] || $U build-db --ortho "$W/d$seed.meta/orthophoto.tif" --out "$W/db$seed" \
       --json > /dev/null
   $U replay --bag "$W/d$seed" --db "$W/db$seed" --track --report "$W/r$seed" --no-progress --json > "$W/r$seed.json"
+  # the same with the drive's degraded receiver (/gnss/fix: 1-3 m, outages, multipath) as the filter's evidence
+  $U replay --bag "$W/d$seed" --db "$W/db$seed" --track --gnss-topic /gnss/fix --report "$W/r${seed}g" --no-progress \
+      --json > "$W/r${seed}g.json"
 done
 [ -d "$W/p8" ] || $U sim drive --city "$W/c8" --duration-s 120 --rate-hz 1 --out "$W/p8" --camera pinhole --fov 90 \
     --seed 8 --no-progress --json > /dev/null
@@ -31,6 +35,13 @@ done
 printf '/**:\n  ros__parameters:\n    camera: {model: pinhole, hfov_deg: 90.0}\n' > "$W/pinhole.yaml"
 $U replay --bag "$W/p8" --db "$W/dbf8" --track --params "$W/pinhole.yaml" --image-topic /camera/front/image_raw \
     --report "$W/rp8" --no-progress --json > "$W/rp8.json"
+# the pinhole drive with the receiver as the filter's evidence, with D as it is (evidence_power 1) and narrowed (4)
+$U replay --bag "$W/p8" --db "$W/dbf8" --track --params "$W/pinhole.yaml" --image-topic /camera/front/image_raw \
+    --gnss-topic /gnss/fix --report "$W/rp8g" --no-progress --json > "$W/rp8g.json"
+printf '/**:\n  ros__parameters:\n    camera: {model: pinhole, hfov_deg: 90.0}\n    tracking: {evidence_power: 1.0}\n' \
+    > "$W/pinhole_p1.yaml"
+$U replay --bag "$W/p8" --db "$W/dbf8" --track --params "$W/pinhole_p1.yaml" --image-topic /camera/front/image_raw \
+    --gnss-topic /gnss/fix --report "$W/rp8g1" --no-progress --json > "$W/rp8g1.json"
 # the same pinhole drive with an operator's initial pose (/initialpose: the true pose at the first
 # frame plus noise of 2 m and 10 degrees): the filter starts from it
 [ -d "$W/p8s" ] || $U sim drive --city "$W/c8" --duration-s 120 --rate-hz 1 --out "$W/p8s" --camera pinhole --fov 90 \

@@ -1007,18 +1007,20 @@ def test_tracking_node_publishes_the_filtered_pose(world, rclpy_mod, tmp_path, m
     """tracking.enabled: odometry (a vehicle standing still) and repeated frames at a street
     pose; once the filter tracks, ~/pose carries its pose near the truth, ~/result the single
     frames with the tracking state; /diagnostics reports the state. An initial pose in another
-    frame than map_frame is ignored with a warning; one in map_frame seeds the filter."""
+    frame than map_frame is ignored with a warning; one in map_frame seeds the filter. A GNSS
+    fix without a covariance reaches the filter's GNSS evidence and is refused with the reason."""
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from nav_msgs.msg import Odometry
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import Image, NavSatFix
 
     env = ros_env()
     ns = "/trk"
     params = {"_dir": str(tmp_path), "database": str(world["db"]), "min_confidence": 0.0,
               "map_origin": {"mode": "latlon", "latitude": ORIGIN[0], "longitude": ORIGIN[1]},
               "camera_extrinsic": {"xyz": list(CAMERA_XYZ)}, "diagnostics_period_s": 0.5,
-              "image_topic": "/trk/camera/image_raw", "tracking": {"enabled": True, "odom_topic": "/trk/odom"}}
+              "image_topic": "/trk/camera/image_raw", "gnss_prior_topic": "/trk/gnss",
+              "tracking": {"enabled": True, "odom_topic": "/trk/odom"}}
     node_proc = NodeProcess(params, env, ns)
     base = f"{ns}/unifygeo_localizer"
     x, y, yaw = street_poses(world["city"], 3)[1]
@@ -1031,9 +1033,17 @@ def test_tracking_node_publishes_the_filtered_pose(world, rclpy_mod, tmp_path, m
             pub = tester.create_publisher(Image, "/trk/camera/image_raw", 10)
             pub_odom = tester.create_publisher(Odometry, "/trk/odom", 50)
             pub_seed = tester.create_publisher(PoseWithCovarianceStamped, "/initialpose", 10)
+            pub_fix = tester.create_publisher(NavSatFix, "/trk/gnss", 10)
             node_proc.wait_for("ready: backend", timeout=180)
             assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_odom.get_subscription_count() > 0
-                              and pub_seed.get_subscription_count() > 0, 30)
+                              and pub_seed.get_subscription_count() > 0 and pub_fix.get_subscription_count() > 0, 30)
+            fix = NavSatFix()
+            fix.header.frame_id = "gnss"
+            fix.latitude, fix.longitude = ORIGIN
+            fix.status.status = 0                       # STATUS_FIX (a default message says UNKNOWN, -2)
+            fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_UNKNOWN
+            pub_fix.publish(fix)
+            node_proc.wait_for("GNSS fix not used by the tracking filter: NavSatFix without a covariance", timeout=20)
             seed = PoseWithCovarianceStamped()
             seed.header.frame_id = "odom"
             seed.pose.pose.position.x, seed.pose.pose.position.y = x, y

@@ -246,6 +246,25 @@ def test_replay_track_runs_the_tracking_filter_and_scores_it(drive):
     assert code == 2 and "tracking.odom_topic /nope: not in the bag" in bad["error"]
 
 
+def test_replay_track_weighs_the_gnss_fixes(drive):
+    """--track --gnss-topic: the drive's degraded receiver (5 Hz) weighs the filter through the
+    node's code (TrackingProcessor.add_fix), one fix a second (tracking.gnss_interval_s), any
+    message it cannot use counted with the reason; nothing published far off."""
+    code, r = run_cli(["replay", "--bag", str(drive["bag"]), "--db", str(drive["db"]), "--json", "--track",
+                       "--gnss-topic", "/gnss/fix", "--no-progress"])
+    assert code == 0, r
+    t = r["tracking"]
+    g = t["gnss_fixes"]
+    print(g, {k: t[k] for k in ("median_error_m", "recall_5m", "published", "published_over_20m")})
+    assert g["topic"] == "/gnss/fix" and g["evidence"] is True
+    assert g["used"] >= 0.5 * (r["frames"] - 2) and g["skipped"] >= 2 * g["used"]
+    assert all("no fix" in why for why in g["ignored"])
+    assert t["published_over_20m"] <= 2
+    code, r0 = run_cli(["replay", "--bag", str(drive["bag"]), "--db", str(drive["db"]), "--json", "--track",
+                        "--no-progress", "--max-frames", "3"])
+    assert code == 0 and r0["tracking"]["gnss_fixes"] is None
+
+
 SEEDED_DRIVE_S = 5.0
 
 

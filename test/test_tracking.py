@@ -239,6 +239,58 @@ def test_seed_and_gnss_evidence():
         TrackerConfig(particles=1)
 
 
+def test_gnss_fixes_confirm_outvote_and_ignore():
+    """Tracker.update_gnss: fixes that agree confirm a seeded place (as supporting frames do)
+    and outvote a frame that contradicted the track; a fix far from the particles (a kidnap,
+    multipath) moves nothing and confirms nothing."""
+    tracker = Tracker(TrackerConfig(particles=500, area_m2=1e5, seed=11))
+    assert tracker.update_gnss(GnssEvidence(0.0, 0.0, np.eye(2))) is None      # nothing to weigh yet
+    tracker.seed(100.0, 50.0, 0.0, np.diag([1.0, 1.0, 0.01]))
+    states = [tracker.update_gnss(GnssEvidence(100.3, 49.8, np.diag([1.0, 1.0]))).state for _ in range(3)]
+    assert states == [TrackState.INITIALISING, TrackState.INITIALISING, TrackState.TRACKING]
+    est = tracker.estimate()
+    assert est.publishable and math.hypot(est.x - 100.3, est.y - 49.8) < 0.6
+    # a frame pointing 80 m away contradicts the track: not publishable until the receiver agrees
+    est = tracker.update(Evidence([blob((180.0, 50.0), (180.0, 50.0), yaw=0.0)]))
+    assert est.state == TrackState.TRACKING and est.contradicted and not est.publishable
+    est = tracker.update_gnss(GnssEvidence(100.2, 50.1, np.diag([1.0, 1.0])))
+    assert est.publishable and not est.contradicted
+    # a fix 60 m off (multipath): the particles stay, and it counts as no confirmation
+    est = tracker.update_gnss(GnssEvidence(160.0, 50.0, np.diag([1.0, 1.0])))
+    assert math.hypot(est.x - 100.2, est.y - 50.1) < 1.0 and tracker._gnss_agree == 0
+
+
+def test_fix_evidence_reads_a_navsatfix_into_the_database_grid():
+    """ros_core.tracking.fix_evidence: position from the projection, the east / north
+    covariance turned by the grid convergence (2 deg east of zone 32's central meridian), and
+    a clear reason for a fix that cannot weigh the filter."""
+    from types import SimpleNamespace as NS
+
+    from unifygeo_ros.geo import MapFrame
+    from unifygeo_ros.ros_core.tracking import fix_evidence
+
+    db = MapFrame.utm_at(48.14, 11.58)
+
+    def fix(status=0, lat=48.14, lon=11.58, ctype=2, cov=(4.0, 0, 0, 0, 1.0, 0, 0, 0, 9.0)):
+        return NS(status=NS(status=status), latitude=lat, longitude=lon, position_covariance_type=ctype,
+                  position_covariance=list(cov))
+
+    ev, note = fix_evidence(fix(), db)
+    assert note is None and ev.x == pytest.approx(0.0, abs=1e-6) and ev.y == pytest.approx(0.0, abs=1e-6)
+    c = ev.covariance
+    assert np.linalg.eigvalsh(c) == pytest.approx([1.0, 4.0], rel=2e-3)      # scale factor ~1.00005
+    major = math.degrees(0.5 * math.atan2(2 * c[0, 1], c[0, 0] - c[1, 1]))   # true east, from grid east
+    assert major == pytest.approx(db.convergence_deg(0.0, 0.0), abs=0.01) and major > 1.5
+    lat, lon = db.to_latlon(30.0, -40.0)
+    ev, _ = fix_evidence(fix(lat=float(lat), lon=float(lon)), db)
+    assert (ev.x, ev.y) == pytest.approx((30.0, -40.0), abs=1e-6)
+    for bad, why in ((fix(status=-1), "no fix"), (fix(ctype=0), "without a covariance"),
+                     (fix(cov=(-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)), "positive-definite"),
+                     (fix(lat=float("nan")), "latitude")):
+        ev, note = fix_evidence(bad, db)
+        assert ev is None and why in note, note
+
+
 def test_no_evidence_before_the_first_frame_gives_no_estimate():
     tracker = Tracker(TrackerConfig(particles=100))
     tracker.predict((0.0, 0.0, 0.0))
@@ -350,8 +402,9 @@ class _Localizer:
         return out
 
 
-def _drive(frames, n, odometry=True):
-    """Feed ``n`` frames at 1 Hz, the vehicle's odometry 5 m a frame along x; (k, outcome) each."""
+def _drive(frames, n, odometry=True, before=None):
+    """Feed ``n`` frames at 1 Hz, the vehicle's odometry 5 m a frame along x; (k, outcome) each
+    (``before(proc, k)``: called before frame k, e.g. to give GNSS fixes)."""
     from types import SimpleNamespace as NS
 
     from unifygeo_ros.ros_core.tracking import TrackingProcessor
@@ -360,6 +413,8 @@ def _drive(frames, n, odometry=True):
     out = []
     for k in range(n):
         header = NS(stamp=NS(sec=k, nanosec=0), frame_id="camera")
+        if before is not None:
+            before(proc, k)
         if odometry:
             proc.add_odometry(NS(header=header, pose=NS(pose=NS(position=NS(x=5.0 * k, y=0.0, z=0.0),
                                                               orientation=NS(x=0.0, y=0.0, z=0.0, w=1.0)))))
@@ -414,6 +469,56 @@ def test_a_kidnapped_vehicle_finds_no_fix_near_the_anchor_and_the_global_search_
     for k, o in enumerate(outs):
         if o.filtered is not None:
             assert math.hypot(o.filtered.x - truth_at(k)[0], o.filtered.y - truth_at(k)[1]) < 2.0, (k, states)
+
+
+def test_gnss_fixes_keep_a_track_through_frames_that_find_nothing():
+    """Frames 4-15 find nothing near the track (a weak camera), and a global search lands 160 m
+    off: alone, the filter is lost there. With a receiver's fixes (5 Hz, sigma 1 m, one used per
+    tracking.gnss_interval_s) weighing it at their own stamps it stays tracking, publishes
+    nothing on the frames that contradict it and, at the first frame that finds the vehicle
+    again, a pose near the truth at once; a fix older than the filter's time is dropped."""
+    from types import SimpleNamespace as NS
+
+    from unifygeo_ros.geo import MapFrame
+
+    truth_at = lambda k: (100.0 + 5.0 * k, 100.0)
+    wrong = lambda k, t: t if k < 4 else (t[0] + 150.0, t[1] + 60.0)
+    blind = set(range(4, 16))
+    _, alone = _drive(_Localizer(blind=blind, truth_at=truth_at, global_at=wrong), 20)
+    assert "lost" in [o.state for o in alone[4:16]]
+
+    frames = _Localizer(blind=blind, truth_at=truth_at, global_at=wrong)
+    db = MapFrame.utm_at(48.14, 11.58)
+    frames.adapter.db = db
+
+    def fix_at(t_s):
+        lat, lon = db.to_latlon(100.0 + 5.0 * t_s, 100.0)
+        sec, ns = divmod(int(round(t_s * 1e9)), 1_000_000_000)
+        return NS(header=NS(stamp=NS(sec=sec, nanosec=ns), frame_id="gnss"), status=NS(status=0),
+                  latitude=float(lat), longitude=float(lon), position_covariance_type=2,
+                  position_covariance=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 4.0])
+
+    def gnss(proc, k):
+        for j in range(1, 6):               # 5 Hz since the previous frame, the last at this frame's stamp
+            if k - 1 + 0.2 * j >= 0:
+                assert proc.add_fix(fix_at(k - 1 + 0.2 * j)) is None
+
+    proc, outs = _drive(frames, 20, before=gnss)
+    states = [o.state for o in outs]
+    assert all(s == "tracking" for s in states[3:]), states
+    assert all(outs[k].filtered is None for k in blind)
+    assert outs[16].filtered is not None
+    for k, o in enumerate(outs):
+        if o.filtered is not None:
+            assert math.hypot(o.filtered.x - truth_at(k)[0], o.filtered.y - truth_at(k)[1]) < 2.0, k
+    assert all(o.gnss_fixes == 1 for o in outs[3:]) and proc.gnss_skipped >= 4 * 16
+    # a fix stamped before the filter's time comes too late: dropped, not applied out of order
+    assert proc.add_fix(fix_at(12.0)) is None
+    proc.process(NS(header=NS(stamp=NS(sec=20, nanosec=0), frame_id="camera")), stamp=20_000_000_000)
+    assert proc.gnss_dropped == 1
+    # the option off: fixes are refused with the reason
+    proc.cfg = dataclasses.replace(proc.cfg, tracking_gnss_evidence=False)
+    assert "tracking.gnss_evidence" in proc.add_fix(fix_at(21.0))
 
 
 # ---- an initial pose (/initialpose): TrackingProcessor.seed, as the node and the replay call it ----

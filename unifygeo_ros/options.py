@@ -235,6 +235,15 @@ OPTIONS: tuple[Option, ...] = (
            "whole database only when that gives no fix, so that a track lost where the localizer found nothing "
            "is taken up again where the vehicle still is; 0: lost frames search the whole database only",
            low=0, high=1000),
+    Option("tracking.gnss_evidence", "tracking_gnss_evidence", True, "with gnss_prior_topic set, each NavSatFix "
+           "that has a fix (status >= 0) and a covariance (position_covariance_type not UNKNOWN) also weighs the "
+           "particles, at its own stamp (a Gaussian of its horizontal covariance with 5 % outliers): the filtered "
+           "pose then holds that receiver, so do not fuse it again in an EKF; false: the fixes only narrow the "
+           "global searches (initialising, lost), as without tracking"),
+    Option("tracking.gnss_interval_s", "tracking_gnss_interval_s", 1.0, "with tracking.gnss_evidence, the "
+           "shortest time between two fixes that weigh the filter (the others are skipped): a receiver's errors "
+           "are correlated over seconds, and fixes closer together would count the same error several times "
+           "and make the filter overconfident; 0: every fix", low=0.0, high=60.0),
     Option("min_confidence", "min_confidence", 0.1, "frames localized with a lower confidence publish nothing; "
            "the confidence is the calibrated chance that the pose is in the right mode (the right place, not a "
            "wrong tile), so 1 - min_confidence is the largest wrong-mode chance published",

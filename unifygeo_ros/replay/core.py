@@ -29,6 +29,11 @@ node's code, with the images in stamp order (an image waits until the odometry p
 was read; an initial pose goes before the images stamped at or after it); each initial pose
 is recorded in :attr:`ReplayRun.seeds`, applied or with the reason it was ignored.
 
+With ``--gnss-topic`` and ``tracking.gnss_evidence`` the fixes also weigh the filter
+(:meth:`~unifygeo_ros.ros_core.tracking.TrackingProcessor.add_fix`, as in the node); how many
+did, were dropped as older than the filter or were ignored (and why) is in
+:attr:`ReplayRun.gnss`.
+
 Outputs: an optional bag (``--out-bag``) with ``/unifygeo_localizer/{pose,fix,result}``
 (our result message registered from msg/*.msg), a copy of the truth and ``/tf_static``, each
 written at ``image stamp + processing latency``; an optional report folder
@@ -112,6 +117,7 @@ class ReplayRun:
     rig: dict | None = None               # a camera rig: its pairing counts and cameras
     initialpose_topic: str | None = None  # tracking: the bag's initial-pose topic, when it has one
     seeds: list = field(default_factory=list)   # tracking: each initial pose read (SeedRecord)
+    gnss: dict | None = None              # tracking with --gnss-topic: the fixes used as the filter's evidence
 
 
 @dataclass
@@ -389,6 +395,7 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
         pending: list = []          # (tracking) images and initial poses wait until the odometry past their
                                     # stamp was read: (stamp, kind, message), kind 0 an initial pose, 1 an image
         seeds: list[SeedRecord] = []
+        gnss_ignored: dict[str, int] = {}   # (tracking) fixes the filter could not use: reason -> count
 
         def handle_seed(msg, st):
             p = msg.pose.pose
@@ -454,6 +461,10 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                     continue
                 if con.topic == opts.gnss_topic:
                     tracker.update_fix(msg)
+                    if tracking is not None and cfg.tracking_gnss_evidence:
+                        note = tracking.add_fix(msg)        # the filter's GNSS evidence, as in the node
+                        if note:
+                            gnss_ignored[note] = gnss_ignored.get(note, 0) + 1
                     continue
                 if con.topic == seed_topic:
                     if track_odom is not None:
@@ -497,6 +508,11 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                               "total": round(time.perf_counter() - t_start, 3)},
                      out_bag=str(opts.out_bag) if opts.out_bag else None, tracking=tracking is not None,
                      odom_topic=track_odom, initialpose_topic=seed_topic, seeds=seeds,
+                     gnss=({"topic": opts.gnss_topic, "evidence": bool(cfg.tracking_gnss_evidence),
+                            "used": sum(int(getattr(f.track, "gnss_fixes", 0) or 0) for f in frames),
+                            "dropped": tracking.gnss_dropped, "skipped": tracking.gnss_skipped,
+                            "ignored": gnss_ignored}
+                           if tracking is not None and opts.gnss_topic else None),
                      rig=({**sync.stats.as_dict(), "topics": list(rig_topics), "waiting": sync.pending(),
                            "cameras": processor.rig.status()} if sync is not None else None))
 

@@ -159,7 +159,9 @@ def tracking_summary(run, rows: list[dict], recover_m: float = 5.0) -> dict:
     over the frames after the first fix, without those recovery windows (``median_error_m``
     of the published poses, ``recall_5m`` over all scored frames: a frame without a pose is
     a miss), except ``published_over_20m`` (every published pose more than 20 m off) and
-    ``ms_per_frame_median`` (every frame, filter included)."""
+    ``ms_per_frame_median`` (every frame, filter included); ``gnss_fixes``: with a GNSS topic,
+    the fixes that weighed the filter (``used``), those dropped as older than it and those
+    ignored with the reason (None without one)."""
     n = len(rows)
     first = next((i for i, r in enumerate(rows) if r["published"]), None)
     skip = set()
@@ -210,6 +212,7 @@ def tracking_summary(run, rows: list[dict], recover_m: float = 5.0) -> dict:
         "frames_by_search": {k: sum(1 for r in rows if r.get("search") == k)
                              for k in ("tracking", "seed", "anchor", "global")},
         "kidnaps": len(kidnap_stamps(run)),
+        "gnss_fixes": getattr(run, "gnss", None),
     }
 
 

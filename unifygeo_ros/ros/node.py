@@ -448,6 +448,11 @@ class LocalizeNode(LifecycleNode):
         note = tracker.update_fix(msg) if tracker is not None else None
         if note:
             self._warn("gnss_prior", f"GNSS prior not used: {note}")
+        tracking = self.tracking
+        if tracking is not None and self.cfg.tracking_gnss_evidence:
+            note = tracking.add_fix(msg)        # the filter's GNSS evidence (ros_core, as the replay)
+            if note:
+                self._warn("gnss_evidence", f"GNSS fix not used by the tracking filter: {note}")
 
     def _on_track_odom(self, msg) -> None:
         tracking = self.tracking

@@ -88,6 +88,8 @@ class NodeConfig:
     tracking_search_radius_m: float = default("tracking_search_radius_m")
     tracking_heading_window_deg: float = default("tracking_heading_window_deg")
     tracking_anchor_frames: int = default("tracking_anchor_frames")
+    tracking_gnss_evidence: bool = default("tracking_gnss_evidence")
+    tracking_gnss_interval_s: float = default("tracking_gnss_interval_s")
     min_confidence: float = default("min_confidence")
     covariance_scale: float = default("covariance_scale")
     z_variance: float = default("z_variance")

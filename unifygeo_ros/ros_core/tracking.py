@@ -26,6 +26,14 @@ the database's frame:
   that found no evidence near the prediction: that contradicts the track (nothing is
   published; three in a row make the filter lost, and the search goes near the anchor and
   global, as above), so that a vehicle moved elsewhere is not tracked on by odometry alone;
+* GNSS fixes (``sensor_msgs/NavSatFix`` of ``gnss_prior_topic``, with
+  ``tracking.gnss_evidence``): a fix with a covariance is buffered (:meth:`TrackingProcessor.add_fix`)
+  and, before the first frame stamped after it, weighs the particles at its own stamp (the
+  filter moved there by the odometry first; :func:`fix_evidence` turns its ENU covariance into
+  the database frame); a fix older than the filter's time is dropped, one within
+  ``tracking.gnss_interval_s`` of the previous fix used is skipped (a receiver's errors are
+  correlated over seconds), and every fix counts once. The antenna is taken at base_link
+  (its lever arm, typically under a metre, is left to the fix's covariance);
 * ``/initialpose`` (``PoseWithCovarianceStamped`` of base_link in the output map frame) seeds
   it (:meth:`TrackingProcessor.seed`, which the node and the replay both call): the odometry up
   to the pose's stamp is applied first, then the particles are drawn from the pose and its
@@ -48,13 +56,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geo import latlon_from_enu_offset
 from ..tracking import Tracker, TrackerConfig, TrackState
-from ..tracking.evidence import evidence_from_result
+from ..tracking.evidence import GnssEvidence, evidence_from_result
 from ..tracking.particles import MotionNoise, offset_poses
 from ..types import HeadingPrior, PositionPrior
 from .geometry import quaternion_to_yaw
 from .pipeline import FrameOutcome, FrameProcessor, PoseEstimate
-from .priors import PriorInfo, stamp_ns
+from .priors import COVARIANCE_TYPE_UNKNOWN, STATUS_FIX, PriorInfo, stamp_ns
 
 #: While tracking with the predicted yaw known to within this (3 sigma, degrees), and the
 #: vehicle turning by less than ``STEADY_TURN_DEG`` since the previous frame, the predicted yaw
@@ -69,6 +78,40 @@ LOCAL_SEARCHES = ("tracking", "seed")
 DEFAULT_SEED_COVARIANCE = np.diag([4.0, 4.0, math.radians(10.0) ** 2])
 
 
+#: GNSS fixes kept while no frame comes (the oldest are dropped beyond)
+MAX_BUFFERED_FIXES = 200
+#: a fix's covariance types that carry a covariance (APPROXIMATED, DIAGONAL_KNOWN, KNOWN)
+_KNOWN_COVARIANCE = (1, 2, 3)
+
+
+def fix_evidence(msg, db) -> tuple[GnssEvidence | None, str | None]:
+    """A ``sensor_msgs/NavSatFix`` as the filter's evidence in the database frame ``db`` (a
+    :class:`~unifygeo_ros.geo.MapFrame`): its position, and its horizontal covariance (east,
+    north; REP-145's ENU) carried into the database grid by the local Jacobian of the
+    projection (grid convergence and scale). ``(None, why)`` for a fix without a fix status,
+    without a covariance (``COVARIANCE_TYPE_UNKNOWN``) or with values that are not finite."""
+    status = int(msg.status.status)
+    if status < STATUS_FIX:
+        return None, f"NavSatFix status {status} (no fix)"
+    lat, lon = float(msg.latitude), float(msg.longitude)
+    if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90.0:
+        return None, "NavSatFix with a non-finite or impossible latitude / longitude"
+    ctype = int(msg.position_covariance_type)
+    cov = np.asarray(msg.position_covariance, dtype=np.float64).reshape(-1)
+    if ctype == COVARIANCE_TYPE_UNKNOWN or ctype not in _KNOWN_COVARIANCE or cov.size != 9:
+        return None, "NavSatFix without a covariance (position_covariance_type UNKNOWN): its weight is unknown"
+    c_enu = np.array([[cov[0], cov[1]], [cov[3], cov[4]]])
+    c_enu = 0.5 * (c_enu + c_enu.T)
+    if not np.all(np.isfinite(c_enu)) or np.linalg.eigvalsh(c_enu).min() <= 0:
+        return None, "NavSatFix covariance: expected a finite, positive-definite east / north block"
+    x, y = (float(v) for v in db.from_latlon(lat, lon))
+    # one metre east and one metre north on the WGS 84 ellipsoid, in the database grid
+    xe, ye = (float(v) for v in db.from_latlon(*latlon_from_enu_offset(lat, lon, 1.0, 0.0)))
+    xn, yn = (float(v) for v in db.from_latlon(*latlon_from_enu_offset(lat, lon, 0.0, 1.0)))
+    jac = np.array([[xe - x, xn - x], [ye - y, yn - y]])
+    return GnssEvidence(x, y, jac @ c_enu @ jac.T), None
+
+
 @dataclass
 class TrackOutcome:
     frame: FrameOutcome                 # the single-frame outcome (its estimate goes to ~/result)
@@ -79,6 +122,7 @@ class TrackOutcome:
                                         # initial pose, until the filter tracks), "anchor" (lost: tiles near
                                         # the dead-reckoned last pose) or "global"
     filter_ms: float = 0.0
+    gnss_fixes: int = 0                 # GNSS fixes that weighed the particles before this frame
 
 
 class TrackingProcessor:
@@ -102,6 +146,11 @@ class TrackingProcessor:
         self._frame_odom_yaw: float | None = None        # odometry yaw at the previous frame
         self._odometry_seen = False
         self._seeded = False                # an initial pose was given and the filter has not tracked since
+        #: GNSS fixes waiting for the frame after them: (stamp_ns, GnssEvidence), in arrival order
+        self._fixes: collections.deque = collections.deque(maxlen=MAX_BUFFERED_FIXES)
+        self.gnss_dropped = 0               # fixes older than the filter's time when their turn came
+        self.gnss_skipped = 0               # fixes within tracking.gnss_interval_s of the previous one used
+        self._last_fix_ns: int | None = None
         #: the published covariance's factors (position, yaw): the model's calibrated tracking
         #: factors (``unifygeo calibrate --part tracking``), (1, 1) without them
         self.covariance_scales = frames.localizer.calibration.tracking_scales()
@@ -117,6 +166,40 @@ class TrackingProcessor:
         self._odometry.append((stamp_ns(msg.header), (float(p.position.x), float(p.position.y),
                                                       quaternion_to_yaw(q.x, q.y, q.z, q.w))))
         self._odometry_seen = True
+
+    def add_fix(self, msg) -> str | None:
+        """Buffer a NavSatFix as GNSS evidence for the filter (``tracking.gnss_evidence``):
+        None when it was buffered, else why it cannot serve (the option is off, no fix, no
+        covariance, values that are not finite)."""
+        if not self.cfg.tracking_gnss_evidence:
+            return "tracking.gnss_evidence is false"
+        fix, note = fix_evidence(msg, self.frames.adapter.db)
+        if fix is None:
+            return note
+        self._fixes.append((stamp_ns(msg.header), fix))
+        return None
+
+    def _apply_fixes(self, t_ns: int) -> int:
+        """Every buffered fix stamped at or before ``t_ns``, in stamp order, each at its own
+        time; returns how many weighed the particles."""
+        due = sorted((f for f in self._fixes if f[0] <= t_ns), key=lambda f: f[0])
+        if not due:
+            return 0
+        self._fixes = collections.deque((f for f in self._fixes if f[0] > t_ns), maxlen=MAX_BUFFERED_FIXES)
+        used = 0
+        interval_ns = int(float(self.cfg.tracking_gnss_interval_s) * 1e9)
+        for t_f, fix in due:
+            if self._applied is not None and t_f < self._applied[0]:
+                self.gnss_dropped += 1          # the filter is past it already
+                continue
+            if self._last_fix_ns is not None and 0 <= t_f - self._last_fix_ns < interval_ns:
+                self.gnss_skipped += 1          # its error is largely the previous fix's
+                continue
+            self._advance(t_f, idle=False)
+            if self.tracker.update_gnss(fix) is not None:
+                used += 1
+                self._last_fix_ns = t_f
+        return used
 
     def seed(self, msg) -> str | None:
         """Start (or restart) the filter from an initial pose: a ``PoseWithCovarianceStamped`` of
@@ -169,6 +252,7 @@ class TrackingProcessor:
     def process(self, image_msg, stamp: int | None = None, priors: PriorInfo | None = None) -> TrackOutcome:
         st = stamp_ns(image_msg.header) if stamp is None else int(stamp)
         t0 = time.perf_counter()
+        gnss_fixes = self._apply_fixes(st)
         self._advance(st)
         est = self.tracker.estimate()
         turn = 0.0
@@ -249,7 +333,8 @@ class TrackingProcessor:
             filtered = self._filtered_estimate(track, st, res, frame_priors)
         t3 = time.perf_counter()
         state = track.state.value if track is not None else "no evidence yet"
-        return TrackOutcome(outcome, state, filtered, track, search, filter_ms=((t1 - t0) + (t3 - t2)) * 1e3)
+        return TrackOutcome(outcome, state, filtered, track, search, filter_ms=((t1 - t0) + (t3 - t2)) * 1e3,
+                            gnss_fixes=gnss_fixes)
 
     def _filtered_estimate(self, track, st: int, res, priors) -> PoseEstimate:
         ad = self.frames.adapter

@@ -6,7 +6,8 @@ weights them by a frame's evidence (and optionally a GNSS fix), resamples, and i
 particles drawn from the frame's own evidence when the evidence keeps contradicting the
 particles (augmented Monte Carlo localization: the injected share is
 ``1 - w_fast / w_slow`` of two running averages of the mean likelihood, so a kidnapped
-vehicle is found again while one bad frame does little). ``Tracker.seed`` starts it from a
+vehicle is found again while one bad frame does little); ``Tracker.update_gnss(fix)``
+weights them by a GNSS fix between frames, at its own time. ``Tracker.seed`` starts it from a
 known pose with a covariance (RViz's "2D Pose Estimate", ``/initialpose``).
 
 States (:class:`TrackState`): **initialising** until the particles, started from the first
@@ -36,6 +37,11 @@ import numpy as np
 from .evidence import Evidence, GnssEvidence, wrap_pi
 from .particles import (MotionNoise, effective_sample_size, gnss_likelihood, likelihood, main_mode, offset_poses,
                         predict, relative_motion, relative_support, systematic_resample, vehicle_poses)
+
+
+#: a GNSS fix agrees with the particles when the Mahalanobis distance^2 of their mean from it,
+#: over both covariances, is under the chi-square 99 % quantile of 2 degrees of freedom
+GNSS_AGREE_D2 = 9.21
 
 
 class TrackState(str, Enum):
@@ -132,6 +138,7 @@ class Tracker:
         self._supporting = 0
         self._contradicting = 0
         self._unmatched = 0
+        self._gnss_agree = 0                        # GNSS fixes in a row that agreed with the particles
         self._frames = 0
         self._support = float("nan")
         self._anchor: np.ndarray | None = None      # x, y, yaw of the last publishable estimate, dead-reckoned
@@ -248,6 +255,42 @@ class Tracker:
         self._update_state()
         return self.estimate()
 
+    def update_gnss(self, fix: GnssEvidence) -> TrackEstimate | None:
+        """Weight the particles by a GNSS fix alone, at the fix's time (the caller has moved
+        the filter there): a Gaussian of its covariance with ``gnss_outlier`` of outliers;
+        resample when the weights degenerate. A fix that agrees with the particles (their mean
+        within :data:`GNSS_AGREE_D2` of it, over both covariances) outvotes the frames that
+        contradicted them or matched nothing near them, and ``confirm_frames`` agreeing fixes
+        in a row confirm a place as as many supporting frames do; so a weak camera (a single
+        90-degree view) with a receiver keeps its track where the camera alone would lose it,
+        while a fix away from the particles (a kidnap, multipath) confirms nothing. The running
+        likelihood averages of the augmented MCL are the frames' and are left alone. None
+        before the first frame's evidence."""
+        if self.poses is None:
+            return None
+        before = self.estimate()
+        e = np.array([before.x - fix.x, before.y - fix.y])
+        d2 = float(e @ np.linalg.solve(before.covariance[:2, :2] + fix.covariance, e))
+        if d2 <= GNSS_AGREE_D2:
+            # the receiver confirms the particles: frames that contradicted them (or matched nothing
+            # near them) are outvoted, and it counts toward the confirmation of a place as a
+            # supporting frame does
+            self._contradicting = 0
+            self._unmatched = 0
+            self._gnss_agree += 1
+        else:
+            self._gnss_agree = 0
+        p = gnss_likelihood(self.poses, fix, self.cfg.gnss_outlier, self.cfg.area_m2)
+        w = self.weights * p
+        total = w.sum()
+        self.weights = w / total if total > 0 and np.isfinite(total) else np.full(len(w), 1.0 / len(w))
+        if effective_sample_size(self.weights) < self.cfg.resample_ess * len(self.weights):
+            idx = systematic_resample(self.weights, self.rng)
+            self.poses = self.poses[idx]
+            self.weights = np.full(len(idx), 1.0 / len(idx))
+        self._update_state()
+        return self.estimate()
+
     # ---- state ------------------------------------------------------------------------------
     def _reset(self, poses: np.ndarray) -> None:
         self.poses = np.asarray(poses, dtype=np.float64)
@@ -257,6 +300,7 @@ class Tracker:
         self._supporting = 0
         self._contradicting = 0
         self._unmatched = 0
+        self._gnss_agree = 0
         self._anchor = None
         self._anchor_lost = 0
 
@@ -270,7 +314,7 @@ class Tracker:
                 self.state = TrackState.LOST
                 self._anchor_lost = 0
         elif (sigma <= cfg.tracking_sigma_m and est.share >= cfg.tracking_share
-              and self._supporting >= cfg.confirm_frames):
+              and max(self._supporting, self._gnss_agree) >= cfg.confirm_frames):
             self.state = TrackState.TRACKING
         if (self.state == TrackState.TRACKING and not (self._contradicting > 0 or self._unmatched > 0)
                 and cfg.anchor_frames > 0):     # publishable: the anchor is this estimate
