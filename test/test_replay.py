@@ -256,7 +256,7 @@ def test_replay_track_weighs_the_gnss_fixes(drive):
     t = r["tracking"]
     g = t["gnss_fixes"]
     print(g, {k: t[k] for k in ("median_error_m", "recall_5m", "published", "published_over_20m")})
-    assert g["topic"] == "/gnss/fix" and g["evidence"] is True
+    assert g["topic"] == "/gnss/fix" and g["evidence"] is True and g["released_late"] <= t["published"]
     assert g["used"] >= 0.5 * (r["frames"] - 2) and g["skipped"] >= 2 * g["used"]
     assert all("no fix" in why for why in g["ignored"])
     assert t["published_over_20m"] <= 2

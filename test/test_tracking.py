@@ -475,8 +475,10 @@ def test_gnss_fixes_keep_a_track_through_frames_that_find_nothing():
     """Frames 4-15 find nothing near the track (a weak camera), and a global search lands 160 m
     off: alone, the filter is lost there. With a receiver's fixes (5 Hz, sigma 1 m, one used per
     tracking.gnss_interval_s) weighing it at their own stamps it stays tracking, publishes
-    nothing on the frames that contradict it and, at the first frame that finds the vehicle
-    again, a pose near the truth at once; a fix older than the filter's time is dropped."""
+    nothing at the frames that contradict it but their poses once the next fix agrees (late,
+    with their stamps), and at the first frame that finds the vehicle again a pose near the
+    truth at once; when the fixes show the vehicle moved, the held poses after the jump are
+    dropped; a fix older than the filter's time is dropped."""
     from types import SimpleNamespace as NS
 
     from unifygeo_ros.geo import MapFrame
@@ -511,7 +513,31 @@ def test_gnss_fixes_keep_a_track_through_frames_that_find_nothing():
     for k, o in enumerate(outs):
         if o.filtered is not None:
             assert math.hypot(o.filtered.x - truth_at(k)[0], o.filtered.y - truth_at(k)[1]) < 2.0, k
+    # each blind frame's pose was held, and the next fix (1 s later) agreed: released then, with
+    # the frame's own stamp
+    released = {o.released[0] // 1_000_000_000: o.released[1] for o in outs if o.released is not None}
+    assert sorted(released) == sorted(blind), sorted(released)
+    for k, est in released.items():
+        assert math.hypot(est.x - truth_at(k)[0], est.y - truth_at(k)[1]) < 2.0, k
     assert all(o.gnss_fixes == 1 for o in outs[3:]) and proc.gnss_skipped >= 4 * 16
+    # the receiver shows the vehicle 100 m away from 8 s on (moved; odometry does not show it):
+    # the frames held before the jump are released, none after it
+    frames_k = _Localizer(blind=blind, truth_at=truth_at, global_at=wrong)
+    frames_k.adapter.db = db
+
+    def gnss_jump(proc, k):
+        for j in range(1, 6):
+            t = k - 1 + 0.2 * j
+            if t >= 0:
+                f = fix_at(t)
+                if t > 8.0:
+                    f.latitude, f.longitude = (float(v) for v in db.to_latlon(100.0 + 5.0 * t, 200.0))
+                proc.add_fix(f)
+
+    _, outs_k = _drive(frames_k, 14, before=gnss_jump)
+    released_k = sorted(o.released[0] // 1_000_000_000 for o in outs_k if o.released is not None)
+    assert released_k == [4, 5, 6, 7], released_k
+    assert all(o.filtered is None for o in outs_k[8:])
     # a fix stamped before the filter's time comes too late: dropped, not applied out of order
     assert proc.add_fix(fix_at(12.0)) is None
     proc.process(NS(header=NS(stamp=NS(sec=20, nanosec=0), frame_id="camera")), stamp=20_000_000_000)

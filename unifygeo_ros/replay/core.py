@@ -96,6 +96,8 @@ class FrameRecord:
     frame_published: bool = False                   # the frame's own estimate passed the gate
     track: object | None = None                     # TrackOutcome when tracking
     cloud: np.ndarray | None = None                 # particles (n, 2), map frame, at a few frames
+    released: bool = False                          # its filtered pose went out late, when the next
+                                                    # GNSS fix vouched for the track
 
 
 @dataclass
@@ -417,6 +419,19 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
             else:
                 tout, outcome = None, processor.process(msg, st, priors)
             rec = FrameRecord(st, outcome, _interp_truth(track, st) if len(track) else None, track=tout)
+            if tout is not None and tout.released is not None:
+                # an earlier frame's pose the receiver vouched for after it: it goes out now, as
+                # that frame's filtered pose (scored there)
+                held_stamp, held = tout.released
+                earlier = next((f for f in reversed(frames) if f.stamp_ns == held_stamp and f.track is not None),
+                               None)
+                if earlier is not None:
+                    earlier.track.filtered = held
+                    earlier.published_pose = processor.publishes_pose(held)
+                    earlier.released = True
+                    if writer is not None and earlier.published_pose:
+                        writer.write(out_cons["pose"], st + int(outcome.timings_ms.get("total", 0.0) * 1e6),
+                                     ts.serialize_cdr(build.pose_msg(T, held), out_cons["pose"].msgtype))
             if tout is not None and len(frames) in cloud_at and tracking.tracker.poses is not None:
                 rec.cloud = _cloud(tracking, processor)
             # what goes on ~/pose: the filtered pose when tracking, else the frame's own
@@ -511,6 +526,7 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                      gnss=({"topic": opts.gnss_topic, "evidence": bool(cfg.tracking_gnss_evidence),
                             "used": sum(int(getattr(f.track, "gnss_fixes", 0) or 0) for f in frames),
                             "dropped": tracking.gnss_dropped, "skipped": tracking.gnss_skipped,
+                            "released_late": sum(f.released for f in frames),
                             "ignored": gnss_ignored}
                            if tracking is not None and opts.gnss_topic else None),
                      rig=({**sync.stats.as_dict(), "topics": list(rig_topics), "waiting": sync.pending(),

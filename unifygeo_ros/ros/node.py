@@ -513,6 +513,15 @@ class LocalizeNode(LifecycleNode):
                     self.pub_result.publish(build.result_msg(T, outcome.estimate))
             else:
                 self.stats.failed(outcome.failure, outcome.message)
+            if tout.released is not None:
+                # an earlier frame's pose that the receiver vouched for after it: published now,
+                # with its own stamp (robot_localization takes it as a delayed measurement)
+                held_stamp, held = tout.released
+                held.tracking_state = tout.state
+                self.pub_pose.publish(build.pose_msg(T, held))
+                self.pub_fix.publish(build.navsat_msg(T, held))
+                held.latency_ms = (time.monotonic() - received_monotonic) * 1e3 + (st - held_stamp) / 1e6
+                self.stats.published(held.latency_ms)
             est = tout.filtered
             if est is None:             # initialising, lost, or this frame contradicted the track
                 return

@@ -33,7 +33,10 @@ the database's frame:
   the database frame); a fix older than the filter's time is dropped, one within
   ``tracking.gnss_interval_s`` of the previous fix used is skipped (a receiver's errors are
   correlated over seconds), and every fix counts once. The antenna is taken at base_link
-  (its lever arm, typically under a metre, is left to the fix's covariance);
+  (its lever arm, typically under a metre, is left to the fix's covariance). A frame that
+  contradicts the track while the last fix agreed with it is held: the first fix after it
+  (within :data:`GNSS_VOUCH_S`) releases its pose (:attr:`TrackOutcome.released`, published
+  late with its own stamp) when it agrees, and drops it when the vehicle is elsewhere;
 * ``/initialpose`` (``PoseWithCovarianceStamped`` of base_link in the output map frame) seeds
   it (:meth:`TrackingProcessor.seed`, which the node and the replay both call): the odometry up
   to the pose's stamp is applied first, then the particles are drawn from the pose and its
@@ -78,6 +81,11 @@ LOCAL_SEARCHES = ("tracking", "seed")
 DEFAULT_SEED_COVARIANCE = np.diag([4.0, 4.0, math.radians(10.0) ** 2])
 
 
+#: a frame that contradicted the track while the receiver agreed with it: when the first fix
+#: after it, at most this long (s) later, agrees again, the frame's filtered pose is published
+#: then (late, with the frame's stamp); a jump of the vehicle shows in that fix, and the pose is
+#: dropped
+GNSS_VOUCH_S = 2.0
 #: GNSS fixes kept while no frame comes (the oldest are dropped beyond)
 MAX_BUFFERED_FIXES = 200
 #: a fix's covariance types that carry a covariance (APPROXIMATED, DIAGONAL_KNOWN, KNOWN)
@@ -123,6 +131,8 @@ class TrackOutcome:
                                         # the dead-reckoned last pose) or "global"
     filter_ms: float = 0.0
     gnss_fixes: int = 0                 # GNSS fixes that weighed the particles before this frame
+    released: tuple[int, PoseEstimate] | None = None   # an earlier frame's pose the receiver vouched
+                                        # for after it (its stamp, the estimate): publish it now
 
 
 class TrackingProcessor:
@@ -151,6 +161,9 @@ class TrackingProcessor:
         self.gnss_dropped = 0               # fixes older than the filter's time when their turn came
         self.gnss_skipped = 0               # fixes within tracking.gnss_interval_s of the previous one used
         self._last_fix_ns: int | None = None
+        #: a frame's filtered pose not published because the frame contradicted the track, kept
+        #: while the receiver agreed with it: released when the next fix agrees (stamp, estimate)
+        self._held: tuple[int, PoseEstimate] | None = None
         #: the published covariance's factors (position, yaw): the model's calibrated tracking
         #: factors (``unifygeo calibrate --part tracking``), (1, 1) without them
         self.covariance_scales = frames.localizer.calibration.tracking_scales()
@@ -179,14 +192,16 @@ class TrackingProcessor:
         self._fixes.append((stamp_ns(msg.header), fix))
         return None
 
-    def _apply_fixes(self, t_ns: int) -> int:
+    def _apply_fixes(self, t_ns: int) -> tuple[int, tuple[int, PoseEstimate] | None]:
         """Every buffered fix stamped at or before ``t_ns``, in stamp order, each at its own
-        time; returns how many weighed the particles."""
+        time. Returns how many weighed the particles, and the held pose of an earlier frame
+        (its stamp and estimate) when the first fix after that frame, within
+        :data:`GNSS_VOUCH_S` of it, agreed with the particles (else the held pose is dropped)."""
+        held, self._held = self._held, None
         due = sorted((f for f in self._fixes if f[0] <= t_ns), key=lambda f: f[0])
-        if not due:
-            return 0
         self._fixes = collections.deque((f for f in self._fixes if f[0] > t_ns), maxlen=MAX_BUFFERED_FIXES)
         used = 0
+        released = None
         interval_ns = int(float(self.cfg.tracking_gnss_interval_s) * 1e9)
         for t_f, fix in due:
             if self._applied is not None and t_f < self._applied[0]:
@@ -199,7 +214,16 @@ class TrackingProcessor:
             if self.tracker.update_gnss(fix) is not None:
                 used += 1
                 self._last_fix_ns = t_f
-        return used
+                if held is not None and t_f > held[0]:
+                    # the first fix after the held frame decides: the receiver vouches for the track
+                    # (the frame's contradiction was the camera's), or it does not (a kidnap)
+                    if (t_f - held[0] <= GNSS_VOUCH_S * 1e9 and self.tracker.gnss_agrees
+                            and self.tracker.state == TrackState.TRACKING):
+                        released = held
+                    held = None
+        if held is not None and t_ns - held[0] <= GNSS_VOUCH_S * 1e9:
+            self._held = held                   # no fix after it yet: it waits (a newer held frame replaces it)
+        return used, released
 
     def seed(self, msg) -> str | None:
         """Start (or restart) the filter from an initial pose: a ``PoseWithCovarianceStamped`` of
@@ -252,7 +276,7 @@ class TrackingProcessor:
     def process(self, image_msg, stamp: int | None = None, priors: PriorInfo | None = None) -> TrackOutcome:
         st = stamp_ns(image_msg.header) if stamp is None else int(stamp)
         t0 = time.perf_counter()
-        gnss_fixes = self._apply_fixes(st)
+        gnss_fixes, released = self._apply_fixes(st)
         self._advance(st)
         est = self.tracker.estimate()
         turn = 0.0
@@ -328,13 +352,18 @@ class TrackingProcessor:
         track = self.tracker.update(evidence, contradicted=contradicted)
         if track is not None and track.state == TrackState.TRACKING:
             self._seeded = False            # from now on the usual rules (lost: anchor, then global)
+        # a frame that contradicts the track publishes nothing now (the vehicle may have been
+        # moved); while the receiver agrees with the track, its pose is held for the next fix
         filtered = None
         if track is not None and track.publishable and res is not None:
             filtered = self._filtered_estimate(track, st, res, frame_priors)
+        elif (track is not None and track.state == TrackState.TRACKING and res is not None
+              and self.tracker.gnss_agrees and self.cfg.tracking_gnss_evidence):
+            self._held = (st, self._filtered_estimate(track, st, res, frame_priors))
         t3 = time.perf_counter()
         state = track.state.value if track is not None else "no evidence yet"
         return TrackOutcome(outcome, state, filtered, track, search, filter_ms=((t1 - t0) + (t3 - t2)) * 1e3,
-                            gnss_fixes=gnss_fixes)
+                            gnss_fixes=gnss_fixes, released=released)
 
     def _filtered_estimate(self, track, st: int, res, priors) -> PoseEstimate:
         ad = self.frames.adapter

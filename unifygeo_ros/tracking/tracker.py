@@ -291,6 +291,11 @@ class Tracker:
         self._update_state()
         return self.estimate()
 
+    @property
+    def gnss_agrees(self) -> bool:
+        """The last GNSS fix agreed with the particles (see :meth:`update_gnss`)."""
+        return self._gnss_agree > 0
+
     # ---- state ------------------------------------------------------------------------------
     def _reset(self, poses: np.ndarray) -> None:
         self.poses = np.asarray(poses, dtype=np.float64)
