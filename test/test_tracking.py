@@ -322,8 +322,18 @@ def test_the_calibration_table_holds_the_tracking_factors(tmp_path):
     table.write_text(json.dumps({"format": CALIBRATION_FORMAT, "models": {
         "a" * 64: {"c_pos": 2.0, "c_yaw": 1.0, "tracking": {"c_pos": 1.2, "c_yaw": 1.7, "poses": 300}},
         "b" * 64: {"c_pos": 2.0, "c_yaw": 1.0, "tracking": {"c_pos": -1.0, "c_yaw": 1.0}},
-        "c" * 64: {"c_pos": 2.0, "c_yaw": 1.0}}}))
+        "c" * 64: {"c_pos": 2.0, "c_yaw": 1.0},
+        "d" * 64: {"c_pos": 2.0, "c_yaw": 1.0, "tracking": {"c_pos": 1.2, "c_yaw": 1.7,
+                                                             "pinhole": {"c_pos": 2.5, "c_yaw": 3.0}}},
+        "e" * 64: {"c_pos": 2.0, "c_yaw": 1.0, "tracking": {"c_pos": 1.2, "c_yaw": 1.7,
+                                                             "pinhole": {"c_pos": 0.0, "c_yaw": 3.0}}}}}))
     assert lookup_calibration("a" * 64, table).tracking_scales() == (1.2, 1.7)
+    # a camera kind without its own factors takes the panorama drives'; one with them, its own
+    assert lookup_calibration("a" * 64, table).tracking_scales("pinhole") == (1.2, 1.7)
+    assert lookup_calibration("d" * 64, table).tracking_scales("pinhole") == (2.5, 3.0)
+    assert lookup_calibration("d" * 64, table).tracking_scales("panorama") == (1.2, 1.7)
+    with pytest.raises(ValueError, match=r"tracking factors \(pinhole\)"):
+        lookup_calibration("e" * 64, table)
     assert lookup_calibration("c" * 64, table).tracking_scales() == (1.0, 1.0)      # not calibrated: unscaled
     assert Calibration().tracking_scales() == (1.0, 1.0)
     with pytest.raises(ValueError, match="tracking factors: expected positive finite c_pos and c_yaw"):
@@ -366,7 +376,7 @@ class _Localizer:
         self.cfg = NodeConfig()
         self.blind, self.global_at, self.truth_at = blind, global_at, truth_at
         db = NS(mpp=MPP, centres=np.array([[0.0, 0.0], [400.0, 400.0]]), tile_size=L)
-        self.localizer = NS(db=db, calibration=NS(tracking_scales=lambda: (1.0, 1.0)))
+        self.localizer = NS(db=db, calibration=NS(tracking_scales=lambda kind="panorama": (1.0, 1.0)))
         self.extrinsic = NS(x=0.0, y=0.0, yaw=0.0)
         self.adapter = NS(pose_to_out=lambda x, y, yaw, cov: (x, y, yaw, cov), to_db=lambda x, y: (x, y, 0.0))
         self.searches = []

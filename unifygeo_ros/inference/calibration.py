@@ -42,7 +42,8 @@ held-out cities and a garbage set, and stored under ``"abstention"``.
 The **tracking factors** (``"tracking"``: ``c_pos``, ``c_yaw``) scale the tracking filter's
 posterior covariance the same way, fitted on the filtered poses the filter publishes along
 drives through held-out cities (successive frames' errors are correlated, which the filter,
-weighing each frame as independent evidence, does not know).
+weighing each frame as independent evidence, does not know); a model with a pinhole part may
+have a single pinhole camera's own (``"tracking"["pinhole"]``, on GNSS-aided pinhole drives).
 
 The factors are data: a JSON table keyed by model hash, ``weights/calibration.json`` in the
 package (:data:`CALIBRATION_FILE`; ``{"format": ..., "models": {hash: entry}}``), which
@@ -120,9 +121,13 @@ class Calibration:
         """The abstention thresholds of a camera kind (the panorama's when the kind has none)."""
         return self.abstention.get(camera_model) or self.abstention.get("panorama")
 
-    def tracking_scales(self) -> tuple[float, float]:
-        """(c_pos, c_yaw) of the tracking filter's covariance; (1, 1) when not calibrated."""
-        return float(self.tracking.get("c_pos", 1.0)), float(self.tracking.get("c_yaw", 1.0))
+    def tracking_scales(self, camera_model: str = "panorama") -> tuple[float, float]:
+        """(c_pos, c_yaw) of the tracking filter's covariance for a camera kind: the kind's own
+        (``"tracking"["pinhole"]``, fitted on GNSS-aided pinhole drives) when the table has
+        them, else the panorama drives'; (1, 1) when not calibrated."""
+        part = self.tracking.get(camera_model) if camera_model != "panorama" else None
+        part = part if isinstance(part, dict) and "c_pos" in part else self.tracking
+        return float(part.get("c_pos", 1.0)), float(part.get("c_yaw", 1.0))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -162,16 +167,27 @@ def lookup_calibration(model_hash: str, path: str | Path | None = None) -> Calib
             abstention[kind] = check_thresholds(part["abstention"]["thresholds"],
                                                 f"{model_hash[:12]} {kind} abstention thresholds")
     tracking = entry.get("tracking") or {}
-    if tracking and not all(np.isfinite(float(tracking.get(k, np.nan))) and float(tracking[k]) > 0
-                            for k in ("c_pos", "c_yaw")):
-        raise ValueError(f"{model_hash[:12]} tracking factors: expected positive finite c_pos and c_yaw, "
-                         f"got {tracking!r}")
+    for where, t in (("", tracking), (" (pinhole)", tracking.get("pinhole") if tracking else None)):
+        if t and not all(np.isfinite(float(t.get(k, np.nan))) and float(t[k]) > 0 for k in ("c_pos", "c_yaw")):
+            raise ValueError(f"{model_hash[:12]} tracking factors{where}: expected positive finite c_pos and c_yaw, "
+                             f"got {t!r}")
     return Calibration(c_pos=float(entry["c_pos"]), c_yaw=float(entry["c_yaw"]), source="table",
                        details={k: v for k, v in entry.items() if k not in ("c_pos", "c_yaw", "pinhole")},
                        c_pos_pinhole=float(pinhole["c_pos"]) if "c_pos" in pinhole else None,
                        c_yaw_pinhole=float(pinhole["c_yaw"]) if "c_yaw" in pinhole else None,
                        confidence_maps=maps, abstention=abstention, cases=cases,
-                       tracking={k: float(tracking[k]) for k in ("c_pos", "c_yaw")} if tracking else {})
+                       tracking=_tracking_factors(tracking))
+
+
+def _tracking_factors(tracking: dict) -> dict:
+    """``{"c_pos", "c_yaw"}`` of the panorama drives, with ``"pinhole": {"c_pos", "c_yaw"}``
+    when the table has the pinhole drives'; empty when not calibrated."""
+    if not tracking:
+        return {}
+    out: dict = {k: float(tracking[k]) for k in ("c_pos", "c_yaw")}
+    if tracking.get("pinhole"):
+        out["pinhole"] = {k: float(tracking["pinhole"][k]) for k in ("c_pos", "c_yaw")}
+    return out
 
 
 def _check_case(case: dict, where: str) -> dict:

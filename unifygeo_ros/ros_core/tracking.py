@@ -165,8 +165,12 @@ class TrackingProcessor:
         #: while the receiver agreed with it: released when the next fix agrees (stamp, estimate)
         self._held: tuple[int, PoseEstimate] | None = None
         #: the published covariance's factors (position, yaw): the model's calibrated tracking
-        #: factors (``unifygeo calibrate --part tracking``), (1, 1) without them
-        self.covariance_scales = frames.localizer.calibration.tracking_scales()
+        #: factors (``unifygeo calibrate --part tracking``), a single pinhole camera's own where the
+        #: model has them (a rig's frames are placed like a panorama's and take the panorama
+        #: drives'), (1, 1) without them
+        single_pinhole = str(cfg.camera_model) == "pinhole" and not cfg.rig
+        self.covariance_scales = frames.localizer.calibration.tracking_scales("pinhole" if single_pinhole
+                                                                              else "panorama")
 
     def apply_config(self, cfg) -> None:
         self.cfg = cfg

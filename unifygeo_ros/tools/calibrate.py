@@ -22,8 +22,11 @@ the calibration table (JSON data, ``unifygeo_ros/weights/calibration.json``) wit
 * ``tracking``: on drives through the ``--seeds`` cities (``--drive-s`` seconds at 1 Hz, a
   kidnap half-way, odometry, no GNSS), the tracking filter of the replay (the node's code)
   with an unscaled covariance; ``c_pos`` and ``c_yaw`` fitted as above on the filtered poses
-  it publishes within ``MODE_RADIUS_M`` of the truth, stored under ``"tracking"``. It uses
-  the entry's other parts (abstention, confidence), so it runs after them.
+  it publishes within ``MODE_RADIUS_M`` of the truth, stored under ``"tracking"``; with
+  ``--tracking-pinhole``, again on 90-degree pinhole drives through the same cities with the
+  drive's degraded GNSS as the filter's evidence (alone, a single pinhole view does not start
+  the filter), stored under ``"tracking"["pinhole"]``. It uses the entry's other parts
+  (abstention, confidence), so it runs after them.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ DRIVE_SEED_OFFSET = 500
 
 def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, write: bool = False,
               progress: bool = True, part: str = "covariance", abstention_seeds=ABSTENTION_SEEDS, garbage: int = 125,
-              max_refused: float = 0.03, drive_s: float = 120.0, records_from=()) -> dict:
+              max_refused: float = 0.03, drive_s: float = 120.0, records_from=(),
+              tracking_pinhole: bool = False) -> dict:
     """Fit ``part`` (``covariance``, ``abstention`` or ``all``; the command's default is ``all``)
     and return the report; with ``write`` store the model's entry (see the module docstring)."""
     from ..model.unifygeo import load_checkpoint
@@ -98,7 +102,8 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
         if "c_pos" not in entry:
             raise ValueError(f"model {model_hash[:12]} has no covariance calibration yet; run --part covariance "
                              f"(or all) first")
-        entry["tracking"] = _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, out, progress)
+        entry["tracking"] = _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, out, progress,
+                                           tracking_pinhole)
     report.update({k: v for k, v in entry.items() if k != "per_mode_after_scaling"})
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
@@ -279,8 +284,34 @@ def _abstention_part(weights, seeds, styles, size_m, views, garbage, max_refused
             "date": time.strftime("%Y-%m-%d")}
 
 
-def _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, out, progress) -> dict:
-    """The tracking filter's covariance factors (see the module docstring)."""
+def _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, out, progress,
+                   pinhole: bool = False) -> dict:
+    """The tracking filter's covariance factors (see the module docstring): the panorama
+    drives' at the top level and, with ``pinhole``, the GNSS-aided 90-degree pinhole drives'
+    under ``"pinhole"`` (without it the entry's earlier pinhole factors are kept)."""
+    if pinhole and not entry.get("pinhole"):
+        raise ValueError(f"--tracking-pinhole: model {model_hash[:12]} has no pinhole calibration yet; run "
+                         f"--part covariance on pinhole views first")
+    table_path = Path(out) / "calibration_for_tracking.json"
+    write_calibration(model_hash, {k: v for k, v in entry.items() if k != "tracking"}, table_path)
+    part = _tracking_fit(weights, model_hash, table_path, seeds, styles, size_m, drive_s, out, progress, "panorama")
+    if pinhole:
+        part["pinhole"] = _tracking_fit(weights, model_hash, table_path, seeds, styles, size_m, drive_s, out, progress,
+                                        "pinhole")
+    elif (entry.get("tracking") or {}).get("pinhole"):
+        part["pinhole"] = entry["tracking"]["pinhole"]
+    return part
+
+
+#: the pinhole drives of the tracking part: the camera, and the receiver the filter uses with it
+TRACKING_PINHOLE = {"camera.model": "pinhole", "camera.hfov_deg": 90.0}
+TRACKING_PINHOLE_TOPICS = {"image": "/camera/front/image_raw", "gnss": "/gnss/fix"}
+
+
+def _tracking_fit(weights, model_hash, table_path, seeds, styles, size_m, drive_s, out, progress, kind) -> dict:
+    """The factors of one camera kind's drives: panorama drives without GNSS, or 90-degree
+    pinhole drives with the drive's degraded GNSS as the filter's evidence (a single pinhole
+    view does not start the filter alone)."""
     import dataclasses
 
     from ..inference.calibration import MODE_RADIUS_M, lookup_calibration, scales_from_mahalanobis
@@ -294,23 +325,27 @@ def _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, o
 
     if drive_s < 30.0:
         raise ValueError(f"--drive-s: expected at least 30 s, got {drive_s:g}")
-    table_path = Path(out) / "calibration_for_tracking.json"
-    write_calibration(model_hash, {k: v for k, v in entry.items() if k != "tracking"}, table_path)
+    pinhole = kind == "pinhole"
     rows, per_city = [], []
     for i, seed in enumerate(seeds):
         style = styles[i % len(styles)]
         area = make_area(seed, size_m, ORIGINS[i % len(ORIGINS)], style, Path(out) / f"city{seed}", weights,
                          progress=progress, reuse=True)
-        bag = Path(out) / f"drive{seed}"
+        bag = Path(out) / (f"drive{seed}_pinhole" if pinhole else f"drive{seed}")
         if not (bag / "metadata.yaml").is_file():
             write_drive_bag(area.city, bag, DriveConfig(duration_s=drive_s, rate_hz=1.0, seed=seed + DRIVE_SEED_OFFSET,
-                                                        kidnap_at_s=(round(drive_s / 2),)),
+                                                        kidnap_at_s=(round(drive_s / 2),),
+                                                        camera="pinhole" if pinhole else "panorama"),
                             city_dir=area.tif.parent, progress=progress)
-        cfg = NodeConfig.from_params({"database": str(area.db), "tracking.enabled": True})
+        params = {"database": str(area.db), "tracking.enabled": True, **(TRACKING_PINHOLE if pinhole else {})}
+        cfg = NodeConfig.from_params(params)
         # the entry's single-frame parts as they are, the filter's covariance unscaled
         loc = Localizer.open(area.db, calibration=dataclasses.replace(lookup_calibration(model_hash, table_path),
                                                                        tracking={}))
-        run = run_replay(cfg, ReplayOptions(bag=bag, progress=progress, track=True), FrameProcessor(loc, cfg))
+        opts = ReplayOptions(bag=bag, progress=progress, track=True,
+                             **({"image_topic": TRACKING_PINHOLE_TOPICS["image"],
+                                 "gnss_topic": TRACKING_PINHOLE_TOPICS["gnss"]} if pinhole else {}))
+        run = run_replay(cfg, opts, FrameProcessor(loc, cfg))
         city_rows = frame_rows(run, filtered=True)
         summary = tracking_summary(run, city_rows)
         per_city.append({"seed": seed, "style": style, "published": summary["published"],
@@ -321,15 +356,17 @@ def _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, o
     right = [r for r in rows if r["error_m"] < MODE_RADIUS_M and r["d2"] is not None and np.isfinite(r["d2"])]
     if len(right) < MIN_RIGHT_MODE:
         raise ValueError(f"the tracking filter published {len(right)} poses within {MODE_RADIUS_M:g} m of the truth "
-                         f"on these drives; expected at least {MIN_RIGHT_MODE} to fit on")
+                         f"on the {kind} drives; expected at least {MIN_RIGHT_MODE} to fit on")
     fit = scales_from_mahalanobis([r["d2"] for r in right], _optional(right, "yaw_error_deg"),
                                   _optional(right, "sigma_yaw_deg"))
+    measured_on = {"seeds": list(seeds), "styles": [styles[i % len(styles)] for i in range(len(seeds))],
+                   "size_m": size_m, "drive_s": drive_s, "rate_hz": 1.0, "kidnap_at_s": round(drive_s / 2),
+                   "per_city": per_city}
+    if pinhole:
+        measured_on.update({"camera": "pinhole, 90 deg", "gnss": "the drive's /gnss/fix as the filter's evidence"})
     return {"c_pos": fit["c_pos"], "c_yaw": fit["c_yaw"], "coverage_unscaled": fit["coverage_unscaled"],
             "yaw_coverage_unscaled": fit.get("yaw_coverage_unscaled"), "poses": len(right),
-            "measured_on": {"seeds": list(seeds), "styles": [styles[i % len(styles)] for i in range(len(seeds))],
-                            "size_m": size_m, "drive_s": drive_s, "rate_hz": 1.0, "kidnap_at_s": round(drive_s / 2),
-                            "per_city": per_city},
-            "date": time.strftime("%Y-%m-%d")}
+            "measured_on": measured_on, "date": time.strftime("%Y-%m-%d")}
 
 
 def _optional(records: list[dict], key: str) -> np.ndarray:
