@@ -326,7 +326,9 @@ def test_the_calibration_table_holds_the_tracking_factors(tmp_path):
         "d" * 64: {"c_pos": 2.0, "c_yaw": 1.0, "tracking": {"c_pos": 1.2, "c_yaw": 1.7,
                                                              "pinhole": {"c_pos": 2.5, "c_yaw": 3.0}}},
         "e" * 64: {"c_pos": 2.0, "c_yaw": 1.0, "tracking": {"c_pos": 1.2, "c_yaw": 1.7,
-                                                             "pinhole": {"c_pos": 0.0, "c_yaw": 3.0}}}}}))
+                                                             "pinhole": {"c_pos": 0.0, "c_yaw": 3.0}}},
+        "f" * 64: {"c_pos": 2.0, "c_yaw": 1.0, "tracking": {"c_pos": 1.2, "c_yaw": 1.7,
+                                                             "rig": {"c_pos": 1.5, "c_yaw": 2.0}}}}}))
     assert lookup_calibration("a" * 64, table).tracking_scales() == (1.2, 1.7)
     # a camera kind without its own factors takes the panorama drives'; one with them, its own
     assert lookup_calibration("a" * 64, table).tracking_scales("pinhole") == (1.2, 1.7)
@@ -334,6 +336,9 @@ def test_the_calibration_table_holds_the_tracking_factors(tmp_path):
     assert lookup_calibration("d" * 64, table).tracking_scales("panorama") == (1.2, 1.7)
     with pytest.raises(ValueError, match=r"tracking factors \(pinhole\)"):
         lookup_calibration("e" * 64, table)
+    assert lookup_calibration("f" * 64, table).tracking_scales("rig") == (1.5, 2.0)
+    assert lookup_calibration("f" * 64, table).tracking_scales("pinhole") == (1.2, 1.7)
+    assert lookup_calibration("d" * 64, table).tracking_scales("rig") == (1.2, 1.7)
     assert lookup_calibration("c" * 64, table).tracking_scales() == (1.0, 1.0)      # not calibrated: unscaled
     assert Calibration().tracking_scales() == (1.0, 1.0)
     with pytest.raises(ValueError, match="tracking factors: expected positive finite c_pos and c_yaw"):
@@ -359,6 +364,9 @@ def test_calibrate_tracking_part_fits_the_filters_factors(tmp_path):
     with pytest.raises(ValueError, match="--drive-s: expected at least 30 s"):
         calibrate(str(shipped_weights()), [101], ["suburb"], 200.0, 4, str(tmp_path / "cal"), progress=False,
                   part="tracking", drive_s=10.0)
+    with pytest.raises(ValueError, match="--tracking-cameras: unknown fisheye; expected some of pinhole, rig"):
+        calibrate(str(shipped_weights()), [101], ["suburb"], 200.0, 4, str(tmp_path / "cal"), progress=False,
+                  part="tracking", tracking_cameras=("fisheye",))
 
 
 # ---- the search while lost (ros_core.tracking): near the anchor first, the whole database after ----

@@ -43,7 +43,8 @@ The **tracking factors** (``"tracking"``: ``c_pos``, ``c_yaw``) scale the tracki
 posterior covariance the same way, fitted on the filtered poses the filter publishes along
 drives through held-out cities (successive frames' errors are correlated, which the filter,
 weighing each frame as independent evidence, does not know); a model with a pinhole part may
-have a single pinhole camera's own (``"tracking"["pinhole"]``, on GNSS-aided pinhole drives).
+have a single pinhole camera's own (``"tracking"["pinhole"]``, on GNSS-aided pinhole drives)
+and a rig's (``"tracking"["rig"]``).
 
 The factors are data: a JSON table keyed by model hash, ``weights/calibration.json`` in the
 package (:data:`CALIBRATION_FILE`; ``{"format": ..., "models": {hash: entry}}``), which
@@ -121,11 +122,12 @@ class Calibration:
         """The abstention thresholds of a camera kind (the panorama's when the kind has none)."""
         return self.abstention.get(camera_model) or self.abstention.get("panorama")
 
-    def tracking_scales(self, camera_model: str = "panorama") -> tuple[float, float]:
-        """(c_pos, c_yaw) of the tracking filter's covariance for a camera kind: the kind's own
-        (``"tracking"["pinhole"]``, fitted on GNSS-aided pinhole drives) when the table has
-        them, else the panorama drives'; (1, 1) when not calibrated."""
-        part = self.tracking.get(camera_model) if camera_model != "panorama" else None
+    def tracking_scales(self, camera: str = "panorama") -> tuple[float, float]:
+        """(c_pos, c_yaw) of the tracking filter's covariance for a camera (``panorama``,
+        ``pinhole``: a single one, ``rig``): the camera's own (``"tracking"["pinhole"]``, fitted
+        on GNSS-aided pinhole drives, or ``["rig"]``) when the table has them, else the panorama
+        drives'; (1, 1) when not calibrated."""
+        part = self.tracking.get(camera) if camera != "panorama" else None
         part = part if isinstance(part, dict) and "c_pos" in part else self.tracking
         return float(part.get("c_pos", 1.0)), float(part.get("c_yaw", 1.0))
 
@@ -167,7 +169,8 @@ def lookup_calibration(model_hash: str, path: str | Path | None = None) -> Calib
             abstention[kind] = check_thresholds(part["abstention"]["thresholds"],
                                                 f"{model_hash[:12]} {kind} abstention thresholds")
     tracking = entry.get("tracking") or {}
-    for where, t in (("", tracking), (" (pinhole)", tracking.get("pinhole") if tracking else None)):
+    for where, t in (("", tracking), *((f" ({cam})", tracking.get(cam) if tracking else None)
+                                       for cam in ("pinhole", "rig"))):
         if t and not all(np.isfinite(float(t.get(k, np.nan))) and float(t[k]) > 0 for k in ("c_pos", "c_yaw")):
             raise ValueError(f"{model_hash[:12]} tracking factors{where}: expected positive finite c_pos and c_yaw, "
                              f"got {t!r}")
@@ -180,13 +183,14 @@ def lookup_calibration(model_hash: str, path: str | Path | None = None) -> Calib
 
 
 def _tracking_factors(tracking: dict) -> dict:
-    """``{"c_pos", "c_yaw"}`` of the panorama drives, with ``"pinhole": {"c_pos", "c_yaw"}``
-    when the table has the pinhole drives'; empty when not calibrated."""
+    """``{"c_pos", "c_yaw"}`` of the panorama drives, with ``"pinhole"`` and ``"rig"``
+    (``{"c_pos", "c_yaw"}`` each) when the table has those drives'; empty when not calibrated."""
     if not tracking:
         return {}
     out: dict = {k: float(tracking[k]) for k in ("c_pos", "c_yaw")}
-    if tracking.get("pinhole"):
-        out["pinhole"] = {k: float(tracking["pinhole"][k]) for k in ("c_pos", "c_yaw")}
+    for cam in ("pinhole", "rig"):
+        if tracking.get(cam):
+            out[cam] = {k: float(tracking[cam][k]) for k in ("c_pos", "c_yaw")}
     return out
 
 

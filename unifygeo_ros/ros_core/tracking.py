@@ -165,12 +165,10 @@ class TrackingProcessor:
         #: while the receiver agreed with it: released when the next fix agrees (stamp, estimate)
         self._held: tuple[int, PoseEstimate] | None = None
         #: the published covariance's factors (position, yaw): the model's calibrated tracking
-        #: factors (``unifygeo calibrate --part tracking``), a single pinhole camera's own where the
-        #: model has them (a rig's frames are placed like a panorama's and take the panorama
-        #: drives'), (1, 1) without them
-        single_pinhole = str(cfg.camera_model) == "pinhole" and not cfg.rig
-        self.covariance_scales = frames.localizer.calibration.tracking_scales("pinhole" if single_pinhole
-                                                                              else "panorama")
+        #: factors (``unifygeo calibrate --part tracking``) of the camera (a single pinhole camera,
+        #: a rig) where the model has them, else the panorama drives'; (1, 1) without them
+        camera = "rig" if cfg.rig else ("pinhole" if str(cfg.camera_model) == "pinhole" else "panorama")
+        self.covariance_scales = frames.localizer.calibration.tracking_scales(camera)
 
     def apply_config(self, cfg) -> None:
         self.cfg = cfg

@@ -23,9 +23,10 @@ the calibration table (JSON data, ``unifygeo_ros/weights/calibration.json``) wit
   kidnap half-way, odometry, no GNSS), the tracking filter of the replay (the node's code)
   with an unscaled covariance; ``c_pos`` and ``c_yaw`` fitted as above on the filtered poses
   it publishes within ``MODE_RADIUS_M`` of the truth, stored under ``"tracking"``; with
-  ``--tracking-pinhole``, again on 90-degree pinhole drives through the same cities with the
-  drive's degraded GNSS as the filter's evidence (alone, a single pinhole view does not start
-  the filter), stored under ``"tracking"["pinhole"]``. It uses the entry's other parts
+  ``--tracking-cameras pinhole,rig``, again on drives of a single 90-degree pinhole camera
+  through the same cities with the drive's degraded GNSS as the filter's evidence (alone, a
+  single pinhole view does not start the filter), and of a rig of four 90-degree cameras,
+  stored under ``"tracking"["pinhole"]`` and ``["rig"]``. It uses the entry's other parts
   (abstention, confidence), so it runs after them.
 """
 
@@ -61,7 +62,7 @@ DRIVE_SEED_OFFSET = 500
 def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, write: bool = False,
               progress: bool = True, part: str = "covariance", abstention_seeds=ABSTENTION_SEEDS, garbage: int = 125,
               max_refused: float = 0.03, drive_s: float = 120.0, records_from=(),
-              tracking_pinhole: bool = False) -> dict:
+              tracking_cameras=()) -> dict:
     """Fit ``part`` (``covariance``, ``abstention`` or ``all``; the command's default is ``all``)
     and return the report; with ``write`` store the model's entry (see the module docstring)."""
     from ..model.unifygeo import load_checkpoint
@@ -103,7 +104,7 @@ def calibrate(weights: str, seeds, styles, size_m: float, views: int, out: str, 
             raise ValueError(f"model {model_hash[:12]} has no covariance calibration yet; run --part covariance "
                              f"(or all) first")
         entry["tracking"] = _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, out, progress,
-                                           tracking_pinhole)
+                                           tracking_cameras)
     report.update({k: v for k, v in entry.items() if k != "per_mode_after_scaling"})
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
@@ -285,27 +286,36 @@ def _abstention_part(weights, seeds, styles, size_m, views, garbage, max_refused
 
 
 def _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, out, progress,
-                   pinhole: bool = False) -> dict:
+                   cameras=()) -> dict:
     """The tracking filter's covariance factors (see the module docstring): the panorama
-    drives' at the top level and, with ``pinhole``, the GNSS-aided 90-degree pinhole drives'
-    under ``"pinhole"`` (without it the entry's earlier pinhole factors are kept)."""
-    if pinhole and not entry.get("pinhole"):
-        raise ValueError(f"--tracking-pinhole: model {model_hash[:12]} has no pinhole calibration yet; run "
+    drives' at the top level and, for each of ``cameras`` (:data:`TRACKING_CAMERAS`), that
+    camera's drives' under its name (a camera not fitted keeps the entry's earlier factors)."""
+    unknown = [c for c in cameras if c not in TRACKING_CAMERAS]
+    if unknown:
+        raise ValueError(f"--tracking-cameras: unknown {', '.join(unknown)}; expected some of "
+                         f"{', '.join(TRACKING_CAMERAS)}")
+    if cameras and not entry.get("pinhole"):
+        raise ValueError(f"--tracking-cameras: model {model_hash[:12]} has no pinhole calibration yet; run "
                          f"--part covariance on pinhole views first")
     table_path = Path(out) / "calibration_for_tracking.json"
     write_calibration(model_hash, {k: v for k, v in entry.items() if k != "tracking"}, table_path)
     part = _tracking_fit(weights, model_hash, table_path, seeds, styles, size_m, drive_s, out, progress, "panorama")
-    if pinhole:
-        part["pinhole"] = _tracking_fit(weights, model_hash, table_path, seeds, styles, size_m, drive_s, out, progress,
-                                        "pinhole")
-    elif (entry.get("tracking") or {}).get("pinhole"):
-        part["pinhole"] = entry["tracking"]["pinhole"]
+    for cam in TRACKING_CAMERAS:
+        if cam in cameras:
+            part[cam] = _tracking_fit(weights, model_hash, table_path, seeds, styles, size_m, drive_s, out, progress,
+                                      cam)
+        elif (entry.get("tracking") or {}).get(cam):
+            part[cam] = entry["tracking"][cam]
     return part
 
 
-#: the pinhole drives of the tracking part: the camera, and the receiver the filter uses with it
+#: the cameras whose own tracking factors ``--tracking-cameras`` fits: a single 90-degree
+#: pinhole camera (with the drive's GNSS as the filter's evidence: alone it does not start the
+#: filter) and a rig of four 90-degree cameras (front, left, right, back; 320 x 240 each)
+TRACKING_CAMERAS = ("pinhole", "rig")
 TRACKING_PINHOLE = {"camera.model": "pinhole", "camera.hfov_deg": 90.0}
 TRACKING_PINHOLE_TOPICS = {"image": "/camera/front/image_raw", "gnss": "/gnss/fix"}
+TRACKING_RIG = {"rig_yaws_deg": (0.0, 90.0, -90.0, 180.0), "hfov_deg": 90.0, "pinhole_size": (320, 240)}
 
 
 def _tracking_fit(weights, model_hash, table_path, seeds, styles, size_m, drive_s, out, progress, kind) -> dict:
@@ -325,19 +335,24 @@ def _tracking_fit(weights, model_hash, table_path, seeds, styles, size_m, drive_
 
     if drive_s < 30.0:
         raise ValueError(f"--drive-s: expected at least 30 s, got {drive_s:g}")
+    import json
+
     pinhole = kind == "pinhole"
     rows, per_city = [], []
     for i, seed in enumerate(seeds):
         style = styles[i % len(styles)]
         area = make_area(seed, size_m, ORIGINS[i % len(ORIGINS)], style, Path(out) / f"city{seed}", weights,
                          progress=progress, reuse=True)
-        bag = Path(out) / (f"drive{seed}_pinhole" if pinhole else f"drive{seed}")
+        bag = Path(out) / (f"drive{seed}" if kind == "panorama" else f"drive{seed}_{kind}")
         if not (bag / "metadata.yaml").is_file():
             write_drive_bag(area.city, bag, DriveConfig(duration_s=drive_s, rate_hz=1.0, seed=seed + DRIVE_SEED_OFFSET,
-                                                        kidnap_at_s=(round(drive_s / 2),),
-                                                        camera="pinhole" if pinhole else "panorama"),
+                                                        kidnap_at_s=(round(drive_s / 2),), camera=kind,
+                                                        **(TRACKING_RIG if kind == "rig" else {})),
                             city_dir=area.tif.parent, progress=progress)
         params = {"database": str(area.db), "tracking.enabled": True, **(TRACKING_PINHOLE if pinhole else {})}
+        if kind == "rig":           # the rig's topics, CameraInfo and yaws, as the drive states them
+            meta = json.loads((bag.parent / f"{bag.name}.meta" / "drive.json").read_text())
+            params.update(meta["camera"]["node_parameters"])
         cfg = NodeConfig.from_params(params)
         # the entry's single-frame parts as they are, the filter's covariance unscaled
         loc = Localizer.open(area.db, calibration=dataclasses.replace(lookup_calibration(model_hash, table_path),
@@ -364,6 +379,8 @@ def _tracking_fit(weights, model_hash, table_path, seeds, styles, size_m, drive_
                    "per_city": per_city}
     if pinhole:
         measured_on.update({"camera": "pinhole, 90 deg", "gnss": "the drive's /gnss/fix as the filter's evidence"})
+    elif kind == "rig":
+        measured_on.update({"camera": "rig of four 90-degree cameras (0, 90, -90, 180 deg), 320 x 240"})
     return {"c_pos": fit["c_pos"], "c_yaw": fit["c_yaw"], "coverage_unscaled": fit["coverage_unscaled"],
             "yaw_coverage_unscaled": fit.get("yaw_coverage_unscaled"), "poses": len(right),
             "measured_on": measured_on, "date": time.strftime("%Y-%m-%d")}

@@ -37,11 +37,11 @@ def register(sub, bench_sub) -> None:
                    help="abstention: largest share of the genuine panoramas the thresholds may refuse (default 0.03)")
     c.add_argument("--drive-s", type=float, default=120.0, help="tracking: seconds of each drive (1 Hz, a kidnap "
                                                                  "half-way; default 120)")
-    c.add_argument("--tracking-pinhole", action="store_true",
-                   help="tracking: fit a single pinhole camera's own factors too (rigs keep the panorama drives'), on "
-                        "90-degree pinhole drives through the same cities with the drive's degraded GNSS as the "
-                        "filter's evidence (a model with a pinhole calibration, e.g. small-fov); without it the "
-                        "entry's earlier pinhole factors are kept")
+    c.add_argument("--tracking-cameras", default="",
+                   help="tracking: comma-separated cameras whose own factors are fitted too, besides the panorama "
+                        "drives': pinhole (a single 90-degree camera, on drives with the drive's degraded GNSS as "
+                        "the filter's evidence) and rig (four 90-degree cameras); for a model with a pinhole "
+                        "calibration, e.g. small-fov; a camera not named keeps the entry's earlier factors")
     c.add_argument("--out", default="out/calibration", help="work folder (cities, databases, records)")
     c.add_argument("--write", action="store_true",
                    help="store the result for the model's hash in the calibration table "
@@ -131,7 +131,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
         report = calibrate(weights_or_shipped(args.weights), seeds, styles, args.size_m, args.views, args.out,
                            write=args.write, part=args.part, abstention_seeds=abstention_seeds, garbage=args.garbage,
                            max_refused=args.max_refused, drive_s=args.drive_s, records_from=records,
-                           tracking_pinhole=args.tracking_pinhole)
+                           tracking_cameras=tuple(c for c in (args.tracking_cameras or "").split(",") if c))
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     emit(report, args.json)
