@@ -84,6 +84,11 @@ def calibration_case(heading_mode: str, position_prior: bool) -> str:
     return HEADING_CASES[heading_mode] + (", position prior" if position_prior else "")
 
 
+#: the cameras that may have tracking factors of their own (``"tracking"[camera]``) besides the
+#: panorama drives': a single pinhole camera and a rig
+TRACKING_CAMERAS = ("pinhole", "rig")
+
+
 @dataclass(frozen=True)
 class Calibration:
     c_pos: float = 1.0             # panoramas (and every camera when no pinhole pair is given)
@@ -170,7 +175,7 @@ def lookup_calibration(model_hash: str, path: str | Path | None = None) -> Calib
                                                 f"{model_hash[:12]} {kind} abstention thresholds")
     tracking = entry.get("tracking") or {}
     for where, t in (("", tracking), *((f" ({cam})", tracking.get(cam) if tracking else None)
-                                       for cam in ("pinhole", "rig"))):
+                                       for cam in TRACKING_CAMERAS)):
         if t and not all(np.isfinite(float(t.get(k, np.nan))) and float(t[k]) > 0 for k in ("c_pos", "c_yaw")):
             raise ValueError(f"{model_hash[:12]} tracking factors{where}: expected positive finite c_pos and c_yaw, "
                              f"got {t!r}")
@@ -188,7 +193,7 @@ def _tracking_factors(tracking: dict) -> dict:
     if not tracking:
         return {}
     out: dict = {k: float(tracking[k]) for k in ("c_pos", "c_yaw")}
-    for cam in ("pinhole", "rig"):
+    for cam in TRACKING_CAMERAS:
         if tracking.get(cam):
             out[cam] = {k: float(tracking[cam][k]) for k in ("c_pos", "c_yaw")}
     return out

@@ -44,6 +44,20 @@ def stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+def fix_position(msg, db) -> tuple[tuple[float, float] | None, str | None]:
+    """A ``sensor_msgs/NavSatFix``'s position in the database frame ``db`` (a
+    :class:`~unifygeo_ros.geo.MapFrame`), or ``(None, why)`` for a fix without a fix status or
+    with a latitude / longitude that is not finite or not a latitude."""
+    status = int(msg.status.status)
+    if status < STATUS_FIX:
+        return None, f"NavSatFix status {status} (no fix)"
+    lat, lon = float(msg.latitude), float(msg.longitude)
+    if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90.0:
+        return None, "NavSatFix with a non-finite or impossible latitude / longitude"
+    x, y = db.from_latlon(lat, lon)
+    return (float(x), float(y)), None
+
+
 @dataclass
 class PriorInfo:
     """What the tracker used for one frame (or why not)."""
@@ -90,14 +104,10 @@ class PriorTracker:
     # ---- conversions -----------------------------------------------------------------------
     def fix_to_prior(self, msg) -> tuple[PositionPrior | None, str | None]:
         cfg = self.cfg
-        status = int(msg.status.status)
-        lat, lon = float(msg.latitude), float(msg.longitude)
-        if status < STATUS_FIX:
-            return None, f"NavSatFix status {status} (no fix)"
-        if not (math.isfinite(lat) and math.isfinite(lon)):
-            return None, "NavSatFix with a non-finite latitude / longitude"
-        x, y = self.adapter.db.from_latlon(lat, lon)
-        x, y = float(x), float(y)
+        xy, note = fix_position(msg, self.adapter.db)
+        if xy is None:
+            return None, note
+        x, y = xy
         cov = np.asarray(msg.position_covariance, dtype=np.float64).reshape(-1)
         ctype = int(msg.position_covariance_type)
         if ctype == COVARIANCE_TYPE_UNKNOWN or cov.size < 9 or not np.all(np.isfinite(cov[[0, 4]])) \

@@ -66,7 +66,7 @@ from ..tracking.particles import MotionNoise, offset_poses
 from ..types import HeadingPrior, PositionPrior
 from .geometry import quaternion_to_yaw
 from .pipeline import FrameOutcome, FrameProcessor, PoseEstimate
-from .priors import COVARIANCE_TYPE_UNKNOWN, STATUS_FIX, PriorInfo, stamp_ns
+from .priors import COVARIANCE_TYPE_UNKNOWN, PriorInfo, fix_position, stamp_ns
 
 #: While tracking with the predicted yaw known to within this (3 sigma, degrees), and the
 #: vehicle turning by less than ``STEADY_TURN_DEG`` since the previous frame, the predicted yaw
@@ -98,12 +98,10 @@ def fix_evidence(msg, db) -> tuple[GnssEvidence | None, str | None]:
     north; REP-145's ENU) carried into the database grid by the local Jacobian of the
     projection (grid convergence and scale). ``(None, why)`` for a fix without a fix status,
     without a covariance (``COVARIANCE_TYPE_UNKNOWN``) or with values that are not finite."""
-    status = int(msg.status.status)
-    if status < STATUS_FIX:
-        return None, f"NavSatFix status {status} (no fix)"
+    xy, note = fix_position(msg, db)
+    if xy is None:
+        return None, note
     lat, lon = float(msg.latitude), float(msg.longitude)
-    if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90.0:
-        return None, "NavSatFix with a non-finite or impossible latitude / longitude"
     ctype = int(msg.position_covariance_type)
     cov = np.asarray(msg.position_covariance, dtype=np.float64).reshape(-1)
     if ctype == COVARIANCE_TYPE_UNKNOWN or ctype not in _KNOWN_COVARIANCE or cov.size != 9:
@@ -112,7 +110,7 @@ def fix_evidence(msg, db) -> tuple[GnssEvidence | None, str | None]:
     c_enu = 0.5 * (c_enu + c_enu.T)
     if not np.all(np.isfinite(c_enu)) or np.linalg.eigvalsh(c_enu).min() <= 0:
         return None, "NavSatFix covariance: expected a finite, positive-definite east / north block"
-    x, y = (float(v) for v in db.from_latlon(lat, lon))
+    x, y = xy
     # one metre east and one metre north on the WGS 84 ellipsoid, in the database grid
     xe, ye = (float(v) for v in db.from_latlon(*latlon_from_enu_offset(lat, lon, 1.0, 0.0)))
     xn, yn = (float(v) for v in db.from_latlon(*latlon_from_enu_offset(lat, lon, 0.0, 1.0)))

@@ -44,6 +44,7 @@ from ..inference.calibration import (
     CHI2_2_95,
     CONFIDENCE_FEATURES,
     MIN_RIGHT_MODE,
+    TRACKING_CAMERAS,
     Z_95,
     Calibration,
     fit_confidence,
@@ -309,10 +310,10 @@ def _tracking_part(weights, model_hash, entry, seeds, styles, size_m, drive_s, o
     return part
 
 
-#: the cameras whose own tracking factors ``--tracking-cameras`` fits: a single 90-degree
-#: pinhole camera (with the drive's GNSS as the filter's evidence: alone it does not start the
-#: filter) and a rig of four 90-degree cameras (front, left, right, back; 320 x 240 each)
-TRACKING_CAMERAS = ("pinhole", "rig")
+#: the drives of the cameras (:data:`~unifygeo_ros.inference.calibration.TRACKING_CAMERAS`) whose
+#: own tracking factors ``--tracking-cameras`` fits: a single 90-degree pinhole camera (with the
+#: drive's GNSS as the filter's evidence: alone it does not start the filter) and a rig of four
+#: 90-degree cameras (front, left, right, back; 320 x 240 each)
 TRACKING_PINHOLE = {"camera.model": "pinhole", "camera.hfov_deg": 90.0}
 TRACKING_PINHOLE_TOPICS = {"image": "/camera/front/image_raw", "gnss": "/gnss/fix"}
 TRACKING_RIG = {"rig_yaws_deg": (0.0, 90.0, -90.0, 180.0), "hfov_deg": 90.0, "pinhole_size": (320, 240)}
@@ -335,8 +336,6 @@ def _tracking_fit(weights, model_hash, table_path, seeds, styles, size_m, drive_
 
     if drive_s < 30.0:
         raise ValueError(f"--drive-s: expected at least 30 s, got {drive_s:g}")
-    import json
-
     pinhole = kind == "pinhole"
     rows, per_city = [], []
     for i, seed in enumerate(seeds):
