@@ -62,6 +62,20 @@ def test_likelihood_is_the_mixture_with_a_uniform_outlier():
         EvidenceComponent(1.0, np.zeros((4, 4)), (0, 0), MPP)
 
 
+def test_a_tempered_frame_weighs_the_particles_less():
+    """``Evidence.temper`` raises the frame's likelihood to a power: 0 weighs no particle (the
+    frame only tests the track), 1/2 halves its log-likelihood ratios."""
+    poses = np.array([[3.0, -2.0, 0.5], [4.0, -2.0, 0.5], [200.0, 200.0, 0.5]])
+    full = likelihood(poses, Evidence([blob((0.0, 0.0), (3.0, -2.0), yaw=0.5)]), outlier=0.2, area_m2=1e4)
+    half = likelihood(poses, Evidence([blob((0.0, 0.0), (3.0, -2.0), yaw=0.5)], temper=0.5), outlier=0.2,
+                      area_m2=1e4)
+    none = likelihood(poses, Evidence([blob((0.0, 0.0), (3.0, -2.0), yaw=0.5)], temper=0.0), outlier=0.2,
+                      area_m2=1e4)
+    assert np.allclose(half, np.sqrt(full))
+    assert np.all(none == none[0])
+    assert full[0] / full[1] > 2.0 and half[0] / half[1] == pytest.approx(math.sqrt(full[0] / full[1]))
+
+
 def test_resampling_and_the_circular_estimate():
     rng = np.random.default_rng(1)
     w = np.array([0.7, 0.1, 0.1, 0.1])
@@ -376,13 +390,15 @@ class _Localizer:
     position prior holds the truth finds it; a global search finds ``global_at(truth)``; in
     the blind frames nothing is found near the track (a clear view, no fix)."""
 
-    def __init__(self, blind, global_at, truth_at):
+    def __init__(self, blind, global_at, truth_at, refused=(), refused_offset=(0.0, 2.0)):
         from types import SimpleNamespace as NS
 
         from unifygeo_ros.ros_core.config import NodeConfig
 
         self.cfg = NodeConfig()
         self.blind, self.global_at, self.truth_at = blind, global_at, truth_at
+        # frames refused near the track (no fix) whose D still lies near it, ``refused_offset`` off
+        self.refused, self.refused_offset = set(refused), refused_offset
         db = NS(mpp=MPP, centres=np.array([[0.0, 0.0], [400.0, 400.0]]), tile_size=L)
         self.localizer = NS(db=db, calibration=NS(tracking_scales=lambda kind="panorama": (1.0, 1.0)))
         self.extrinsic = NS(x=0.0, y=0.0, yaw=0.0)
@@ -413,10 +429,17 @@ class _Localizer:
             out.result = NS(distribution=None, no_fix_features=())
             return out
         centre = (round(at[0] / 16) * 16, round(at[1] / 16) * 16)
-        d = blob(centre, at, yaw=0.0).distribution
+        refused = pos is not None and k in self.refused
+        if refused:
+            at = (at[0] + self.refused_offset[0], at[1] + self.refused_offset[1])
+        d = blob(centre, at, sigma_m=1.5 if refused else 0.7, yaw=0.0).distribution
         out.result = NS(distribution=d, candidates=[NS(center_xy=centre)], yaw_deg=0.0,
-                        covariance=np.diag([0.25, 0.25, 1e-3]), diagnostics={}, confidence=0.95, no_fix_features=())
-        out.estimate = object()
+                        covariance=np.diag([0.25, 0.25, 1e-3]), diagnostics={}, confidence=0.95,
+                        no_fix_features=("evidence",) if refused else ())
+        if refused:
+            out.failure = "no_fix"
+        else:
+            out.estimate = object()
         return out
 
 
@@ -467,6 +490,29 @@ def test_lost_where_the_localizer_found_nothing_searches_near_the_anchor_first()
     _, outs0 = _drive(frames0, 12)
     assert all(o.search != "anchor" for o in outs0)
     assert all(note != "anchor" for _, note in frames0.searches)
+
+
+def test_frames_refused_near_the_track_test_it_and_weigh_it_by_no_fix_weight():
+    """Frames 6-11 are clear views the localizer refuses near the track (no fix), their D 2 m
+    north of the truth. They support the track (it stays tracking and publishable); by default
+    (tracking.no_fix_weight 0) they move no particle, so the poses follow the odometry and stay
+    on the truth, while their spread grows; weighing them fully pulls the poses north."""
+    truth_at = lambda k: (100.0 + 5.0 * k, 100.0)
+    refused = set(range(6, 12))
+
+    def run(weight):
+        frames = _Localizer(blind=set(), truth_at=truth_at, global_at=lambda k, t: t, refused=refused)
+        frames.cfg = dataclasses.replace(frames.cfg, tracking_no_fix_weight=weight)
+        return _drive(frames, 12)[1]
+
+    outs = run(0.0)
+    assert all(outs[k].state == "tracking" and outs[k].filtered is not None for k in refused), \
+        [o.state for o in outs]
+    north = [outs[k].filtered.y - truth_at(k)[1] for k in refused]
+    assert max(abs(v) for v in north) < 0.5, north
+    assert outs[11].track.sigma_m > 1.5 * outs[5].track.sigma_m
+    pulled = [o.filtered.y - truth_at(k)[1] for k, o in enumerate(run(1.0)) if k in refused and o.filtered]
+    assert len(pulled) >= 3 and np.median(pulled) > 1.0, pulled
 
 
 def test_a_kidnapped_vehicle_finds_no_fix_near_the_anchor_and_the_global_search_finds_it():

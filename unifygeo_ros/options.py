@@ -220,6 +220,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("tracking.evidence_power", "tracking_evidence_power", 4.0, "the frame's D is raised to this power "
            "(and normalised) before it weighs the particles: > 1 narrows a D broader than the localizer's errors",
            low=0.1, high=20.0, read_only=False),
+    Option("tracking.no_fix_weight", "tracking_no_fix_weight", 0.0, "a clear view that the localizer, searching "
+           "near the track, refuses (no fix, or under min_confidence) still tests the track (its D supports or "
+           "contradicts it); its likelihood is raised to this power before it weighs the particles: 0 moves none "
+           "(the filter carries on by odometry, its spread growing), 1 weighs them as a fix does", low=0.0,
+           high=1.0, read_only=False),
     Option("tracking.decoder_turns", "tracking_decoder_turns", 1, "the decoder ensemble while tracking "
            "(decoder_turns applies to the global searches): 1, none, keeps a tracked frame fast; the filter "
            "averages over frames instead", choices=DECODER_TURNS, read_only=False),

@@ -84,6 +84,7 @@ class NodeConfig:
     tracking_outlier: float = default("tracking_outlier")
     tracking_motion_noise: float = default("tracking_motion_noise")
     tracking_evidence_power: float = default("tracking_evidence_power")
+    tracking_no_fix_weight: float = default("tracking_no_fix_weight")
     tracking_decoder_turns: int = default("tracking_decoder_turns")
     tracking_search_radius_m: float = default("tracking_search_radius_m")
     tracking_heading_window_deg: float = default("tracking_heading_window_deg")

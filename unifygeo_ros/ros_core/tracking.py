@@ -339,14 +339,18 @@ class TrackingProcessor:
         t2 = time.perf_counter()
         res = outcome.result
         # a clear view (its detail passes) that the localizer, looking near the prediction only,
-        # reports as no fix: its D over the tiles there still weighs the particles (as a frame
-        # under the confidence gate does), so that it supports the track or contradicts it
+        # reports as no fix: its D over the tiles there still tests the track (as a frame under the
+        # confidence gate does), supporting or contradicting it; it weighs the particles only as
+        # much as tracking.no_fix_weight says (by default not at all: the refused frames of a
+        # stretch where the model finds no evidence would hold the particles 1-3 m off, tightly)
         clear_no_fix = (res is not None and outcome.failure == "no_fix" and "detail" not in res.no_fix_features)
         usable = outcome.failure in (None, "low_confidence") or (search in LOCAL_SEARCHES and clear_no_fix)
         evidence = None
         if res is not None and usable and res.distribution is not None:
             evidence = evidence_from_result(res, self.mpp, st, weight=float(res.confidence),
                                             power=float(self.cfg.tracking_evidence_power))
+            if outcome.failure is not None:
+                evidence.temper = float(self.cfg.tracking_no_fix_weight)
         # ... and without a D it contradicts the track: the vehicle is not where the track is
         contradicted = evidence is None and search in LOCAL_SEARCHES and clear_no_fix
         track = self.tracker.update(evidence, contradicted=contradicted)

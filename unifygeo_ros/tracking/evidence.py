@@ -94,6 +94,7 @@ class Evidence:
     note: str = ""
     extra: dict = field(default_factory=dict)
     strength: float = 1.0               # the components' total weight; the rest is uniform
+    temper: float = 1.0                 # the likelihood is raised to this power (0: it weighs nothing)
 
     def __post_init__(self):
         total = sum(c.weight for c in self.components)

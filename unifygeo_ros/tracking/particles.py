@@ -13,7 +13,9 @@ normalised ``weights`` (N,).
   chance that its place is right), a mixture over the frame's candidate tiles (each tile's D as a
   density per square metre, its yaw as a Gaussian on the wrapped difference, itself mixed
   with a uniform yaw by ``yaw_outlier``) and a uniform outlier component over ``area``
-  square metres, so one frame that is not evidence cannot drag the estimate.
+  square metres, so one frame that is not evidence cannot drag the estimate. The whole is
+  raised to the evidence's ``temper`` (in [0, 1]): a frame that only tests the particles (0)
+  weighs none of them, a frame of partial weight moves them less.
 * **Resampling** (:func:`systematic_resample`) when the effective sample size falls below
   a share of N; **estimate** (:func:`main_mode`, :func:`weighted_estimate`): around the
   place that holds most weight, the weighted mean position, the circular mean yaw and the
@@ -112,7 +114,9 @@ def likelihood(poses: np.ndarray, evidence: Evidence, outlier: float, area_m2: f
             gauss = np.exp(-0.5 * (e / sigma) ** 2) / (math.sqrt(2.0 * math.pi) * sigma)
             p_yaw = (1.0 - yaw_outlier) * gauss + yaw_outlier / (2.0 * math.pi)
         p += c.weight * dens * p_yaw
-    return (1.0 - outlier) * (strength * p + (1.0 - strength) * uniform) + outlier * uniform
+    out = (1.0 - outlier) * (strength * p + (1.0 - strength) * uniform) + outlier * uniform
+    temper = float(np.clip(evidence.temper, 0.0, 1.0))
+    return out if temper == 1.0 else np.power(out, temper)
 
 
 def relative_support(poses: np.ndarray, evidence: Evidence) -> np.ndarray:
