@@ -246,6 +246,26 @@ def test_replay_track_runs_the_tracking_filter_and_scores_it(drive):
     assert code == 2 and "tracking.odom_topic /nope: not in the bag" in bad["error"]
 
 
+def test_replay_track_reads_the_odometry_from_tf(drive, tmp_path):
+    """tracking.odom_source tf: the filter's odometry is the odom -> base_link transform on the
+    bag's /tf (the drive broadcasts the same odometry there as on /odom), read through the
+    node's code (TrackingProcessor.add_odometry_transforms): the filter runs as on /odom."""
+    params = tmp_path / "tf.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    tracking: {odom_source: tf}\n")
+    args = ["replay", "--bag", str(drive["bag"]), "--db", str(drive["db"]), "--json", "--track", "--max-frames", "8",
+            "--no-progress"]
+    code, via_tf = run_cli(args + ["--params", str(params)])
+    assert code == 0, via_tf
+    code, via_odom = run_cli(args)
+    assert code == 0, via_odom
+    t, o = via_tf["tracking"], via_odom["tracking"]
+    assert t["odom_topic"] == "/tf" and t["odom_source"] == "tf odom -> base_link" and o["odom_source"] == "topic"
+    for key in ("frames_by_state", "published", "first_fix_frames"):
+        assert t[key] == o[key], key
+    if o["published"]:
+        assert t["median_error_m"] == pytest.approx(o["median_error_m"], abs=0.05)
+
+
 def test_replay_track_weighs_the_gnss_fixes(drive):
     """--track --gnss-topic: the drive's degraded receiver (5 Hz) weighs the filter through the
     node's code (TrackingProcessor.add_fix), one fix a second (tracking.gnss_interval_s), any

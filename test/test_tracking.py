@@ -463,6 +463,31 @@ def _drive(frames, n, odometry=True, before=None):
     return proc, out
 
 
+def test_odometry_from_tf_takes_the_odom_to_base_transforms_only():
+    """tracking.odom_source tf: of a /tf message's transforms, those from odom_frame to
+    base_frame (leading slashes ignored) are the odometry; the others (map -> odom, the
+    cameras) are not."""
+    from types import SimpleNamespace as NS
+
+    from unifygeo_ros.ros_core.tracking import TrackingProcessor
+
+    def tr(parent, child, sec, x, yaw):
+        return NS(header=NS(frame_id=parent, stamp=NS(sec=sec, nanosec=0)), child_frame_id=child,
+                  transform=NS(translation=NS(x=x, y=0.0, z=0.0),
+                               rotation=NS(x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))))
+
+    frames = _Localizer(blind=set(), truth_at=lambda k: (100.0 + 5.0 * k, 100.0), global_at=lambda k, t: t)
+    proc = TrackingProcessor(frames, seed=3)
+    assert proc.add_odometry_transforms(NS(transforms=[tr("map", "odom", 1, 9.0, 0.0),
+                                                       tr("base_link", "camera", 1, 0.4, 0.0)])) is None
+    assert not proc._odometry
+    latest = proc.add_odometry_transforms(NS(transforms=[tr("/odom", "base_link", 1, 5.0, 0.1),
+                                                         tr("odom", "/base_link", 2, 10.0, 0.2)]))
+    assert latest == 2_000_000_000
+    assert [(st, pose[0]) for st, pose in proc._odometry] == [(1_000_000_000, 5.0), (2_000_000_000, 10.0)]
+    assert proc._odometry[1][1][2] == pytest.approx(0.2)
+
+
 def test_lost_where_the_localizer_found_nothing_searches_near_the_anchor_first():
     """Frames 6-8 find nothing near the track (lost); from then on a global search lands on a
     wrong place 150 m away, while the tiles near the dead-reckoned anchor hold the vehicle: the

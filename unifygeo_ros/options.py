@@ -28,6 +28,7 @@ from .types import CAMERA_MODELS
 MAP_ORIGIN_MODES = ("database", "latlon")
 ODOM_HEADING_MODES = ("off", "map_frame", "offset")
 RELIABILITIES = ("best_effort", "reliable")
+ODOM_SOURCES = ("topic", "tf")             # the filter's odometry: tracking.odom_topic, or odom -> base on /tf
 RIG_FRAME_SOURCES = ("tf", "parameters")   # tf: /tf_static, else rig.yaws_deg; parameters: rig.yaws_deg only
 RERANK_SCORES = ("matching", "m0")          # matching: every matching level; m0: max M^0 (the paper's Eq. 4)
 TILE_CHOICES = ("consensus", "rerank")      # consensus: the candidates' D agree; rerank: the paper's best score
@@ -154,8 +155,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("base_frame", "base_frame", "base_link", "the frame whose pose is published"),
     Option("camera_frame", "camera_frame", "", "expected frame_id of the images (a mismatch is logged once); "
               "empty: accept any"),
-    Option("odom_frame", "odom_frame", "odom", "odometry frame, used only when publish_tf is true (map -> odom); "
-              "empty: broadcast map -> base_frame instead"),
+    Option("odom_frame", "odom_frame", "odom", "odometry frame (REP-105 odom): the parent of map -> odom when "
+              "publish_tf is true (empty: broadcast map -> base_frame instead), and of the odom -> base_frame "
+              "transform the filter reads with tracking.odom_source tf"),
     Option("map_origin.mode", "map_origin_mode", "database", "database: map_frame is the database's frame; "
               "latlon: the UTM frame with its origin at map_origin.latitude/longitude", choices=MAP_ORIGIN_MODES),
     Option("map_origin.latitude", "map_origin_latitude", 0.0, "latlon mode: origin latitude (degrees)",
@@ -206,8 +208,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("tracking.enabled", "tracking_enabled", False, "run the particle filter over the map pose (odometry + "
            "every frame's evidence): ~/pose then carries the filtered pose, published only while tracking; the "
            "single frame stays on ~/result"),
+    Option("tracking.odom_source", "tracking_odom_source", "topic", "where the filter's motion model reads the "
+           "vehicle's odometry: topic (tracking.odom_topic, nav_msgs/Odometry) or tf (the odom_frame -> base_frame "
+           "transform on /tf, tf2_msgs/TFMessage, as a wheel-odometry or odometry EKF node broadcasts it; base_frame "
+           "must be odom_frame's direct child)", choices=ODOM_SOURCES),
     Option("tracking.odom_topic", "tracking_odom_topic", "/odom", "nav_msgs/Odometry of the vehicle (odom -> "
-           "base_link), the filter's motion model"),
+           "base_link), the filter's motion model, with tracking.odom_source topic"),
     Option("tracking.initialpose_topic", "tracking_initialpose_topic", "/initialpose",
            "geometry_msgs/PoseWithCovarianceStamped in map_frame (RViz's 2D Pose Estimate) that seeds or resets the "
            "filter"),

@@ -42,7 +42,8 @@ def register(sub, bench_sub) -> None:
                    help="run the tracking filter (odometry + every frame's evidence) through the node's code: the "
                         "report scores its published poses too (tracking.* in --params configures it)")
     p.add_argument("--track-odom-topic", help="the vehicle's nav_msgs/Odometry for the filter (default: the "
-                                              "parameter file's tracking.odom_topic, else /odom; '' for none)")
+                                              "parameter file's tracking.odom_topic, else /odom; '' for none; "
+                                              "tracking.odom_source tf reads odom -> base_link on /tf instead)")
     add_json_flag(p)
     p.set_defaults(handler=_cmd_replay)
 
@@ -109,7 +110,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         from unifygeo_ros.replay.report import tracking_summary
 
         track_rows = frame_rows(run, filtered=True)
-        summary["tracking"] = {**tracking_summary(run, track_rows), "odom_topic": run.odom_topic}
+        summary["tracking"] = {**tracking_summary(run, track_rows), "odom_topic": run.odom_topic,
+                               "odom_source": (f"tf {cfg.odom_frame} -> {cfg.base_frame}"
+                                               if cfg.tracking_odom_source == "tf" else "topic")}
     result = {
         "bag": str(args.bag), "db": str(args.db), "image_topic": run.image_topic, "truth_topic": run.truth_topic,
         "backend": run.startup.get("backend"), "map_frame": run.map_frame_source,

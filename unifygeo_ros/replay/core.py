@@ -238,7 +238,16 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
         _check_topic(topics, cfg.camera_info_topic or None, ("sensor_msgs/msg/CameraInfo",),
                      "camera_info_topic")
         track_odom = None
-        if opts.track:
+        odom_tf = opts.track and cfg.tracking_odom_source == "tf"
+        if odom_tf:
+            # the odom_frame -> base_frame transforms on /tf, as the node reads them
+            track_odom = "/tf"
+            if track_odom not in topics:
+                raise ReplayError(f"tracking.odom_source tf: /tf is not in the bag; its topics: {_topic_list(topics)} "
+                                  f"(expected {cfg.odom_frame} -> {cfg.base_frame} transforms there; or set "
+                                  f"tracking.odom_source topic)")
+            _check_topic(topics, track_odom, ("tf2_msgs/msg/TFMessage",), "tracking.odom_source tf")
+        elif opts.track:
             track_odom = cfg.tracking_odom_topic or None
             if track_odom is not None and track_odom not in topics:
                 raise ReplayError(f"tracking.odom_topic {track_odom}: not in the bag; its topics: "
@@ -487,6 +496,11 @@ def run_replay(cfg: NodeConfig, opts: ReplayOptions, processor: FrameProcessor |
                         bisect.insort(pending, (stamp_ns(msg.header), 0, msg), key=lambda e: e[:2])
                     else:
                         handle_seed(msg, stamp_ns(msg.header))
+                    continue
+                if tracking is not None and con.topic == track_odom and odom_tf:
+                    latest = tracking.add_odometry_transforms(msg)
+                    if latest is not None:
+                        flush(latest)
                     continue
                 if tracking is not None and con.topic == track_odom:
                     tracking.add_odometry(msg)

@@ -304,10 +304,18 @@ class LocalizeNode(LifecycleNode):
             log.warning(f"odom_prior_topic {cfg.odom_prior_topic} ignored: priors.odom_heading_mode is off (an "
                         f"odometry yaw is not a map yaw; see config/README.md)")
         if self.tracking is not None:
-            if cfg.tracking_odom_topic:
-                subs.append(self.create_subscription(Odometry, cfg.tracking_odom_topic, self._on_track_odom,
-                                                     QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                                                                reliability=ReliabilityPolicy.BEST_EFFORT)))
+            odom_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+            if cfg.tracking_odom_source == "tf":
+                try:
+                    from tf2_msgs.msg import TFMessage
+                except ImportError as exc:
+                    log.error(f"tracking.odom_source tf: tf2_msgs does not import ({exc}); the filter has no "
+                              f"odometry (install ros-$ROS_DISTRO-tf2-msgs, or use tracking.odom_source topic)")
+                else:
+                    subs.append(self.create_subscription(TFMessage, "/tf", self._on_track_tf, odom_qos))
+                    inputs.append(f"/tf {cfg.odom_frame} -> {cfg.base_frame} (odometry, tracking)")
+            elif cfg.tracking_odom_topic:
+                subs.append(self.create_subscription(Odometry, cfg.tracking_odom_topic, self._on_track_odom, odom_qos))
                 inputs.append(f"{cfg.tracking_odom_topic} (Odometry, tracking)")
             if cfg.tracking_initialpose_topic:
                 subs.append(self.create_subscription(PoseWithCovarianceStamped, cfg.tracking_initialpose_topic,
@@ -458,6 +466,11 @@ class LocalizeNode(LifecycleNode):
         tracking = self.tracking
         if tracking is not None:
             tracking.add_odometry(msg)
+
+    def _on_track_tf(self, msg) -> None:
+        tracking = self.tracking
+        if tracking is not None:
+            tracking.add_odometry_transforms(msg)
 
     def _on_initial_pose(self, msg) -> None:
         tracking = self.tracking

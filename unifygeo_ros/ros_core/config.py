@@ -78,6 +78,7 @@ class NodeConfig:
     heading_sigma_scale: float = default("heading_sigma_scale")
     heading_min_half_width_deg: float = default("heading_min_half_width_deg")
     tracking_enabled: bool = default("tracking_enabled")
+    tracking_odom_source: str = default("tracking_odom_source")
     tracking_odom_topic: str = default("tracking_odom_topic")
     tracking_initialpose_topic: str = default("tracking_initialpose_topic")
     tracking_particles: int = default("tracking_particles")

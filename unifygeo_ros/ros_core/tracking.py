@@ -180,6 +180,23 @@ class TrackingProcessor:
                                                       quaternion_to_yaw(q.x, q.y, q.z, q.w))))
         self._odometry_seen = True
 
+    def add_odometry_transforms(self, msg) -> int | None:
+        """Buffer the odometry of a ``/tf`` message (``tf2_msgs/TFMessage``,
+        ``tracking.odom_source`` tf): each of its transforms from ``odom_frame`` to
+        ``base_frame`` (leading slashes ignored) is the vehicle's odometry pose at its stamp.
+        Returns the latest stamp taken (ns), None when the message holds none."""
+        parent, child = self.cfg.odom_frame.lstrip("/"), self.cfg.base_frame.lstrip("/")
+        latest = None
+        for tr in msg.transforms:
+            if tr.header.frame_id.lstrip("/") != parent or tr.child_frame_id.lstrip("/") != child:
+                continue
+            t, q = tr.transform.translation, tr.transform.rotation
+            st = stamp_ns(tr.header)
+            self._odometry.append((st, (float(t.x), float(t.y), quaternion_to_yaw(q.x, q.y, q.z, q.w))))
+            self._odometry_seen = True
+            latest = st if latest is None else max(latest, st)
+        return latest
+
     def add_fix(self, msg) -> str | None:
         """Buffer a NavSatFix as GNSS evidence for the filter (``tracking.gnss_evidence``):
         None when it was buffered, else why it cannot serve (the option is off, no fix, no
