@@ -1084,6 +1084,70 @@ def test_tracking_node_publishes_the_filtered_pose(world, rclpy_mod, tmp_path, m
     assert code == 0, "\n".join(node_proc.lines[-30:])
 
 
+def test_tracking_node_reads_its_odometry_from_tf(world, rclpy_mod, tmp_path, monkeypatch):
+    """tracking.odom_source tf: the filter's odometry is odom -> base_link on /tf. Where
+    tf2_msgs imports (a ROS 2 install), frames with that odometry give filtered poses near the
+    truth; where it does not (the PyPI wheels), the node says why, keeps running and tracks on
+    without odometry."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from sensor_msgs.msg import Image
+
+    try:
+        from tf2_msgs.msg import TFMessage
+        from geometry_msgs.msg import TransformStamped
+    except ImportError as exc:
+        TFMessage = None
+        print(f"tf2_msgs does not import ({exc}): checking the node's refusal only")
+    env = ros_env()
+    ns = "/trktf"
+    params = {"_dir": str(tmp_path), "database": str(world["db"]), "min_confidence": 0.0,
+              "map_origin": {"mode": "latlon", "latitude": ORIGIN[0], "longitude": ORIGIN[1]},
+              "camera_extrinsic": {"xyz": list(CAMERA_XYZ)}, "image_topic": "/trktf/camera/image_raw",
+              "tracking": {"enabled": True, "odom_source": "tf"}}
+    node_proc = NodeProcess(params, env, ns)
+    base = f"{ns}/unifygeo_localizer"
+    x, y, yaw = street_poses(world["city"], 3)[1]
+    rgb = camera_panorama(world["city"], (x, y), yaw)
+    try:
+        with ros_client(rclpy_mod, "unifygeo_tracking_tf_client", env, monkeypatch) as (tester, ex):
+            poses = []
+            tester.create_subscription(PoseWithCovarianceStamped, f"{base}/pose", poses.append, 10)
+            pub = tester.create_publisher(Image, "/trktf/camera/image_raw", 10)
+            if TFMessage is None:
+                node_proc.wait_for("tracking.odom_source tf: tf2_msgs does not import", timeout=180)
+                node_proc.wait_for("ready: backend", timeout=180)
+                assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 30)
+                pub.publish(_image_msg(Image, rgb, 1_700_000_000 * 10**9))
+                spin_until(ex, lambda: False, 3)
+                assert node_proc.proc.poll() is None, "the node must keep running"
+                return
+            pub_tf = tester.create_publisher(TFMessage, "/tf", 50)
+            node_proc.wait_for("ready: backend", timeout=180)
+            assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_tf.get_subscription_count() > 0, 30)
+            t0 = 1_700_000_000 * 10**9
+            for k in range(6):
+                st = t0 + k * 10**9
+                msg = TFMessage()
+                for j in range(-2, 3):               # the vehicle stands still; a camera transform is ignored
+                    for parent, child in (("odom", "base_link"), ("base_link", "camera")):
+                        tr = TransformStamped()
+                        ts = st + j * 2 * 10**8
+                        tr.header.stamp.sec, tr.header.stamp.nanosec = ts // 10**9, ts % 10**9
+                        tr.header.frame_id, tr.child_frame_id = parent, child
+                        tr.transform.rotation.w = 1.0
+                        msg.transforms.append(tr)
+                pub_tf.publish(msg)
+                pub.publish(_image_msg(Image, rgb, st))
+                n = len(poses)
+                spin_until(ex, lambda: len(poses) > n, 20)
+            assert poses, "no filtered pose:\n" + "\n".join(node_proc.lines[-20:])
+            p = poses[-1]
+            assert math.hypot(p.pose.pose.position.x - x, p.pose.pose.position.y - y) < BEST_ERROR_BOUND_M
+    finally:
+        code = node_proc.stop()
+    assert code == 0, "\n".join(node_proc.lines[-30:])
+
+
 def test_node_takes_the_camera_info_of_a_pinhole_camera(world, rclpy_mod, tmp_path, monkeypatch):
     """camera_info_topic: pinhole frames wait for the first CameraInfo (refused, the reason in the
     diagnostics), then run through the localizer with its intrinsics; a frame of another size is

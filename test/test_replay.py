@@ -232,11 +232,12 @@ def test_replay_track_runs_the_tracking_filter_and_scores_it(drive):
     print({k: t[k] for k in ("first_fix_frames", "median_error_m", "recall_5m", "ellipse95_coverage",
                              "published", "published_over_20m", "ms_per_frame_median", "frames_by_state")})
     for key in ("median_error_m", "recall_5m", "ellipse95_coverage", "first_fix_frames", "recovery_frames",
-                "published_over_20m", "ms_per_frame_median"):
+                "published_over_20m", "ms_per_frame_median", "filter_ms_median"):
         assert key in t
     assert t["odom_topic"] == "/odom" and t["recovery_frames"] is None and t["kidnaps"] == 0
     assert sum(t["frames_by_state"].values()) == r["frames"]
     assert t["published_over_20m"] <= 2
+    assert 0.0 < t["filter_ms_median"] < t["ms_per_frame_median"]
     if t["published"]:
         assert t["first_fix_frames"] >= 1 and t["median_error_m"] < 10.0
     for name in ("tracking_png", "tracking_csv", "tracking_error_png"):

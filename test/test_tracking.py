@@ -76,6 +76,23 @@ def test_a_tempered_frame_weighs_the_particles_less():
     assert full[0] / full[1] > 2.0 and half[0] / half[1] == pytest.approx(math.sqrt(full[0] / full[1]))
 
 
+def test_the_estimate_is_taken_at_the_heaviest_place():
+    """main_mode: the particles around the cell of most weight (on either side of the origin,
+    4 m cells), not the mean of two places."""
+    from unifygeo_ros.tracking.particles import main_mode
+
+    rng = np.random.default_rng(5)
+    here = np.c_[rng.normal(-250.0, 0.5, 600), rng.normal(-1.0, 0.5, 600), np.zeros(600)]
+    there = np.c_[rng.normal(130.0, 0.5, 400), rng.normal(-900.0, 0.5, 400), np.zeros(400)]
+    poses = np.vstack([here, there])
+    mean, cov, share = main_mode(poses, np.full(1000, 1e-3))
+    assert mean[:2] == pytest.approx(here[:, :2].mean(axis=0), abs=1e-9) and share == pytest.approx(0.6)
+    w = np.r_[np.full(600, 0.2 / 600), np.full(400, 0.8 / 400)]
+    mean, cov, share = main_mode(poses, w)
+    assert mean[:2] == pytest.approx(np.average(there[:, :2], axis=0), abs=1e-9) and share == pytest.approx(0.8)
+    assert cov[0, 0] < 1.0 and cov[1, 1] < 1.0
+
+
 def test_resampling_and_the_circular_estimate():
     rng = np.random.default_rng(1)
     w = np.array([0.7, 0.1, 0.1, 0.1])

@@ -61,6 +61,7 @@ def frame_rows(run, filtered: bool = False) -> list[dict]:
             row["track_state"] = f.track.state
             row["search"] = f.track.search
             row["total_ms"] = o.timings_ms.get("total", 0.0) + f.track.filter_ms
+            row["filter_ms"] = f.track.filter_ms
         if e is not None:
             row.update(x=e.x, y=e.y, yaw_deg=None if e.yaw is None else math.degrees(e.yaw),
                        sigma_x=math.sqrt(e.cov3[0, 0]), sigma_y=math.sqrt(e.cov3[1, 1]),
@@ -159,7 +160,9 @@ def tracking_summary(run, rows: list[dict], recover_m: float = 5.0) -> dict:
     over the frames after the first fix, without those recovery windows (``median_error_m``
     of the published poses, ``recall_5m`` over all scored frames: a frame without a pose is
     a miss), except ``published_over_20m`` (every published pose more than 20 m off) and
-    ``ms_per_frame_median`` (every frame, filter included); ``gnss_fixes``: with a GNSS topic,
+    ``ms_per_frame_median`` (every frame, filter included) and ``filter_ms_median`` (the
+    filter's own work per frame: GNSS fixes, odometry, weighing, resampling, estimate; the
+    localizer's search excluded); ``gnss_fixes``: with a GNSS topic,
     the fixes that weighed the filter (``used``), those dropped as older than it and those
     ignored with the reason (None without one)."""
     n = len(rows)
@@ -208,6 +211,7 @@ def tracking_summary(run, rows: list[dict], recover_m: float = 5.0) -> dict:
                                   and r["error_m"] > 20.0),
         "ms_per_frame_median": _stats([r["total_ms"] for r in rows])["median"],
         "ms_per_frame_median_tracking": _stats([r["total_ms"] for r in rows if r.get("search") == "tracking"])["median"],
+        "filter_ms_median": _stats([r["filter_ms"] for r in rows if r.get("filter_ms") is not None])["median"],
         "frames_by_state": states,
         "frames_by_search": {k: sum(1 for r in rows if r.get("search") == k)
                              for k in ("tracking", "seed", "anchor", "global")},

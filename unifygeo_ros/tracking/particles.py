@@ -175,7 +175,11 @@ def main_mode(poses: np.ndarray, weights: np.ndarray, cell_m: float = 4.0, radiu
     cell's weighted centroid. Particles injected elsewhere (a possible new place) then do not
     drag the estimate halfway between two places."""
     keys = np.floor(poses[:, :2] / cell_m).astype(np.int64)
-    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    keys -= keys.min(axis=0)
+    # one integer per cell, ordered as the (x, y) pairs are: a 1-D unique (a plain sort) is
+    # several times faster than a unique over rows
+    cell = keys[:, 0] * (int(keys[:, 1].max()) + 1) + keys[:, 1]
+    uniq, inverse = np.unique(cell, return_inverse=True)
     mass = np.bincount(inverse.ravel(), weights=weights, minlength=len(uniq))
     best = int(np.argmax(mass))
     in_cell = inverse.ravel() == best

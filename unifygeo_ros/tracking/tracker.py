@@ -28,6 +28,7 @@ database only when they give no fix). Frames then weigh the particles as any oth
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from enum import Enum
@@ -217,8 +218,7 @@ class Tracker:
             self._support = 0.0
             self._supporting = 0
             self._unmatched += 1
-            self._update_state()
-            return self.estimate()
+            return self._update_state()
         if not has_evidence and gnss is None:
             return self.estimate()
         self._frames += 1
@@ -252,8 +252,7 @@ class Tracker:
                 x, y, yaw = evidence.sample(k, self.rng)
                 replace = self.rng.choice(len(self.poses), size=k, replace=False)
                 self.poses[replace] = vehicle_poses(np.stack([x, y, yaw], axis=1), cfg.camera_offset)
-        self._update_state()
-        return self.estimate()
+        return self._update_state()
 
     def update_gnss(self, fix: GnssEvidence) -> TrackEstimate | None:
         """Weight the particles by a GNSS fix alone, at the fix's time (the caller has moved
@@ -288,8 +287,7 @@ class Tracker:
             idx = systematic_resample(self.weights, self.rng)
             self.poses = self.poses[idx]
             self.weights = np.full(len(idx), 1.0 / len(idx))
-        self._update_state()
-        return self.estimate()
+        return self._update_state()
 
     @property
     def gnss_agrees(self) -> bool:
@@ -309,9 +307,11 @@ class Tracker:
         self._anchor = None
         self._anchor_lost = 0
 
-    def _update_state(self) -> None:
+    def _update_state(self) -> TrackEstimate:
+        """Move between the states after a change of the particles; returns the estimate."""
         cfg = self.cfg
         est = self.estimate()
+        assert est is not None
         sigma = est.sigma_m
         if self.state == TrackState.TRACKING:
             if (self._contradicting >= cfg.lost_frames or self._unmatched >= cfg.unmatched_frames
@@ -325,6 +325,7 @@ class Tracker:
                 and cfg.anchor_frames > 0):     # publishable: the anchor is this estimate
             self._anchor = np.array([est.x, est.y, est.yaw])
             self._anchor_var = (sigma * sigma, max(float(est.covariance[2, 2]), 0.0))
+        return dataclasses.replace(est, state=self.state)    # the particles are as estimated; the state is new
 
     def estimate(self) -> TrackEstimate | None:
         if self.poses is None:
