@@ -1084,6 +1084,91 @@ def test_tracking_node_publishes_the_filtered_pose(world, rclpy_mod, tmp_path, m
     assert code == 0, "\n".join(node_proc.lines[-30:])
 
 
+def test_tracking_node_publishes_a_held_pose_when_the_next_fix_agrees(world, rclpy_mod, tmp_path, monkeypatch):
+    """tracking with GNSS evidence: a vehicle standing at a street pose, a fix (1 m) before each
+    frame. One frame shows another street (it contradicts the track): nothing is published for
+    it then, but its filtered pose is held; the next fix agrees with the track, and at the next
+    frame the node publishes the held pose with the contradicting frame's own stamp, near the
+    truth, besides that frame's pose."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import Image, NavSatFix
+
+    from unifygeo_ros.geo import MapFrame
+
+    env = ros_env()
+    ns = "/hold"
+    params = {"_dir": str(tmp_path), "database": str(world["db"]), "min_confidence": 0.0,
+              "map_origin": {"mode": "latlon", "latitude": ORIGIN[0], "longitude": ORIGIN[1]},
+              "camera_extrinsic": {"xyz": list(CAMERA_XYZ)}, "image_topic": "/hold/camera/image_raw",
+              "gnss_prior_topic": "/hold/gnss", "tracking": {"enabled": True, "odom_topic": "/hold/odom"}}
+    node_proc = NodeProcess(params, env, ns)
+    base = f"{ns}/unifygeo_localizer"
+    streets = street_poses(world["city"], 3)
+    x, y, yaw = streets[1]
+    far = max(streets, key=lambda p: math.hypot(p[0] - x, p[1] - y))
+    assert math.hypot(far[0] - x, far[1] - y) > 60.0
+    rgb = camera_panorama(world["city"], (x, y), yaw)
+    elsewhere = camera_panorama(world["city"], far[:2], far[2])
+    lat, lon = (float(v) for v in MapFrame.utm_at(*ORIGIN).to_latlon(x, y))
+    try:
+        with ros_client(rclpy_mod, "unifygeo_hold_client", env, monkeypatch) as (tester, ex):
+            poses = []
+            tester.create_subscription(PoseWithCovarianceStamped, f"{base}/pose", poses.append, 10)
+            pub = tester.create_publisher(Image, "/hold/camera/image_raw", 10)
+            pub_odom = tester.create_publisher(Odometry, "/hold/odom", 50)
+            pub_fix = tester.create_publisher(NavSatFix, "/hold/gnss", 10)
+            node_proc.wait_for("ready: backend", timeout=180)
+            assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_odom.get_subscription_count() > 0
+                              and pub_fix.get_subscription_count() > 0, 30)
+
+            def fix_at(ts):
+                f = NavSatFix()
+                f.header.stamp.sec, f.header.stamp.nanosec = ts // 10**9, ts % 10**9
+                f.header.frame_id = "gnss"
+                f.latitude, f.longitude = lat, lon
+                f.status.status = 0
+                f.position_covariance = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 2.0]
+                f.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
+                pub_fix.publish(f)
+
+            def odometry_around(st):
+                for j in range(-2, 3):               # the vehicle stands still
+                    o = Odometry()
+                    ts = st + j * 2 * 10**8
+                    o.header.stamp.sec, o.header.stamp.nanosec = ts // 10**9, ts % 10**9
+                    o.header.frame_id, o.child_frame_id = "odom", "base_link"
+                    o.pose.pose.orientation.w = 1.0
+                    pub_odom.publish(o)
+
+            def stamp_of(p):
+                return p.header.stamp.sec * 10**9 + p.header.stamp.nanosec
+
+            t0 = 1_700_000_000 * 10**9
+            k_far = 6
+            for k in range(k_far + 2):
+                st = t0 + k * 10**9
+                fix_at(st - 5 * 10**8)
+                odometry_around(st)
+                spin_until(ex, lambda: False, 0.2)   # the fix and odometry before the frame
+                pub.publish(_image_msg(Image, elsewhere if k == k_far else rgb, st))
+                n = len(poses)
+                if k == k_far:
+                    spin_until(ex, lambda: False, 5)
+                    assert all(stamp_of(p) != st for p in poses), "the contradicting frame was published at once"
+                    fix_at(st + 5 * 10**8)           # after it: the receiver agrees with the track
+                else:
+                    spin_until(ex, lambda: len(poses) > n and stamp_of(poses[-1]) == st, 20)
+            held = [p for p in poses if stamp_of(p) == t0 + k_far * 10**9]
+            print(f"held poses {len(held)}; stamps published: {[(stamp_of(p) - t0) / 1e9 for p in poses]}")
+            assert len(held) == 1, "\n".join(node_proc.lines[-20:])
+            assert poses.index(held[0]) == len(poses) - 2          # published before the next frame's pose
+            assert math.hypot(held[0].pose.pose.position.x - x, held[0].pose.pose.position.y - y) < BEST_ERROR_BOUND_M
+    finally:
+        code = node_proc.stop()
+    assert code == 0, "\n".join(node_proc.lines[-30:])
+
+
 def test_tracking_node_reads_its_odometry_from_tf(world, rclpy_mod, tmp_path, monkeypatch):
     """tracking.odom_source tf: the filter's odometry is odom -> base_link on /tf. Where
     tf2_msgs imports (a ROS 2 install), frames with that odometry give filtered poses near the
