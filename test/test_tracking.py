@@ -74,6 +74,16 @@ def test_a_tempered_frame_weighs_the_particles_less():
     assert np.allclose(half, np.sqrt(full))
     assert np.all(none == none[0])
     assert full[0] / full[1] > 2.0 and half[0] / half[1] == pytest.approx(math.sqrt(full[0] / full[1]))
+    # in the filter: a frame of no weight moves no particle and leaves the recovery's running
+    # averages of the likelihood (the full frames') as they were
+    tr = Tracker(TrackerConfig(particles=500, seed=2))
+    truth = [0.0, 0.0, 0.0]
+    drive = Drive(tr, truth)
+    drive.step(tile_evidence, n=4)
+    before = (tr.poses.copy(), tr._w_slow, tr._w_fast)
+    off = Evidence([blob((0.0, 0.0), (truth[0], truth[1] + 2.0), yaw=truth[2])], temper=0.0)
+    tr.update(off)
+    assert np.array_equal(tr.poses, before[0]) and (tr._w_slow, tr._w_fast) == before[1:]
 
 
 def test_the_estimate_is_taken_at_the_heaviest_place():

@@ -229,7 +229,9 @@ class Tracker:
         w = self.weights * p
         total = w.sum()
         self.weights = w / total if total > 0 and np.isfinite(total) else np.full(len(w), 1.0 / len(w))
-        if self._w_slow == 0.0:
+        if has_evidence and evidence.temper < 1.0:
+            pass        # a tempered likelihood is on another scale: the running averages are the full frames'
+        elif self._w_slow == 0.0:
             self._w_slow = self._w_fast = l_avg
         else:
             self._w_slow += cfg.alpha_slow * (l_avg - self._w_slow)
