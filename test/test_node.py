@@ -559,6 +559,18 @@ def spin_until(executor, predicate, timeout: float) -> bool:
     return False
 
 
+def _publish_still_odometry(pub_odom, Odometry, stamp_ns: int) -> None:
+    """Odometry of a vehicle standing still (odom -> base_link at the origin) at five stamps
+    around ``stamp_ns``, 0.2 s apart."""
+    for j in range(-2, 3):
+        o = Odometry()
+        ts = stamp_ns + j * 2 * 10**8
+        o.header.stamp.sec, o.header.stamp.nanosec = ts // 10**9, ts % 10**9
+        o.header.frame_id, o.child_frame_id = "odom", "base_link"
+        o.pose.pose.orientation.w = 1.0
+        pub_odom.publish(o)
+
+
 def _image_msg(Image, rgb: np.ndarray, stamp_ns: int, encoding="rgb8"):
     m = Image()
     m.header.stamp.sec, m.header.stamp.nanosec = stamp_ns // 10**9, stamp_ns % 10**9
@@ -1057,13 +1069,7 @@ def test_tracking_node_publishes_the_filtered_pose(world, rclpy_mod, tmp_path, m
             t0 = 1_700_000_000 * 10**9
             for k in range(6):
                 st = t0 + k * 10**9
-                for j in range(-2, 3):               # odometry around the frame: the vehicle stands still
-                    o = Odometry()
-                    ts = st + j * 2 * 10**8
-                    o.header.stamp.sec, o.header.stamp.nanosec = ts // 10**9, ts % 10**9
-                    o.header.frame_id, o.child_frame_id = "odom", "base_link"
-                    o.pose.pose.orientation.w = 1.0
-                    pub_odom.publish(o)
+                _publish_still_odometry(pub_odom, Odometry, st)    # odometry around the frame
                 pub.publish(_image_msg(Image, rgb, st))
                 n = len(poses)
                 spin_until(ex, lambda: len(poses) > n, 20)
@@ -1132,15 +1138,6 @@ def test_tracking_node_publishes_a_held_pose_when_the_next_fix_agrees(world, rcl
                 f.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
                 pub_fix.publish(f)
 
-            def odometry_around(st):
-                for j in range(-2, 3):               # the vehicle stands still
-                    o = Odometry()
-                    ts = st + j * 2 * 10**8
-                    o.header.stamp.sec, o.header.stamp.nanosec = ts // 10**9, ts % 10**9
-                    o.header.frame_id, o.child_frame_id = "odom", "base_link"
-                    o.pose.pose.orientation.w = 1.0
-                    pub_odom.publish(o)
-
             def stamp_of(p):
                 return p.header.stamp.sec * 10**9 + p.header.stamp.nanosec
 
@@ -1149,7 +1146,7 @@ def test_tracking_node_publishes_a_held_pose_when_the_next_fix_agrees(world, rcl
             for k in range(k_far + 2):
                 st = t0 + k * 10**9
                 fix_at(st - 5 * 10**8)
-                odometry_around(st)
+                _publish_still_odometry(pub_odom, Odometry, st)
                 spin_until(ex, lambda: False, 0.2)   # the fix and odometry before the frame
                 pub.publish(_image_msg(Image, elsewhere if k == k_far else rgb, st))
                 n = len(poses)

@@ -174,10 +174,12 @@ class TrackingProcessor:
     # ---- inputs ---------------------------------------------------------------------------------
     def add_odometry(self, msg) -> None:
         """Buffer an odometry message (its pose in its own frame: only increments are used)."""
-        p = msg.pose.pose
-        q = p.orientation
-        self._odometry.append((stamp_ns(msg.header), (float(p.position.x), float(p.position.y),
-                                                      quaternion_to_yaw(q.x, q.y, q.z, q.w))))
+        self._buffer_odometry(stamp_ns(msg.header), msg.pose.pose.position, msg.pose.pose.orientation)
+
+    def _buffer_odometry(self, st: int, position, orientation) -> None:
+        """The vehicle's odometry pose (x, y, yaw in the odometry frame) at stamp ``st``."""
+        q = orientation
+        self._odometry.append((st, (float(position.x), float(position.y), quaternion_to_yaw(q.x, q.y, q.z, q.w))))
         self._odometry_seen = True
 
     def add_odometry_transforms(self, msg) -> int | None:
@@ -190,10 +192,8 @@ class TrackingProcessor:
         for tr in msg.transforms:
             if tr.header.frame_id.lstrip("/") != parent or tr.child_frame_id.lstrip("/") != child:
                 continue
-            t, q = tr.transform.translation, tr.transform.rotation
             st = stamp_ns(tr.header)
-            self._odometry.append((st, (float(t.x), float(t.y), quaternion_to_yaw(q.x, q.y, q.z, q.w))))
-            self._odometry_seen = True
+            self._buffer_odometry(st, tr.transform.translation, tr.transform.rotation)
             latest = st if latest is None else max(latest, st)
         return latest
 
