@@ -515,6 +515,33 @@ def test_odometry_from_tf_takes_the_odom_to_base_transforms_only():
     assert proc._odometry[1][1][2] == pytest.approx(0.2)
 
 
+def test_an_odometry_pose_that_is_not_finite_is_dropped():
+    """A NaN in the odometry (a driver's glitch) would spoil every particle: the pose is
+    dropped with the reason, counted, and the filter tracks on from the next one."""
+    from types import SimpleNamespace as NS
+
+    from unifygeo_ros.ros_core.tracking import TrackingProcessor
+
+    truth_at = lambda k: (100.0 + 5.0 * k, 100.0)
+    proc = TrackingProcessor(_Localizer(blind=set(), truth_at=truth_at, global_at=lambda k, t: t), seed=3)
+    outs = []
+    for k in range(10):
+        header = NS(stamp=NS(sec=k, nanosec=0), frame_id="camera")
+        x = float("nan") if k == 5 else 5.0 * k
+        note = proc.add_odometry(NS(header=header, pose=NS(pose=NS(position=NS(x=x, y=0.0, z=0.0),
+                                                                    orientation=NS(x=0.0, y=0.0, z=0.0, w=1.0)))))
+        assert (note == "odometry pose not finite: dropped") == (k == 5), (k, note)
+        outs.append(proc.process(NS(header=header), stamp=k * 1_000_000_000))
+    assert proc.odometry_dropped == 1
+    assert [o.state for o in outs[3:]] == ["tracking"] * 7
+    for k, o in enumerate(outs):
+        if o.filtered is not None:
+            assert math.hypot(o.filtered.x - truth_at(k)[0], o.filtered.y - truth_at(k)[1]) < 2.0, k
+    bad = NS(header=NS(frame_id="odom", stamp=NS(sec=11, nanosec=0)), child_frame_id="base_link",
+             transform=NS(translation=NS(x=float("inf"), y=0.0, z=0.0), rotation=NS(x=0.0, y=0.0, z=0.0, w=1.0)))
+    assert proc.add_odometry_transforms(NS(transforms=[bad])) is None and proc.odometry_dropped == 2
+
+
 def test_lost_where_the_localizer_found_nothing_searches_near_the_anchor_first():
     """Frames 6-8 find nothing near the track (lost); from then on a global search lands on a
     wrong place 150 m away, while the tiles near the dead-reckoned anchor hold the vehicle: the

@@ -465,12 +465,18 @@ class LocalizeNode(LifecycleNode):
     def _on_track_odom(self, msg) -> None:
         tracking = self.tracking
         if tracking is not None:
-            tracking.add_odometry(msg)
+            note = tracking.add_odometry(msg)
+            if note:
+                self._warn("odometry", f"odometry not used by the tracking filter: {note}")
 
     def _on_track_tf(self, msg) -> None:
         tracking = self.tracking
         if tracking is not None:
+            dropped = tracking.odometry_dropped
             tracking.add_odometry_transforms(msg)
+            if tracking.odometry_dropped > dropped:
+                self._warn("odometry", f"odometry not used by the tracking filter: {self.cfg.odom_frame} -> "
+                                       f"{self.cfg.base_frame} transform not finite: dropped")
 
     def _on_initial_pose(self, msg) -> None:
         tracking = self.tracking

@@ -158,6 +158,7 @@ class TrackingProcessor:
         self._fixes: collections.deque = collections.deque(maxlen=MAX_BUFFERED_FIXES)
         self.gnss_dropped = 0               # fixes older than the filter's time when their turn came
         self.gnss_skipped = 0               # fixes within tracking.gnss_interval_s of the previous one used
+        self.odometry_dropped = 0           # odometry poses that were not finite
         self._last_fix_ns: int | None = None
         #: a frame's filtered pose not published because the frame contradicted the track, kept
         #: while the receiver agreed with it: released when the next fix agrees (stamp, estimate)
@@ -172,15 +173,25 @@ class TrackingProcessor:
         self.cfg = cfg
 
     # ---- inputs ---------------------------------------------------------------------------------
-    def add_odometry(self, msg) -> None:
-        """Buffer an odometry message (its pose in its own frame: only increments are used)."""
-        self._buffer_odometry(stamp_ns(msg.header), msg.pose.pose.position, msg.pose.pose.orientation)
+    def add_odometry(self, msg) -> str | None:
+        """Buffer an odometry message (its pose in its own frame: only increments are used);
+        None when it was buffered, else why not (a pose that is not finite)."""
+        if not self._buffer_odometry(stamp_ns(msg.header), msg.pose.pose.position, msg.pose.pose.orientation):
+            return "odometry pose not finite: dropped"
+        return None
 
-    def _buffer_odometry(self, st: int, position, orientation) -> None:
-        """The vehicle's odometry pose (x, y, yaw in the odometry frame) at stamp ``st``."""
+    def _buffer_odometry(self, st: int, position, orientation) -> bool:
+        """The vehicle's odometry pose (x, y, yaw in the odometry frame) at stamp ``st``;
+        False (counted in ``odometry_dropped``) for a pose that is not finite, which would
+        spoil every particle."""
         q = orientation
-        self._odometry.append((st, (float(position.x), float(position.y), quaternion_to_yaw(q.x, q.y, q.z, q.w))))
+        pose = (float(position.x), float(position.y), quaternion_to_yaw(q.x, q.y, q.z, q.w))
+        if not all(math.isfinite(v) for v in pose):
+            self.odometry_dropped += 1
+            return False
+        self._odometry.append((st, pose))
         self._odometry_seen = True
+        return True
 
     def add_odometry_transforms(self, msg) -> int | None:
         """Buffer the odometry of a ``/tf`` message (``tf2_msgs/TFMessage``,
@@ -193,8 +204,8 @@ class TrackingProcessor:
             if tr.header.frame_id.lstrip("/") != parent or tr.child_frame_id.lstrip("/") != child:
                 continue
             st = stamp_ns(tr.header)
-            self._buffer_odometry(st, tr.transform.translation, tr.transform.rotation)
-            latest = st if latest is None else max(latest, st)
+            if self._buffer_odometry(st, tr.transform.translation, tr.transform.rotation):
+                latest = st if latest is None else max(latest, st)
         return latest
 
     def add_fix(self, msg) -> str | None:
