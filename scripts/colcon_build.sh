@@ -12,7 +12,8 @@
 #                        ~280 MB, installed once), DIR/ws (the colcon workspace)
 #   --clone              build a `git clone` of the repository's HEAD in DIR/ws_clone/src
 #                        (what a user does) instead of a link to the working tree in
-#                        DIR/ws/src (what the node's tests build: uncommitted changes too)
+#                        DIR/ws/src (what the node's tests build: uncommitted changes too,
+#                        and tf2_msgs/TFMessage where no ROS 2 install provides tf2_msgs)
 #   --python PY          interpreter for DIR/venv (default: .venv/bin/python's base
 #                        interpreter, else python3); the generated C extension is built for it
 #   --verify-python PY   interpreter that loads the messages (default: .venv/bin/python when it
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
     --clone) CLONE=1; shift ;;
     --python) PY="$2"; shift 2 ;;
     --verify-python) VERIFY_PY="$2"; shift 2 ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "build_msgs_colcon.sh: unknown argument '$1' (expected --base DIR, --clone, --python PY, --verify-python PY)" >&2; exit 2 ;;
   esac
 done
@@ -120,11 +121,47 @@ TOOLS_S=$(elapsed "$T_TOOLS")
 
 # ---- 2. the workspace: src/unifygeo_ros is the repository, as a user clones it ---------
 mkdir -p "$WS/src"
-rm -rf "$WS/src/unifygeo_ros" "$WS/src/unifygeo_msgs"
+rm -rf "$WS/src/unifygeo_ros" "$WS/src/unifygeo_msgs" "$WS/src/tf2_msgs"
 if [ "$CLONE" = 1 ]; then
   git clone -q "$REPO" "$WS/src/unifygeo_ros"
 else
   ln -sfn "$REPO" "$WS/src/unifygeo_ros"
+  # The node's tests also need tf2_msgs/TFMessage (/tf odometry, /tf_static rig extrinsics),
+  # which no PyPI wheel provides: where no ROS 2 install gives it, the tests' workspace gets
+  # the message with its upstream definition (ros2/geometry2's tf2_msgs/msg/TFMessage.msg),
+  # generated like ours, so that the node and the test client exchange real TFMessages.
+  CHECK_PY="python3"; [ -x "$REPO/.venv/bin/python" ] && CHECK_PY="$REPO/.venv/bin/python"
+  if ! "$CHECK_PY" -c "import tf2_msgs.msg" 2>/dev/null; then
+    mkdir -p "$WS/src/tf2_msgs/msg"
+    echo "geometry_msgs/TransformStamped[] transforms" > "$WS/src/tf2_msgs/msg/TFMessage.msg"
+    cat > "$WS/src/tf2_msgs/package.xml" <<'XML'
+<?xml version="1.0"?>
+<package format="3">
+  <name>tf2_msgs</name>
+  <version>0.36.0</version>
+  <description>tf2_msgs/TFMessage only, for unifygeo_ros's node tests where no ROS 2 install provides tf2_msgs.</description>
+  <maintainer email="unifygeo@example.invalid">unifygeo_ros tests</maintainer>
+  <license>BSD-3-Clause</license>
+  <buildtool_depend>ament_cmake</buildtool_depend>
+  <buildtool_depend>rosidl_default_generators</buildtool_depend>
+  <depend>geometry_msgs</depend>
+  <exec_depend>rosidl_default_runtime</exec_depend>
+  <member_of_group>rosidl_interface_packages</member_of_group>
+  <export><build_type>ament_cmake</build_type></export>
+</package>
+XML
+    cat > "$WS/src/tf2_msgs/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.16)
+project(tf2_msgs)
+find_package(ament_cmake REQUIRED)
+find_package(rosidl_default_generators REQUIRED)
+find_package(geometry_msgs REQUIRED)
+rosidl_generate_interfaces(${PROJECT_NAME} "msg/TFMessage.msg" DEPENDENCIES geometry_msgs)
+ament_export_dependencies(rosidl_default_runtime)
+ament_package()
+CMAKE
+    say "no tf2_msgs installed: the tests' workspace builds tf2_msgs/TFMessage too"
+  fi
 fi
 
 # ---- 3. colcon build ---------------------------------------------------------------------

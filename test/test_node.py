@@ -446,6 +446,14 @@ def street_poses(city, n=3):
 
 
 
+def _street_run(city, n: int, step_m: float, seed: int = 11):
+    """``n`` poses (x, y, yaw_deg) ``step_m`` apart along a drive on the test city's roads."""
+    route = city.road_route(n * step_m + 4.0, np.random.default_rng(seed), step_m=step_m / 2)[::2]
+    heading = np.degrees(np.arctan2(np.diff(route[:, 1]), np.diff(route[:, 0])))
+    return [(float(route[k, 0]), float(route[k, 1]), float(heading[k])) for k in range(n)]
+
+
+
 def msgs_install() -> tuple[Path | None, str]:
     """Build the package (its messages) with scripts/colcon_build.sh (fast once built);
     returns the install folder or None with the reason."""
@@ -460,18 +468,40 @@ def msgs_install() -> tuple[Path | None, str]:
     return REPO / "build" / "colcon" / "ws" / "install", ""
 
 
-def load_msgs_in_process(install: Path) -> None:
-    """Make unifygeo_ros.msg importable in this (already running) process: its shared
-    libraries are preloaded, since LD_LIBRARY_PATH is read only at process start; the
-    install's site-packages goes after this checkout (ros.messages extends the package path)."""
-    lib = install / "unifygeo_ros" / "lib"
+def load_msgs_in_process(install: Path, package: str = "unifygeo_ros") -> None:
+    """Make ``package``'s generated messages (unifygeo_ros.msg, tf2_msgs.msg) importable in this
+    (already running) process: its shared libraries are preloaded, since LD_LIBRARY_PATH is read
+    only at process start; the install's site-packages goes after this checkout (ros.messages
+    extends the package path)."""
+    lib = install / package / "lib"
     order = ["rosidl_generator_c", "rosidl_typesupport_c", "rosidl_typesupport_introspection_c",
              "rosidl_typesupport_fastrtps_c", "rosidl_generator_py"]
     for part in order:
-        ctypes.CDLL(str(lib / f"libunifygeo_ros__{part}.so"), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(str(lib / f"lib{package}__{part}.so"), mode=ctypes.RTLD_GLOBAL)
     site = next((lib).glob("python3.*/site-packages"))
     if str(site) not in sys.path:
         sys.path.append(str(site))
+
+
+def with_tf2_msgs(env: dict) -> tuple[str | None, str]:
+    """Make tf2_msgs (TFMessage, for /tf and /tf_static) importable in the node's ``env`` and in
+    this process. A ROS 2 install provides it; without one, scripts/colcon_build.sh builds
+    tf2_msgs/TFMessage in the tests' workspace (no PyPI wheel has it). Returns (where it comes
+    from, "") or (None, why it cannot be had here)."""
+    try:
+        import tf2_msgs.msg  # noqa: F401
+        return "installed", ""
+    except ImportError:
+        pass
+    install, why_not = msgs_install()
+    if install is None or not (install / "tf2_msgs").is_dir():
+        return None, f"tf2_msgs does not import and cannot be built here: {why_not or 'not in the workspace'}"
+    lib = install / "tf2_msgs" / "lib"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [env.get("PYTHONPATH", ""), str(next(lib.glob(
+        "python3.*/site-packages")))] if p)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [str(lib), env.get("LD_LIBRARY_PATH", "")] if p)
+    load_msgs_in_process(install, "tf2_msgs")
+    return f"built by scripts/colcon_build.sh in {install}", ""
 
 
 @pytest.fixture(scope="module")
@@ -1166,65 +1196,117 @@ def test_tracking_node_publishes_a_held_pose_when_the_next_fix_agrees(world, rcl
     assert code == 0, "\n".join(node_proc.lines[-30:])
 
 
-def test_tracking_node_reads_its_odometry_from_tf(world, rclpy_mod, tmp_path, monkeypatch):
-    """tracking.odom_source tf: the filter's odometry is odom -> base_link on /tf. Where
-    tf2_msgs imports (a ROS 2 install), frames with that odometry give filtered poses near the
-    truth; where it does not (the PyPI wheels), the node says why, keeps running and tracks on
-    without odometry."""
-    from geometry_msgs.msg import PoseWithCovarianceStamped
+def _tracking_tf_params(world, tmp_path) -> dict:
+    return {"_dir": str(tmp_path), "database": str(world["db"]), "min_confidence": 0.0,
+            "map_origin": {"mode": "latlon", "latitude": ORIGIN[0], "longitude": ORIGIN[1]},
+            "camera_extrinsic": {"xyz": list(CAMERA_XYZ)}, "image_topic": "/trktf/camera/image_raw",
+            "tracking": {"enabled": True, "odom_source": "tf"}}
+
+
+def test_tracking_node_without_tf2_msgs_says_why(world, rclpy_mod, tmp_path, monkeypatch):
+    """tracking.odom_source tf where tf2_msgs does not import (the PyPI wheels alone): the node
+    says why and what to do, keeps running and tracks on without odometry."""
     from sensor_msgs.msg import Image
 
     try:
-        from tf2_msgs.msg import TFMessage
-        from geometry_msgs.msg import TransformStamped
-    except ImportError as exc:
-        TFMessage = None
-        print(f"tf2_msgs does not import ({exc}): checking the node's refusal only")
+        import tf2_msgs.msg  # noqa: F401
+        pytest.skip("tf2_msgs is installed here: the node's refusal cannot happen")
+    except ImportError:
+        pass
     env = ros_env()
-    ns = "/trktf"
-    params = {"_dir": str(tmp_path), "database": str(world["db"]), "min_confidence": 0.0,
-              "map_origin": {"mode": "latlon", "latitude": ORIGIN[0], "longitude": ORIGIN[1]},
-              "camera_extrinsic": {"xyz": list(CAMERA_XYZ)}, "image_topic": "/trktf/camera/image_raw",
-              "tracking": {"enabled": True, "odom_source": "tf"}}
-    node_proc = NodeProcess(params, env, ns)
-    base = f"{ns}/unifygeo_localizer"
+    node_proc = NodeProcess(_tracking_tf_params(world, tmp_path), env, "/trktf")
     x, y, yaw = street_poses(world["city"], 3)[1]
-    rgb = camera_panorama(world["city"], (x, y), yaw)
+    try:
+        with ros_client(rclpy_mod, "unifygeo_tracking_notf_client", env, monkeypatch) as (tester, ex):
+            pub = tester.create_publisher(Image, "/trktf/camera/image_raw", 10)
+            line = node_proc.wait_for("tracking.odom_source tf: tf2_msgs does not import", timeout=180)
+            assert "tracking.odom_source topic" in line, line
+            node_proc.wait_for("ready: backend", timeout=180)
+            assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 30)
+            pub.publish(_image_msg(Image, camera_panorama(world["city"], (x, y), yaw), 1_700_000_000 * 10**9))
+            spin_until(ex, lambda: False, 3)
+            assert node_proc.proc.poll() is None, "the node must keep running"
+    finally:
+        code = node_proc.stop()
+    assert code == 0, "\n".join(node_proc.lines[-30:])
+
+
+def test_tracking_node_reads_its_odometry_from_tf(world, rclpy_mod, tmp_path, monkeypatch):
+    """tracking.odom_source tf: the filter's odometry is odom -> base_link on /tf
+    (tf2_msgs/TFMessage from a ROS 2 install, or built by scripts/colcon_build.sh). The vehicle
+    drives 4 m a frame along its street; the /tf messages also carry a camera transform, which is
+    ignored, and one transform that is not finite, which is dropped with a warning. The filter
+    tracks along the drive: filtered poses near the truth up to the last frame."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
+    from sensor_msgs.msg import Image
+
+    env = ros_env()
+    source, why_not = with_tf2_msgs(env)
+    if source is None:
+        pytest.skip(why_not)
+    print(f"tf2_msgs: {source}")
+    from tf2_msgs.msg import TFMessage
+
+    ns = "/trktf"
+    node_proc = NodeProcess(_tracking_tf_params(world, tmp_path), env, ns)
+    base = f"{ns}/unifygeo_localizer"
+    city = world["city"]
+    poses_xy = _street_run(city, 6, 4.0)
     try:
         with ros_client(rclpy_mod, "unifygeo_tracking_tf_client", env, monkeypatch) as (tester, ex):
             poses = []
             tester.create_subscription(PoseWithCovarianceStamped, f"{base}/pose", poses.append, 10)
             pub = tester.create_publisher(Image, "/trktf/camera/image_raw", 10)
-            if TFMessage is None:
-                node_proc.wait_for("tracking.odom_source tf: tf2_msgs does not import", timeout=180)
-                node_proc.wait_for("ready: backend", timeout=180)
-                assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 30)
-                pub.publish(_image_msg(Image, rgb, 1_700_000_000 * 10**9))
-                spin_until(ex, lambda: False, 3)
-                assert node_proc.proc.poll() is None, "the node must keep running"
-                return
             pub_tf = tester.create_publisher(TFMessage, "/tf", 50)
-            node_proc.wait_for("ready: backend", timeout=180)
+            ready = node_proc.wait_for("ready: backend", timeout=180)
+            assert "/tf odom -> base_link (odometry, tracking)" in ready, ready
             assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_tf.get_subscription_count() > 0, 30)
             t0 = 1_700_000_000 * 10**9
-            for k in range(6):
+            x0, y0, yaw0 = poses_xy[0]
+            c0, s0 = math.cos(math.radians(yaw0)), math.sin(math.radians(yaw0))
+            published = []
+            for k, (x, y, yaw) in enumerate(poses_xy):
                 st = t0 + k * 10**9
                 msg = TFMessage()
-                for j in range(-2, 3):               # the vehicle stands still; a camera transform is ignored
-                    for parent, child in (("odom", "base_link"), ("base_link", "camera")):
-                        tr = TransformStamped()
-                        ts = st + j * 2 * 10**8
-                        tr.header.stamp.sec, tr.header.stamp.nanosec = ts // 10**9, ts % 10**9
-                        tr.header.frame_id, tr.child_frame_id = parent, child
-                        tr.transform.rotation.w = 1.0
-                        msg.transforms.append(tr)
+                # odom = the map frame turned and moved to the first pose: odom -> base_link is the
+                # drive so far in the vehicle's starting frame (exact: no odometry noise)
+                dx, dy = x - x0, y - y0
+                ox, oy = c0 * dx + s0 * dy, -s0 * dx + c0 * dy
+                dyaw = math.radians(yaw - yaw0)
+                for parent, child in (("odom", "base_link"), ("/base_link", "camera")):
+                    tr = TransformStamped()
+                    tr.header.stamp.sec, tr.header.stamp.nanosec = st // 10**9, st % 10**9
+                    tr.header.frame_id, tr.child_frame_id = parent, child
+                    if child == "base_link":
+                        tr.transform.translation.x, tr.transform.translation.y = ox, oy
+                        tr.transform.rotation.z, tr.transform.rotation.w = math.sin(dyaw / 2), math.cos(dyaw / 2)
+                    else:
+                        tr.transform.translation.x, tr.transform.rotation.w = 5.0, 1.0
+                    msg.transforms.append(tr)
                 pub_tf.publish(msg)
-                pub.publish(_image_msg(Image, rgb, st))
+                if k == 2:                  # a transform that is not finite is dropped, with a warning
+                    bad = TFMessage(transforms=[TransformStamped()])
+                    bad.transforms[0].header.frame_id, bad.transforms[0].child_frame_id = "odom", "base_link"
+                    bad.transforms[0].header.stamp.sec = (st - 5 * 10**8) // 10**9
+                    bad.transforms[0].header.stamp.nanosec = (st - 5 * 10**8) % 10**9
+                    bad.transforms[0].transform.translation.x = float("nan")
+                    pub_tf.publish(bad)
+                spin_until(ex, lambda: False, 0.2)
+                pub.publish(_image_msg(Image, camera_panorama(city, (x, y), yaw), st))
                 n = len(poses)
-                spin_until(ex, lambda: len(poses) > n, 20)
-            assert poses, "no filtered pose:\n" + "\n".join(node_proc.lines[-20:])
-            p = poses[-1]
-            assert math.hypot(p.pose.pose.position.x - x, p.pose.pose.position.y - y) < BEST_ERROR_BOUND_M
+                spin_until(ex, lambda: len(poses) > n, 30)
+                published += [(k, p) for p in poses[n:]]
+            lines = "\n".join(node_proc.lines[-20:])
+            assert published, "no filtered pose:\n" + lines
+            errors = []
+            for k, p in published:
+                x, y, _ = poses_xy[k]
+                errors.append(math.hypot(p.pose.pose.position.x - x, p.pose.pose.position.y - y))
+            print(f"filtered poses at frames {[k for k, _ in published]}, errors {np.round(errors, 2).tolist()} m")
+            assert published[-1][0] == len(poses_xy) - 1, lines       # still tracking at the last frame
+            assert max(errors) < BEST_ERROR_BOUND_M, errors
+            node_proc.wait_for("odometry not used by the tracking filter: odom -> base_link transform not finite",
+                               timeout=5)
     finally:
         code = node_proc.stop()
     assert code == 0, "\n".join(node_proc.lines[-30:])

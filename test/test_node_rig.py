@@ -1,8 +1,8 @@
 """The ROS 2 node with a camera rig (``rig.image_topics``), end to end: the real node (rclpy) in
 a subprocess on the small synthetic database, fed four cameras' images and CameraInfo by a test
 node. Sets wait for every camera's CameraInfo; an incomplete set publishes nothing; a complete
-set, its frames a few milliseconds apart, is localized as one frame and its pose stamped with
-the frames' mean stamp. A rig of CompressedImage topics (``rig.compressed_image_topics``) is
+set, its frames a few milliseconds apart, is localized as one frame with the cameras' orientations
+from /tf_static, and its pose stamped with the frames' mean stamp. A rig of CompressedImage topics (``rig.compressed_image_topics``) is
 localized the same way, and a set with a corrupt JPEG is refused with the reason. Skips, saying
 why, where rclpy is absent."""
 
@@ -26,6 +26,7 @@ from test_node import (  # noqa: E402
     ros_env,
     spin_until,
     street_poses,
+    with_tf2_msgs,
 )
 
 YAWS = (0.0, 90.0, -90.0, 180.0)
@@ -43,6 +44,33 @@ def rclpy_mod():
                                                  "wheels on x86_64 Linux; elsewhere source a ROS 2 install")
 
 
+def publish_tf_static(tester, ex) -> None:
+    """The rig's static transforms, as a robot_state_publisher latches them: base_link ->
+    camera_<name> (the camera's yaw, x forward) -> camera_<name>_optical (REP-103 optical axes)."""
+    from geometry_msgs.msg import TransformStamped
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    from unifygeo_ros.sim.bag_writer import OPTICAL_ROTATION_XYZW
+
+    transforms = []
+    for name, cam_yaw in zip(NAMES, YAWS):
+        for parent, child, q in ((("base_link", f"camera_{name}",
+                                   (0.0, 0.0, math.sin(math.radians(cam_yaw) / 2), math.cos(math.radians(cam_yaw) / 2)))),
+                                 (f"camera_{name}", f"camera_{name}_optical", OPTICAL_ROTATION_XYZW)):
+            tr = TransformStamped()
+            tr.header.stamp.sec = 1_700_000_000
+            tr.header.frame_id, tr.child_frame_id = parent, child
+            tr.transform.rotation.x, tr.transform.rotation.y, tr.transform.rotation.z, tr.transform.rotation.w = q
+            transforms.append(tr)
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub = tester.create_publisher(TFMessage, "/tf_static", qos)
+    assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 30)
+    pub.publish(TFMessage(transforms=transforms))
+    spin_until(ex, lambda: False, 0.5)
+
+
 def test_node_localizes_complete_rig_sets_only(small_world, rclpy_mod, tmp_path, monkeypatch):
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -52,14 +80,20 @@ def test_node_localizes_complete_rig_sets_only(small_world, rclpy_mod, tmp_path,
     from unifygeo_ros.sim.render import render_pinhole
 
     env = ros_env()
+    # the cameras' orientations from /tf_static (base_link -> camera_<name> -> camera_<name>_optical),
+    # without rig.yaws_deg; where tf2_msgs cannot be had, from rig.yaws_deg
+    tf_source, why_not = with_tf2_msgs(env)
+    print(f"tf2_msgs: {tf_source or why_not}")
     ns = "/rig"
     topics = [f"{ns}/camera/{n}/image_raw" for n in NAMES]
     infos = [f"{ns}/camera/{n}/camera_info" for n in NAMES]
+    rig = {"image_topics": topics, "camera_info_topics": infos, "slop_s": 0.05, "frame_source": "tf"}
+    if tf_source is None:
+        rig["yaws_deg"] = list(YAWS)
     params = {"_dir": str(tmp_path), "database": str(small_world["db"]), "min_confidence": 0.0,
               "map_origin": {"mode": "latlon", "latitude": ORIGIN[0], "longitude": ORIGIN[1]},
               "camera_extrinsic": {"xyz": list(CAMERA_XYZ)}, "diagnostics_period_s": 0.5, "publish_result": False,
-              "decoder_turns": 1, "camera": {"model": "pinhole"},
-              "rig": {"image_topics": topics, "camera_info_topics": infos, "yaws_deg": list(YAWS), "slop_s": 0.05}}
+              "decoder_turns": 1, "camera": {"model": "pinhole"}, "rig": rig}
     node_proc = NodeProcess(params, env, ns)
     base = f"{ns}/unifygeo_localizer"
     city = small_world["city"]
@@ -92,6 +126,9 @@ def test_node_localizes_complete_rig_sets_only(small_world, rclpy_mod, tmp_path,
             ready = node_proc.wait_for("ready: backend", timeout=180)
             assert "rig of 4 cameras" in ready, ready
             assert spin_until(ex, lambda: all(p.get_subscription_count() > 0 for p in pubs + pub_infos), 30)
+            if tf_source is not None:
+                assert "/tf_static (rig orientations)" in ready, ready
+                publish_tf_static(tester, ex)
 
             def values():
                 return latest_values(diags, "rig_sets")
@@ -144,7 +181,8 @@ def test_node_localizes_complete_rig_sets_only(small_world, rclpy_mod, tmp_path,
             # the incomplete set's three frames were dropped when the complete set came
             assert kv["rig_sets"] == "2" and kv["rig_frames_dropped"] == "1 1 1 0", kv
             assert kv["rig_frames_received"] == "3 3 3 2" and float(kv["rig_max_spread_ms"]) == pytest.approx(25.0)
-            assert kv["rig_cameras"].count("deg from rig.yaws_deg") == 4, kv["rig_cameras"]
+            source = "deg from rig.yaws_deg" if tf_source is None else "deg from /tf_static camera_"
+            assert kv["rig_cameras"].count(source) == 4, kv["rig_cameras"]
             assert len(poses) == 1 and node_proc.proc.poll() is None
     finally:
         code = node_proc.stop()
