@@ -195,3 +195,30 @@ def test_localize_command_exit_status_3_for_no_fix(bench, tmp_path, capsys):
     assert res["fix"] is False and res["no_fix_reason"].startswith("no evidence of where the camera is")
     assert main(["localize", "--db", db, str(png)]) == 3
     assert capsys.readouterr().out.startswith("no fix: no evidence of where the camera is")
+
+
+def test_the_pinhole_kind_has_its_own_genuine_views_and_garbage(bench):
+    """`unifygeo bench abstention --camera pinhole`'s views: single 90-degree views (heading
+    known, unknown, with a prior) and rigs as the genuine views, and garbage frames of every kind
+    made for the pinhole camera (the street ones from its views), localized as pinhole frames;
+    their features are those the thresholds are fitted on."""
+    from unifygeo_ros.inference.abstention import fit_thresholds
+    from unifygeo_ros.inference.calibration import Calibration
+    from unifygeo_ros.model_config import shipped_model_path
+    from unifygeo_ros.tools.abstention import PINHOLE_MODES, abstention_cities
+    from unifygeo_ros.tools.garbage import FROM_PANORAMA, KINDS
+
+    _, out = bench
+    seed, _, gen, blurred, gar = next(abstention_cities(   # the first city (the other city's views: the next)
+        str(shipped_model_path()), CI_SEEDS, ["default"], 200.0, 2, [len(KINDS), 0], str(out), progress=False,
+        backend="onnxruntime-cpu", calibration=Calibration(1.0, 1.0, "explicit"), camera="pinhole"))
+    assert seed == CI_SEEDS[0]
+    assert sorted({r["mode"] for r in gen}) == sorted(PINHOLE_MODES) and len(gen) == 2 * len(PINHOLE_MODES)
+    assert [r["mode"] for r in blurred] == ["pinhole 90 deg, known heading"] * 2
+    assert [r["kind"] for r in gar] == list(KINDS) and {r["camera"] for r in gar} == {"pinhole"}
+    for r in gar:
+        assert r.get("error") or r["features"], r
+        if r["kind"] in FROM_PANORAMA and not r.get("error"):
+            assert np.isfinite(r["error_to_source_m"])
+    fit = fit_thresholds([r["features"] for r in gen + blurred], [r["features"] for r in gar if r.get("features")])
+    assert set(fit["thresholds"]) == {"evidence", "peak", "detail"} and fit["genuine"] == 12

@@ -4,7 +4,7 @@ cameras with a known heading. The bound is loose (about twice what the model mea
 so that a broken rig composition, camera placement or model fails the build, not ordinary
 noise. A single 90-degree pinhole view with a 15 m prior on the truth is printed for both
 shipped models, not bounded: in this small downtown city neither places it well (medians of
-23-26 m over 16 views; on the demo city small-fov's median is 4.3 m, see MODEL_CARD.md)."""
+18-26 m over 16 views; on the demo city small-fov's median is 3.75 m, see MODEL_CARD.md)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from unifygeo_ros.tools.synthetic import render_view
 from unifygeo_ros.types import LocalizationError, PositionPrior
 
 VIEWS = 16
-# small-fov (ad335b17, 2026-12-06) measures a median of 2.7 m for the rig of four on these
+# small-fov (f7b3f40d, 2026-12-06) measures a median of 0.89 m for the rig of four on these
 # views, the small model 116 m.
-RIG_MEDIAN_M = 6.0
+RIG_MEDIAN_M = 2.0
 
 
 def test_the_shipped_models_are_named():

@@ -15,6 +15,11 @@ used; default 4101 and 4102) with the shipped model:
   quarter) or a GNSS prior around a random tile (a quarter); *published* counts those that
   the node would publish: a fix with a confidence of at least ``min_confidence``.
 
+With ``camera="pinhole"`` (``--camera pinhole``) the same for the pinhole kind: the genuine
+views are single 90-degree pinhole views (heading known, unknown, with a GNSS prior) and rigs
+of four and of two such cameras (:data:`PINHOLE_MODES`), the known-heading single views again
+mildly blurred, and the garbage frames are made for the pinhole camera.
+
 It prints one JSON object with ``--json``: per city and in all, the counts, the shares per
 garbage kind and per genuine mode, and over the published genuine poses the 95 % ellipse's
 coverage (all of them, and those in the right mode) and the median position sigma against
@@ -36,6 +41,13 @@ BENCH_SEEDS = (4101, 4102)
 MILD_BLUR_FRACTION = 0.005
 #: the three panorama modes of :data:`.synthetic.MODES`
 PANORAMA_MODES = ("panorama, known heading", "panorama, unknown heading", "panorama, unknown heading, GNSS prior")
+#: the pinhole kind's modes of :data:`.synthetic.DEMO_MODES`: single 90-degree views and rigs
+PINHOLE_MODES = ("pinhole 90 deg, known heading", "pinhole 90 deg, unknown heading",
+                 "pinhole 90 deg, known heading, GNSS prior", "rig of four, known heading",
+                 "front + back, known heading")
+#: per camera kind: the genuine modes, and the mode whose views are localized again with a mild blur
+GENUINE_MODES = {"panorama": (PANORAMA_MODES, "panorama, unknown heading"),
+                 "pinhole": (PINHOLE_MODES, "pinhole 90 deg, known heading")}
 GARBAGE_HEADINGS = ("unknown", "unknown", "known", "prior")
 
 
@@ -49,39 +61,47 @@ def mild_blur(img: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def run_garbage(loc, city, other_city, n: int, seed: int, progress: bool = True) -> list[dict]:
-    """Localize ``n`` garbage frames (:func:`.garbage.garbage_kinds`, panorama-sized) against
-    ``loc``'s database, whose city is ``city``; ``other_city`` gives the other city's views.
-    One record per frame: kind, heading mode, fix, reason, confidence, features."""
+def run_garbage(loc, city, other_city, n: int, seed: int, progress: bool = True,
+                camera: str = "panorama") -> list[dict]:
+    """Localize ``n`` garbage frames (:func:`.garbage.garbage_kinds`) against ``loc``'s
+    database, whose city is ``city``; ``other_city`` gives the other city's views. ``camera``:
+    ``panorama`` (panorama-sized frames) or ``pinhole`` (frames of the 90-degree pinhole
+    camera of :func:`.synthetic.render_view`, localized as such; the street views it turns
+    into garbage are that camera's). One record per frame: kind, heading mode, fix, reason,
+    confidence, features."""
     import sys
 
     from ..progress import tqdm
-    from ..types import LocalizationError, PositionPrior
+    from ..types import Camera, LocalizationError, PositionPrior
     from .garbage import FROM_PANORAMA, garbage_frame, garbage_kinds
-    from .synthetic import PANO_SIZE, PRIOR_RADIUS_M, render_view
+    from .synthetic import PANO_SIZE, PINHOLE_FOV, PINHOLE_SIZE, PRIOR_RADIUS_M, render_view
 
+    if camera not in GENUINE_MODES:
+        raise ValueError(f"camera: expected one of {', '.join(GENUINE_MODES)}, got {camera!r}")
     rng = np.random.default_rng(seed)
     shown: dict = {}
+    size = PANO_SIZE if camera == "panorama" else PINHOLE_SIZE
+    cam = Camera() if camera == "panorama" else Camera("pinhole", hfov_deg=PINHOLE_FOV)
 
     def view(c):
         def make():
             xy = c.street_positions(1, rng, margin_m=24.0)[0]
             shown["xy"] = xy
-            return render_view(c, xy, float(rng.uniform(-180.0, 180.0)), "panorama")[0]
+            return render_view(c, xy, float(rng.uniform(-180.0, 180.0)), camera)[0]
         return make
 
     records = []
     for i, kind in enumerate(tqdm(garbage_kinds(n), desc="garbage", unit="frame", disable=not progress,
                                   file=sys.stderr)):
         shown.clear()
-        img = garbage_frame(kind, rng, PANO_SIZE, view(city), view(other_city))
+        img = garbage_frame(kind, rng, size, view(city), view(other_city))
         heading_mode = GARBAGE_HEADINGS[i % len(GARBAGE_HEADINGS)]
         heading = float(rng.uniform(-180.0, 180.0)) if heading_mode == "known" else None
         centre = loc.db.centres[int(rng.integers(loc.db.n))]
         prior = PositionPrior(float(centre[0]), float(centre[1]), PRIOR_RADIUS_M) if heading_mode == "prior" else None
-        rec = {"kind": kind, "heading": heading_mode}
+        rec = {"kind": kind, "heading": heading_mode, "camera": camera}
         try:
-            res = loc.localize(img, heading=heading, prior=prior)
+            res = loc.localize(img, camera=cam, heading=heading, prior=prior)
         except LocalizationError as exc:          # refused at the input check (a uniform frame)
             rec.update(error=str(exc), fix=False, confidence=0.0, features={})
             records.append(rec)
@@ -160,12 +180,16 @@ def genuine_summary(records: list[dict], min_confidence: float) -> dict:
 
 
 def abstention_cities(weights: str, seeds, styles, size_m: float, views: int, garbage_per_city, out: str,
-                      progress: bool = True, backend: str = default("backend"), calibration=None):
+                      progress: bool = True, backend: str = default("backend"), calibration=None,
+                      camera: str = "panorama"):
     """Per city of ``seeds`` (built in ``out``/city<seed>, styles and origins in turn): its
-    genuine panoramas in :data:`PANORAMA_MODES`, the unknown-heading ones again with a mild
-    blur, and ``garbage_per_city[i]`` garbage frames (the other-city ones from the next
-    city), localized with ``calibration`` (default: the model's table entry). Yields
-    ``(seed, style, genuine, mildly_blurred, garbage)``, each record tagged with its seed."""
+    genuine views of the ``camera`` kind (:data:`GENUINE_MODES`: the panoramas in
+    :data:`PANORAMA_MODES`, or the single pinhole views and rigs in :data:`PINHOLE_MODES`),
+    those of one mode again with a mild blur (unknown-heading panoramas, known-heading pinhole
+    views), and ``garbage_per_city[i]`` garbage frames of that camera (the other-city ones
+    from the next city), localized with ``calibration`` (default: the model's table entry).
+    Yields ``(seed, style, genuine, mildly_blurred, garbage)``, each record tagged with its
+    seed."""
     from ..localizer.localizer import Localizer
     from ..sim.world import generate_city
     from .synthetic import ORIGINS, make_area, run_mode, sample_truths
@@ -178,15 +202,16 @@ def abstention_cities(weights: str, seeds, styles, size_m: float, views: int, ga
         other = generate_city(seeds[j], size_m, *ORIGINS[j % len(ORIGINS)], style=styles[j % len(styles)])
         loc = Localizer.open(area.db, backend=backend, calibration=calibration)
         xy, yaw = sample_truths(area.city, views, seed + 1000)
+        modes, blur_mode = GENUINE_MODES[camera]
         gen, blurred = [], []
-        for mode in PANORAMA_MODES:
+        for mode in modes:
             for r in run_mode(loc, area.city, xy, yaw, mode, progress):
                 r.update(seed=seed)
                 gen.append(r)
-        for r in run_mode(loc, area.city, xy, yaw, "panorama, unknown heading", progress, transform=mild_blur):
+        for r in run_mode(loc, area.city, xy, yaw, blur_mode, progress, transform=mild_blur):
             r.update(seed=seed, variant="mild blur")
             blurred.append(r)
-        gar = run_garbage(loc, area.city, other, garbage_per_city[i], seed + 2000, progress)
+        gar = run_garbage(loc, area.city, other, garbage_per_city[i], seed + 2000, progress, camera=camera)
         for r in gar:
             r["seed"] = seed
         loc.close()
@@ -195,8 +220,9 @@ def abstention_cities(weights: str, seeds, styles, size_m: float, views: int, ga
 
 def bench_abstention(weights: str, seeds, size_m: float, views: int, garbage: int, out: str,
                      min_confidence: float = default("min_confidence"), backend: str = "auto",
-                     progress: bool = True) -> dict:
-    """The report of ``unifygeo bench abstention`` (see the module docstring)."""
+                     progress: bool = True, camera: str = "panorama") -> dict:
+    """The report of ``unifygeo bench abstention`` (see the module docstring) for a camera
+    kind (``panorama``, ``pinhole``: :data:`GENUINE_MODES`)."""
     from ..inference.calibration import lookup_calibration
     from ..model.unifygeo import load_checkpoint
     from .demo import DEMO_SEED
@@ -217,20 +243,21 @@ def bench_abstention(weights: str, seeds, size_m: float, views: int, garbage: in
     per_city, all_gen, all_gar, blurred = {}, [], [], []
     n_gar = [garbage // len(seeds) + (1 if i < garbage % len(seeds) else 0) for i in range(len(seeds))]
     for seed, style, gen, blur, gar in abstention_cities(weights, seeds, STYLES, size_m, views, n_gar, out,
-                                                         progress, backend):
+                                                         progress, backend, camera=camera):
         blurred += blur
         per_city[str(seed)] = {"style": style, "genuine": genuine_summary(gen, min_confidence),
                                "garbage": garbage_summary(gar, min_confidence)}
         all_gen += gen
         all_gar += gar
-    by_mode = {m: genuine_summary([r for r in all_gen if r["mode"] == m], min_confidence) for m in PANORAMA_MODES}
+    by_mode = {m: genuine_summary([r for r in all_gen if r["mode"] == m], min_confidence)
+               for m in GENUINE_MODES[camera][0]}
     Path(out).mkdir(parents=True, exist_ok=True)
     import json
 
     (Path(out) / "records.json").write_text(json.dumps({"genuine": all_gen, "genuine_mild_blur": blurred,
                                                         "garbage": all_gar}, default=float))
-    return {"model_hash": model_hash, "weights": str(weights), "seeds": list(seeds), "size_m": size_m,
-            "views_per_city_and_mode": views, "min_confidence": min_confidence,
+    return {"model_hash": model_hash, "weights": str(weights), "camera": camera, "seeds": list(seeds),
+            "size_m": size_m, "views_per_city_and_mode": views, "min_confidence": min_confidence,
             "thresholds": cal.abstention, "calibration_source": cal.source,
             "genuine": genuine_summary(all_gen, min_confidence), "genuine_by_mode": by_mode,
             "genuine_mild_blur": genuine_summary(blurred, min_confidence),
@@ -244,12 +271,14 @@ def format_abstention(r: dict) -> str:
              f"garbage: {b['published']} of {b['frames']} published ({b['no_fix']} no fix, "
              f"{b['fix_below_min_confidence']} under min_confidence)",
              "  " + ", ".join(f"{k} {v['published']}/{v['frames']}" for k, v in b["by_kind"].items()),
-             f"genuine panoramas: {g['refused']} of {g['views']} refused ({100 * g['refused_share']:.1f} %), "
+             f"genuine {r.get('camera', 'panorama')} views: {g['refused']} of {g['views']} refused "
+             f"({100 * g['refused_share']:.1f} %), "
              f"{g['published']} published"]
     for mode, m in r["genuine_by_mode"].items():
         lines.append(f"  {mode}: refused {100 * m['refused_share']:.1f} %, published {100 * m['published_share']:.1f} %")
     mb = r["genuine_mild_blur"]
-    lines.append(f"  unknown heading, mild blur: refused {100 * mb['refused_share']:.1f} %, published "
+    lines.append(f"  {GENUINE_MODES[r.get('camera', 'panorama')][1]}, mild blur: refused "
+                 f"{100 * mb['refused_share']:.1f} %, published "
                  f"{100 * mb['published_share']:.1f} %")
     if "in_95_ellipse_published" in g:
         lines.append(f"published: in the 95 % ellipse {100 * g['in_95_ellipse_published']:.1f} % of all, "

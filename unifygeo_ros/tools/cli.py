@@ -56,8 +56,12 @@ def register(sub, bench_sub) -> None:
     b.add_argument("--seeds", default="4101,4102", help="city seeds, at least two (never training, demo or "
                                                          "calibration seeds; default 4101,4102)")
     b.add_argument("--size-m", type=float, default=400.0, help="city side in metres (default 400)")
-    b.add_argument("--views", type=int, default=50, help="genuine panoramas per city and mode (three modes; "
-                                                          "default 50)")
+    b.add_argument("--views", type=int, default=50, help="genuine views per city and mode (three panorama modes, or "
+                                                          "the pinhole kind's five; default 50)")
+    b.add_argument("--camera", default="panorama", choices=("panorama", "pinhole"),
+                   help="the camera kind: panorama (panoramas and panorama-sized garbage), or pinhole (single "
+                        "90-degree views with and without a heading or a prior, rigs of four and of two, and "
+                        "garbage frames of the 90-degree pinhole camera; for small-fov)")
     b.add_argument("--garbage", type=int, default=500, help="garbage frames in all (default 500)")
     b.add_argument("--backend", default="auto", help="auto (the fastest available) | torch | onnxruntime | an exact "
                                                      "backend name")
@@ -149,7 +153,8 @@ def bench_abstention_command(args: argparse.Namespace) -> int:
                            f"expected >= 100 m (got {args.size_m:g})")
     try:
         report = bench_abstention(weights_or_shipped(args.weights), seeds, args.size_m, args.views, args.garbage,
-                                  args.out, min_confidence=args.min_confidence, backend=args.backend)
+                                  args.out, min_confidence=args.min_confidence, backend=args.backend,
+                                  camera=args.camera)
     except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from exc
     emit(report, args.json, format_abstention)
