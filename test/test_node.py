@@ -488,11 +488,13 @@ def with_tf2_msgs(env: dict) -> tuple[str | None, str]:
     this process. A ROS 2 install provides it; without one, scripts/colcon_build.sh builds
     tf2_msgs/TFMessage in the tests' workspace (no PyPI wheel has it). Returns (where it comes
     from, "") or (None, why it cannot be had here)."""
-    try:
+    def node_imports_it() -> bool:        # in the node's environment (this process may have loaded it already)
+        return subprocess.run([sys.executable, "-c", "import tf2_msgs.msg"], env=env, capture_output=True,
+                              cwd=str(REPO)).returncode == 0
+
+    if node_imports_it():
         import tf2_msgs.msg  # noqa: F401
         return "installed", ""
-    except ImportError:
-        pass
     install, why_not = msgs_install()
     if install is None or not (install / "tf2_msgs").is_dir():
         return None, f"tf2_msgs does not import and cannot be built here: {why_not or 'not in the workspace'}"
@@ -500,7 +502,12 @@ def with_tf2_msgs(env: dict) -> tuple[str | None, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in [env.get("PYTHONPATH", ""), str(next(lib.glob(
         "python3.*/site-packages")))] if p)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [str(lib), env.get("LD_LIBRARY_PATH", "")] if p)
-    load_msgs_in_process(install, "tf2_msgs")
+    if not node_imports_it():
+        raise AssertionError(f"tf2_msgs built in {install} does not import with PYTHONPATH={env['PYTHONPATH']}")
+    try:
+        import tf2_msgs.msg  # noqa: F401,F811
+    except ImportError:
+        load_msgs_in_process(install, "tf2_msgs")
     return f"built by scripts/colcon_build.sh in {install}", ""
 
 
