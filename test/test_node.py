@@ -483,16 +483,19 @@ def load_msgs_in_process(install: Path, package: str = "unifygeo_ros") -> None:
         sys.path.append(str(site))
 
 
+def node_imports_tf2_msgs(env: dict) -> bool:
+    """Whether a process started with ``env`` (the node's) imports tf2_msgs; this process may
+    have loaded the tests' build of it already (:func:`with_tf2_msgs`), so it is not asked."""
+    return subprocess.run([sys.executable, "-c", "import tf2_msgs.msg"], env=env, capture_output=True,
+                          cwd=str(REPO)).returncode == 0
+
+
 def with_tf2_msgs(env: dict) -> tuple[str | None, str]:
     """Make tf2_msgs (TFMessage, for /tf and /tf_static) importable in the node's ``env`` and in
     this process. A ROS 2 install provides it; without one, scripts/colcon_build.sh builds
     tf2_msgs/TFMessage in the tests' workspace (no PyPI wheel has it). Returns (where it comes
     from, "") or (None, why it cannot be had here)."""
-    def node_imports_it() -> bool:        # in the node's environment (this process may have loaded it already)
-        return subprocess.run([sys.executable, "-c", "import tf2_msgs.msg"], env=env, capture_output=True,
-                              cwd=str(REPO)).returncode == 0
-
-    if node_imports_it():
+    if node_imports_tf2_msgs(env):
         import tf2_msgs.msg  # noqa: F401
         return "installed", ""
     install, why_not = msgs_install()
@@ -502,7 +505,7 @@ def with_tf2_msgs(env: dict) -> tuple[str | None, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in [env.get("PYTHONPATH", ""), str(next(lib.glob(
         "python3.*/site-packages")))] if p)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [str(lib), env.get("LD_LIBRARY_PATH", "")] if p)
-    if not node_imports_it():
+    if not node_imports_tf2_msgs(env):
         raise AssertionError(f"tf2_msgs built in {install} does not import with PYTHONPATH={env['PYTHONPATH']}")
     try:
         import tf2_msgs.msg  # noqa: F401,F811
@@ -606,6 +609,19 @@ def _publish_still_odometry(pub_odom, Odometry, stamp_ns: int) -> None:
         o.header.frame_id, o.child_frame_id = "odom", "base_link"
         o.pose.pose.orientation.w = 1.0
         pub_odom.publish(o)
+
+
+def transform_msg(parent: str, child: str, stamp_ns: int, xyz=(0.0, 0.0, 0.0), xyzw=(0.0, 0.0, 0.0, 1.0)):
+    """A geometry_msgs/TransformStamped ``parent`` -> ``child`` at ``stamp_ns``."""
+    from geometry_msgs.msg import TransformStamped
+
+    tr = TransformStamped()
+    tr.header.stamp.sec, tr.header.stamp.nanosec = stamp_ns // 10**9, stamp_ns % 10**9
+    tr.header.frame_id, tr.child_frame_id = parent, child
+    t, q = tr.transform.translation, tr.transform.rotation
+    t.x, t.y, t.z = (float(v) for v in xyz)
+    q.x, q.y, q.z, q.w = (float(v) for v in xyzw)
+    return tr
 
 
 def _image_msg(Image, rgb: np.ndarray, stamp_ns: int, encoding="rgb8"):
@@ -1215,12 +1231,9 @@ def test_tracking_node_without_tf2_msgs_says_why(world, rclpy_mod, tmp_path, mon
     says why and what to do, keeps running and tracks on without odometry."""
     from sensor_msgs.msg import Image
 
-    try:
-        import tf2_msgs.msg  # noqa: F401
-        pytest.skip("tf2_msgs is installed here: the node's refusal cannot happen")
-    except ImportError:
-        pass
     env = ros_env()
+    if node_imports_tf2_msgs(env):
+        pytest.skip("tf2_msgs is installed here: the node's refusal cannot happen")
     node_proc = NodeProcess(_tracking_tf_params(world, tmp_path), env, "/trktf")
     x, y, yaw = street_poses(world["city"], 3)[1]
     try:
@@ -1244,7 +1257,7 @@ def test_tracking_node_reads_its_odometry_from_tf(world, rclpy_mod, tmp_path, mo
     drives 4 m a frame along its street; the /tf messages also carry a camera transform, which is
     ignored, and one transform that is not finite, which is dropped with a warning. The filter
     tracks along the drive: filtered poses near the truth up to the last frame."""
-    from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
+    from geometry_msgs.msg import PoseWithCovarianceStamped
     from sensor_msgs.msg import Image
 
     env = ros_env()
@@ -1274,30 +1287,17 @@ def test_tracking_node_reads_its_odometry_from_tf(world, rclpy_mod, tmp_path, mo
             published = []
             for k, (x, y, yaw) in enumerate(poses_xy):
                 st = t0 + k * 10**9
-                msg = TFMessage()
                 # odom = the map frame turned and moved to the first pose: odom -> base_link is the
                 # drive so far in the vehicle's starting frame (exact: no odometry noise)
                 dx, dy = x - x0, y - y0
-                ox, oy = c0 * dx + s0 * dy, -s0 * dx + c0 * dy
                 dyaw = math.radians(yaw - yaw0)
-                for parent, child in (("odom", "base_link"), ("/base_link", "camera")):
-                    tr = TransformStamped()
-                    tr.header.stamp.sec, tr.header.stamp.nanosec = st // 10**9, st % 10**9
-                    tr.header.frame_id, tr.child_frame_id = parent, child
-                    if child == "base_link":
-                        tr.transform.translation.x, tr.transform.translation.y = ox, oy
-                        tr.transform.rotation.z, tr.transform.rotation.w = math.sin(dyaw / 2), math.cos(dyaw / 2)
-                    else:
-                        tr.transform.translation.x, tr.transform.rotation.w = 5.0, 1.0
-                    msg.transforms.append(tr)
-                pub_tf.publish(msg)
+                pub_tf.publish(TFMessage(transforms=[
+                    transform_msg("odom", "base_link", st, (c0 * dx + s0 * dy, -s0 * dx + c0 * dy, 0.0),
+                                  (0.0, 0.0, math.sin(dyaw / 2), math.cos(dyaw / 2))),
+                    transform_msg("/base_link", "camera", st, (5.0, 0.0, 0.0))]))
                 if k == 2:                  # a transform that is not finite is dropped, with a warning
-                    bad = TFMessage(transforms=[TransformStamped()])
-                    bad.transforms[0].header.frame_id, bad.transforms[0].child_frame_id = "odom", "base_link"
-                    bad.transforms[0].header.stamp.sec = (st - 5 * 10**8) // 10**9
-                    bad.transforms[0].header.stamp.nanosec = (st - 5 * 10**8) % 10**9
-                    bad.transforms[0].transform.translation.x = float("nan")
-                    pub_tf.publish(bad)
+                    pub_tf.publish(TFMessage(transforms=[
+                        transform_msg("odom", "base_link", st - 5 * 10**8, (float("nan"), 0.0, 0.0))]))
                 spin_until(ex, lambda: False, 0.2)
                 pub.publish(_image_msg(Image, camera_panorama(city, (x, y), yaw), st))
                 n = len(poses)

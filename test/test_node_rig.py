@@ -1,10 +1,10 @@
 """The ROS 2 node with a camera rig (``rig.image_topics``), end to end: the real node (rclpy) in
 a subprocess on the small synthetic database, fed four cameras' images and CameraInfo by a test
 node. Sets wait for every camera's CameraInfo; an incomplete set publishes nothing; a complete
-set, its frames a few milliseconds apart, is localized as one frame with the cameras' orientations
-from /tf_static, and its pose stamped with the frames' mean stamp. A rig of CompressedImage topics (``rig.compressed_image_topics``) is
-localized the same way, and a set with a corrupt JPEG is refused with the reason. Skips, saying
-why, where rclpy is absent."""
+set, its frames a few milliseconds apart, is localized as one frame with the cameras'
+orientations from /tf_static, and its pose stamped with the frames' mean stamp. A rig of
+CompressedImage topics (``rig.compressed_image_topics``) is localized the same way, and a set
+with a corrupt JPEG is refused with the reason. Skips, saying why, where rclpy is absent."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from test_node import (  # noqa: E402
     ros_env,
     spin_until,
     street_poses,
+    transform_msg,
     with_tf2_msgs,
 )
 
@@ -47,22 +48,18 @@ def rclpy_mod():
 def publish_tf_static(tester, ex) -> None:
     """The rig's static transforms, as a robot_state_publisher latches them: base_link ->
     camera_<name> (the camera's yaw, x forward) -> camera_<name>_optical (REP-103 optical axes)."""
-    from geometry_msgs.msg import TransformStamped
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from tf2_msgs.msg import TFMessage
 
     from unifygeo_ros.sim.bag_writer import OPTICAL_ROTATION_XYZW
 
+    t0 = 1_700_000_000 * 10**9
     transforms = []
     for name, cam_yaw in zip(NAMES, YAWS):
-        for parent, child, q in ((("base_link", f"camera_{name}",
-                                   (0.0, 0.0, math.sin(math.radians(cam_yaw) / 2), math.cos(math.radians(cam_yaw) / 2)))),
-                                 (f"camera_{name}", f"camera_{name}_optical", OPTICAL_ROTATION_XYZW)):
-            tr = TransformStamped()
-            tr.header.stamp.sec = 1_700_000_000
-            tr.header.frame_id, tr.child_frame_id = parent, child
-            tr.transform.rotation.x, tr.transform.rotation.y, tr.transform.rotation.z, tr.transform.rotation.w = q
-            transforms.append(tr)
+        half = math.radians(cam_yaw) / 2
+        transforms += [transform_msg("base_link", f"camera_{name}", t0,
+                                     xyzw=(0.0, 0.0, math.sin(half), math.cos(half))),
+                       transform_msg(f"camera_{name}", f"camera_{name}_optical", t0, xyzw=OPTICAL_ROTATION_XYZW)]
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
     pub = tester.create_publisher(TFMessage, "/tf_static", qos)
